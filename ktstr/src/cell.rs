@@ -1,0 +1,1 @@
+//! One cell: initramfs + backend run -> `CellResult`.

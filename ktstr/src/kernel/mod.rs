@@ -1,0 +1,1 @@
+//! Kernels: spec -> source -> configure -> build -> cache.

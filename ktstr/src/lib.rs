@@ -1,0 +1,18 @@
+//! ktstr: boot kernels x sched_ext schedulers x scenarios in VMs and report regressions.
+//!
+//! The modules follow the data flow: a `kernel` spec is resolved, configured, built and cached;
+//! `sched` resolves scheduler binaries; `initramfs` packs the guest agent, busybox and those
+//! binaries; a `vm` backend (`qemu`, or the own `kvm` VMM) boots one cell; `cell` turns what the VM
+//! produced into a `CellResult`. The `cli` wires it to subcommands; the matrix engine lives in the
+//! `ktstr-matrix` crate and calls back into `cell` through its runner trait.
+
+pub mod cancel;
+pub mod cell;
+pub mod cli;
+pub mod exit;
+pub mod initramfs;
+pub mod kernel;
+pub mod paths;
+pub mod sched;
+pub mod topology;
+pub mod vm;

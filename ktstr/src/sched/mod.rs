@@ -1,0 +1,1 @@
+//! Scheduler specs -> binaries to pack into the initramfs.

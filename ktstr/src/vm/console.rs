@@ -1,0 +1,1 @@
+//! Console capture shared by backends: log file, bounded tail, crash-line detection.

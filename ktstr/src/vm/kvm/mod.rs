@@ -1,0 +1,1 @@
+//! The own KVM VMM backend.

@@ -1,0 +1,1 @@
+//! Shared helpers for ktstr's end-to-end tests (which boot real kernels).
