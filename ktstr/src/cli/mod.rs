@@ -1,5 +1,97 @@
-//! Command line (clap derive). Each subcommand lives in its own file.
+//! Command line (clap derive). One file per subcommand; each exposes `Args` and
+//! `run(args) -> anyhow::Result<i32>` returning the process exit code (see `crate::exit`).
+//! Errors marked with [`BadInput`] exit with `exit::USAGE`, others with `exit::FAILURE`.
+
+mod bench;
+mod kernel;
+mod matrix;
+mod report;
+mod run;
+mod shell;
+
+use clap::{Parser, Subcommand};
+use std::fmt;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ktstr",
+    version,
+    about = "Boot kernels x sched_ext schedulers x scenarios in VMs and report regressions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Boot a kernel into a busybox shell, or run one command in the guest and exit with its status.
+    Shell(shell::Args),
+    /// Run one cell (kernel x scheduler x scenario x topology) and print its result.
+    Run(run::Args),
+    /// Build, list and garbage-collect cached kernels.
+    #[command(subcommand)]
+    Kernel(kernel::Command),
+    /// Run a kernels x configs x schedulers x scenarios x topologies matrix and report.
+    Matrix(matrix::Args),
+    /// Re-render a report from results.jsonl, or compare two runs.
+    Report(report::Args),
+    /// Benchmarks whose figures go in docs/benchmarks.md.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+/// Marks an error as bad input (exit code 2): the message names the input and the fix.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl fmt::Display for BadInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for BadInput {}
+
+/// Shorthand: `return Err(bad_input(format!(...)))`.
+pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(BadInput(msg.into()))
+}
+
+/// True if any error in the chain is a [`BadInput`].
+pub fn is_bad_input(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<BadInput>().is_some())
+}
 
 pub fn main() -> i32 {
-    crate::exit::USAGE
+    crate::cancel::install_handler();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                crate::exit::USAGE
+            } else {
+                crate::exit::OK
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Shell(a) => shell::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Kernel(c) => kernel::run(c),
+        Command::Matrix(a) => matrix::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            if is_bad_input(&err) {
+                crate::exit::USAGE
+            } else {
+                crate::exit::FAILURE
+            }
+        }
+    }
 }
