@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: set-up, format and lint checks, then every test including the end-to-end ones
+# that build and boot real kernels (one cold sched_ext kernel build, shared through the cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --all-targets
+# VM tests are CPU-heavy under TCG; two test threads match this machine's two cores.
+cargo test --workspace -- --test-threads=2
