@@ -1,5 +1,13 @@
 //! ktstr's matrix engine: spec -> cells -> parallel run -> result store -> report; bisection.
-//! It knows nothing about VMs: cells are run through the `runner::CellRunner` trait that the
+//! It knows nothing about VMs: cells are run through the [`engine::CellRunner`] trait that the
 //! `ktstr` crate implements, so the engine is testable with a mock runner.
 
+pub mod engine;
+pub mod html;
+pub mod plan;
+pub mod render;
+pub mod report;
 pub mod result;
+pub mod spec;
+pub mod stats;
+pub mod store;

@@ -1,0 +1,528 @@
+//! The comparison report model, built from stored cell records. Rendered to the terminal,
+//! report.md, report.json (this struct; schema in docs/report-schema.md), report.html, junit.xml.
+
+use crate::plan::{CellKey, Column};
+use crate::result::Outcome;
+use crate::stats::{UMethod, mann_whitney_greater, median};
+use crate::store::{CellRecord, Loaded};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped when a field of report.json changes meaning or disappears (additions do not bump it).
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+/// The scheduler row every other row is compared with, when present.
+pub const EEVDF: &str = "eevdf";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    HigherIsBetter,
+    LowerIsBetter,
+    /// Shown, never flagged.
+    Unknown,
+}
+
+/// Which way is better for a scenario metric. Names from the guest's scenario catalogue; unknown
+/// names fall back on their unit suffix (latencies, gaps and spreads are lower-is-better).
+pub fn metric_direction(name: &str) -> Direction {
+    const HIGHER: &[&str] = &[
+        "work_units",
+        "throughput",
+        "ops",
+        "iterations",
+        "cpu_share",
+        "wakeups",
+    ];
+    const LOWER: &[&str] = &[
+        "_ms",
+        "_us",
+        "_ns",
+        "gap",
+        "spread",
+        "latency",
+        "lat",
+        "steal",
+        "stall",
+        "migrations",
+        "imbalance",
+    ];
+    if HIGHER.iter().any(|h| name.contains(h)) {
+        Direction::HigherIsBetter
+    } else if LOWER.iter().any(|l| name.contains(l)) {
+        Direction::LowerIsBetter
+    } else {
+        Direction::Unknown
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// One-sided significance level of the rank test.
+    pub alpha: f64,
+    /// Minimum |median delta| relative to the baseline median, e.g. 0.05 = 5 %.
+    pub min_effect: f64,
+    /// Both samples need at least this many repeats before anything is flagged.
+    pub min_repeats: usize,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            alpha: 0.05,
+            min_effect: 0.05,
+            min_repeats: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestInfo {
+    pub name: String,
+    pub alternative: String,
+    pub method: String,
+    #[serde(flatten)]
+    pub thresholds: Thresholds,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Mode {
+    Single {
+        dir: String,
+    },
+    /// `ktstr report A B`: every `b:X` column is compared with `a:X`.
+    Compare {
+        a: String,
+        b: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportColumn {
+    /// `6.12/sched_ext`, or `a:6.12/sched_ext` in compare mode.
+    pub id: String,
+    pub kernel: String,
+    pub configs: Vec<String>,
+    /// Column this one is compared with.
+    pub baseline: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub cells: usize,
+    pub pass: usize,
+    pub fail: usize,
+    pub skipped: usize,
+    pub crashed: usize,
+    pub timeout: usize,
+    pub error: usize,
+    pub regressions: usize,
+}
+
+impl Summary {
+    /// Exit status 1 when true: a cell that did not pass or skip, or a regression.
+    pub fn failed(&self) -> bool {
+        self.fail + self.crashed + self.timeout + self.error + self.regressions > 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Regression,
+    Improvement,
+    /// Tested, not past both the significance level and the minimum effect.
+    NoChange,
+    /// Fewer repeats than `min_repeats` on either side: only the delta is shown.
+    TooFewRepeats,
+    /// The metric has no known direction.
+    Undirected,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Column id or `eevdf`.
+    pub against: String,
+    pub against_median: f64,
+    /// (median - against_median) / |against_median| * 100; `None` when the baseline median is 0.
+    pub delta_pct: Option<f64>,
+    /// One-sided p-value for "worse than the baseline".
+    pub p_worse: Option<f64>,
+    pub method: Option<UMethod>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub column: String,
+    pub samples: Vec<f64>,
+    pub median: f64,
+    pub vs_baseline: Option<Comparison>,
+    pub vs_eevdf: Option<Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub sched: String,
+    pub stats: Vec<Stat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricTable {
+    pub scenario: String,
+    pub topology: String,
+    pub metric: String,
+    pub direction: Direction,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellStatus {
+    pub column: String,
+    pub sched: String,
+    pub scenario: String,
+    pub topology: String,
+    pub repeat: u32,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub backend: String,
+    pub wall_ms: f64,
+}
+
+impl CellStatus {
+    pub fn label(&self) -> String {
+        format!(
+            "{} @ {} {} {} #{}",
+            self.sched, self.column, self.topology, self.scenario, self.repeat
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    pub scenario: String,
+    pub topology: String,
+    pub metric: String,
+    pub sched: String,
+    pub column: String,
+    pub comparison: Comparison,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub ktstr_version: String,
+    pub mode: Mode,
+    pub test: TestInfo,
+    pub columns: Vec<ReportColumn>,
+    pub summary: Summary,
+    pub tables: Vec<MetricTable>,
+    pub cells: Vec<CellStatus>,
+    pub regressions: Vec<Regression>,
+    /// Notices from reading the store (e.g. a torn last line was ignored).
+    pub notices: Vec<String>,
+}
+
+fn test_info(t: &Thresholds) -> TestInfo {
+    TestInfo {
+        name: "Mann-Whitney U".into(),
+        alternative: "one-sided, in the metric's worse direction".into(),
+        method: "exact null distribution when there are no ties and n1+n2 <= 40; otherwise normal approximation with tie and continuity correction".into(),
+        thresholds: t.clone(),
+    }
+}
+
+/// One column of input records: (report column, its baseline, records).
+struct Input<'a> {
+    column: ReportColumn,
+    records: Vec<&'a CellRecord>,
+}
+
+/// Report for one run. `baseline` as in the spec (kernel or KERNEL/CONFIGS); `None` = first kernel.
+pub fn single(dir: &str, loaded: &Loaded, baseline: Option<&str>, t: &Thresholds) -> Report {
+    let spec = &loaded.run.spec;
+    let base = baseline
+        .map(String::from)
+        .or_else(|| spec.baseline.clone())
+        .and_then(|b| crate::plan::resolve_baseline_spec(&b, spec))
+        .unwrap_or_else(|| (spec.kernels.first().cloned().unwrap_or_default(), None));
+    let columns = columns_of(loaded);
+    let inputs = columns
+        .iter()
+        .map(|c| {
+            let bcol = Column {
+                kernel: base.0.clone(),
+                configs: base.1.clone().unwrap_or_else(|| c.configs.clone()),
+            };
+            let baseline = (bcol != *c && columns.contains(&bcol)).then(|| bcol.label());
+            Input {
+                column: ReportColumn {
+                    id: c.label(),
+                    kernel: c.kernel.clone(),
+                    configs: c.configs.clone(),
+                    baseline,
+                },
+                records: loaded
+                    .cells
+                    .iter()
+                    .filter(|r| r.key.column() == *c)
+                    .collect(),
+            }
+        })
+        .collect();
+    build(
+        Mode::Single { dir: dir.into() },
+        &loaded.run.ktstr_version,
+        inputs,
+        loaded.notice.iter().cloned().collect(),
+        t,
+    )
+}
+
+/// `ktstr report A B`: columns `a:X` and `b:X`; each `b:X` is compared with `a:X`.
+pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds) -> Report {
+    let mut inputs = Vec::new();
+    let a_cols = columns_of(a);
+    for (tag, loaded) in [("a", a), ("b", b)] {
+        for c in columns_of(loaded) {
+            let baseline = (tag == "b" && a_cols.contains(&c)).then(|| format!("a:{}", c.label()));
+            inputs.push(Input {
+                column: ReportColumn {
+                    id: format!("{tag}:{}", c.label()),
+                    kernel: c.kernel.clone(),
+                    configs: c.configs.clone(),
+                    baseline,
+                },
+                records: loaded
+                    .cells
+                    .iter()
+                    .filter(|r| r.key.column() == c)
+                    .collect(),
+            });
+        }
+    }
+    let notices = a.notice.iter().chain(&b.notice).cloned().collect();
+    build(
+        Mode::Compare {
+            a: a_dir.into(),
+            b: b_dir.into(),
+        },
+        &b.run.ktstr_version,
+        inputs,
+        notices,
+        t,
+    )
+}
+
+/// Columns in spec order, plus any that only appear in records (e.g. from an older spec).
+fn columns_of(l: &Loaded) -> Vec<Column> {
+    let mut cols = l.run.columns.clone();
+    for r in &l.cells {
+        let c = r.key.column();
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    cols
+}
+
+type TableKey = (String, String, String); // scenario, topology, metric
+
+fn build(
+    mode: Mode,
+    version: &str,
+    inputs: Vec<Input>,
+    notices: Vec<String>,
+    t: &Thresholds,
+) -> Report {
+    let mut summary = Summary::default();
+    let mut cells = Vec::new();
+    // samples[(scenario, topology, metric)][sched][column] = values over repeats
+    let mut samples: BTreeMap<TableKey, BTreeMap<String, BTreeMap<String, Vec<f64>>>> =
+        BTreeMap::new();
+    let mut sched_order: Vec<String> = Vec::new();
+    for inp in &inputs {
+        let mut recs = inp.records.clone();
+        recs.sort_by_key(|r| sort_key(&r.key));
+        for r in recs {
+            let o = r.result.outcome;
+            summary.cells += 1;
+            match o {
+                Outcome::Pass => summary.pass += 1,
+                Outcome::Fail => summary.fail += 1,
+                Outcome::Skipped => summary.skipped += 1,
+                Outcome::Crashed => summary.crashed += 1,
+                Outcome::Timeout => summary.timeout += 1,
+                Outcome::Error => summary.error += 1,
+            }
+            if !sched_order.contains(&r.key.sched) {
+                sched_order.push(r.key.sched.clone());
+            }
+            cells.push(CellStatus {
+                column: inp.column.id.clone(),
+                sched: r.key.sched.clone(),
+                scenario: r.key.scenario.name.clone(),
+                topology: r.key.topology.clone(),
+                repeat: r.key.repeat,
+                outcome: o,
+                reason: r.result.reason.clone(),
+                backend: r.result.backend.clone(),
+                wall_ms: r.result.timings.wall_ms,
+            });
+            if !matches!(o, Outcome::Pass | Outcome::Fail) {
+                continue;
+            }
+            let Some(sc) = r.result.report.as_ref().and_then(|g| g.scenario.as_ref()) else {
+                continue;
+            };
+            for (m, v) in &sc.metrics {
+                if v.is_finite() {
+                    samples
+                        .entry((
+                            r.key.scenario.name.clone(),
+                            r.key.topology.clone(),
+                            m.clone(),
+                        ))
+                        .or_default()
+                        .entry(r.key.sched.clone())
+                        .or_default()
+                        .entry(inp.column.id.clone())
+                        .or_default()
+                        .push(*v);
+                }
+            }
+        }
+    }
+    let mut tables = Vec::new();
+    let mut regressions = Vec::new();
+    for ((scenario, topology, metric), by_sched) in samples {
+        let direction = metric_direction(&metric);
+        let mut rows = Vec::new();
+        for sched in sched_order.iter().filter(|s| by_sched.contains_key(*s)) {
+            let by_col = &by_sched[sched];
+            let mut stats = Vec::new();
+            for inp in &inputs {
+                let Some(xs) = by_col.get(&inp.column.id) else {
+                    continue;
+                };
+                let vs_baseline = inp.column.baseline.as_ref().and_then(|b| {
+                    by_col
+                        .get(b)
+                        .map(|ys| compare_samples(b, xs, ys, direction, t))
+                });
+                let vs_eevdf = (sched != EEVDF)
+                    .then(|| by_sched.get(EEVDF).and_then(|e| e.get(&inp.column.id)))
+                    .flatten()
+                    .map(|ys| compare_samples(EEVDF, xs, ys, direction, t));
+                for c in vs_baseline.iter().chain(&vs_eevdf) {
+                    if c.verdict == Verdict::Regression {
+                        regressions.push(Regression {
+                            scenario: scenario.clone(),
+                            topology: topology.clone(),
+                            metric: metric.clone(),
+                            sched: sched.clone(),
+                            column: inp.column.id.clone(),
+                            comparison: c.clone(),
+                        });
+                    }
+                }
+                stats.push(Stat {
+                    column: inp.column.id.clone(),
+                    median: median(xs).unwrap_or(f64::NAN),
+                    samples: xs.clone(),
+                    vs_baseline,
+                    vs_eevdf,
+                });
+            }
+            rows.push(Row {
+                sched: sched.clone(),
+                stats,
+            });
+        }
+        tables.push(MetricTable {
+            scenario,
+            topology,
+            metric,
+            direction,
+            rows,
+        });
+    }
+    summary.regressions = regressions.len();
+    Report {
+        format_version: REPORT_FORMAT_VERSION,
+        ktstr_version: version.to_string(),
+        mode,
+        test: test_info(t),
+        columns: inputs.into_iter().map(|i| i.column).collect(),
+        summary,
+        tables,
+        cells,
+        regressions,
+        notices,
+    }
+}
+
+fn sort_key(k: &CellKey) -> (String, String, String, u32) {
+    (
+        k.topology.clone(),
+        k.scenario.name.clone(),
+        k.sched.clone(),
+        k.repeat,
+    )
+}
+
+/// Compares candidate samples `xs` with baseline samples `ys`.
+pub fn compare_samples(
+    against: &str,
+    xs: &[f64],
+    ys: &[f64],
+    dir: Direction,
+    t: &Thresholds,
+) -> Comparison {
+    let m = median(xs).unwrap_or(f64::NAN);
+    let b = median(ys).unwrap_or(f64::NAN);
+    let delta_pct = (b != 0.0).then(|| (m - b) / b.abs() * 100.0);
+    let mut c = Comparison {
+        against: against.to_string(),
+        against_median: b,
+        delta_pct,
+        p_worse: None,
+        method: None,
+        verdict: Verdict::NoChange,
+    };
+    if dir == Direction::Unknown {
+        c.verdict = Verdict::Undirected;
+        return c;
+    }
+    if xs.len() < t.min_repeats || ys.len() < t.min_repeats {
+        c.verdict = Verdict::TooFewRepeats;
+        return c;
+    }
+    // "Worse" is greater for lower-is-better metrics; test on negated values otherwise.
+    let neg = |v: &[f64]| v.iter().map(|x| -x).collect::<Vec<_>>();
+    let (worse, better) = match dir {
+        Direction::LowerIsBetter => (mann_whitney_greater(xs, ys), mann_whitney_greater(ys, xs)),
+        _ => (
+            mann_whitney_greater(&neg(xs), &neg(ys)),
+            mann_whitney_greater(&neg(ys), &neg(xs)),
+        ),
+    };
+    let (Some(worse), Some(better)) = (worse, better) else {
+        return c;
+    };
+    c.p_worse = Some(worse.p_greater);
+    c.method = Some(worse.method);
+    // Effect: the relative median delta, or any delta when the baseline median is 0.
+    let effect = match delta_pct {
+        Some(d) => d.abs() / 100.0 >= t.min_effect,
+        None => m != b,
+    };
+    c.verdict = if effect && worse.p_greater <= t.alpha {
+        Verdict::Regression
+    } else if effect && better.p_greater <= t.alpha {
+        Verdict::Improvement
+    } else {
+        Verdict::NoChange
+    };
+    c
+}
