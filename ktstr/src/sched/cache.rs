@@ -1,0 +1,161 @@
+//! The scheduler cache under `paths::scheds_dir()`:
+//!
+//! ```text
+//! store/<sha256>/<name>      binaries by content hash (what cells run and reports cite)
+//! index/<key>.json           key (e.g. `cargo-scx_rusty@1.1.4`) -> store entry: a resolve that hits
+//!                            it does no hashing and no build
+//! locks/<key>.lock           serialises concurrent builds of one key (parallel matrix cells)
+//! logs/<key>.log             build output of the last build of a key
+//! cargo/<name>@<ver>/        `cargo install --root`; cargo-target/ is shared so crates share deps
+//! kernel/<kernel-key>/       tools/sched_ext build output (O=) of one kernel
+//! ```
+//!
+//! Every file is written to a temporary name and renamed, so a crash never leaves a half entry.
+
+use super::SchedError;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub sha256: String,
+    /// `store/<sha256>/<name>`.
+    pub path: PathBuf,
+    /// Where it came from, for humans: `cargo install scx_rusty 1.1.4`, `linux 6.12.117 tools/sched_ext`.
+    pub origin: String,
+}
+
+pub struct Cache {
+    root: PathBuf,
+}
+
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> SchedError {
+    SchedError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Cache {
+    pub fn new(root: PathBuf) -> Self {
+        Cache { root }
+    }
+    pub fn at_default() -> Self {
+        Cache::new(crate::paths::scheds_dir())
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn dir(&self, sub: &str) -> Result<PathBuf, SchedError> {
+        let d = self.root.join(sub);
+        fs::create_dir_all(&d).map_err(|e| io_err(&d, e))?;
+        Ok(d)
+    }
+    pub fn log_path(&self, key: &str) -> Result<PathBuf, SchedError> {
+        Ok(self.dir("logs")?.join(format!("{key}.log")))
+    }
+
+    /// The index entry for `key`, if it exists and its binary is still in the store.
+    pub fn lookup(&self, key: &str) -> Option<Entry> {
+        let text = fs::read_to_string(self.root.join("index").join(format!("{key}.json"))).ok()?;
+        let entry: Entry = serde_json::from_str(&text).ok()?;
+        entry.path.is_file().then_some(entry)
+    }
+
+    /// Holds an exclusive lock on `key` until the guard drops; a second process building the same
+    /// scheduler waits here and then finds the index entry the first one wrote.
+    pub fn lock(&self, key: &str) -> Result<fs::File, SchedError> {
+        let p = self.dir("locks")?.join(format!("{key}.lock"));
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_err(&p, e))?;
+        fs4::FileExt::lock(&f).map_err(|e| io_err(&p, e))?;
+        Ok(f)
+    }
+
+    /// Copies `bin` into the store under its content hash and points `key` at it.
+    pub fn insert(
+        &self,
+        key: &str,
+        name: &str,
+        bin: &Path,
+        origin: &str,
+    ) -> Result<Entry, SchedError> {
+        let sha = sha256_file(bin)?;
+        let dir = self.dir("store")?.join(&sha);
+        let dest = dir.join(name);
+        if !dest.is_file() {
+            fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+            fs::copy(bin, &tmp).map_err(|e| io_err(bin, e))?;
+            fs::rename(&tmp, &dest).map_err(|e| io_err(&dest, e))?;
+        }
+        let entry = Entry {
+            name: name.to_string(),
+            sha256: sha,
+            path: dest,
+            origin: origin.to_string(),
+        };
+        let idx = self.dir("index")?;
+        let tmp = idx.join(format!(".{key}.json.tmp{}", std::process::id()));
+        let json = serde_json::to_string_pretty(&entry).expect("Entry serialises");
+        fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
+        let dst = idx.join(format!("{key}.json"));
+        fs::rename(&tmp, &dst).map_err(|e| io_err(&dst, e))?;
+        Ok(entry)
+    }
+}
+
+pub fn sha256_file(p: &Path) -> Result<String, SchedError> {
+    let mut f = fs::File::open(p).map_err(|e| io_err(p, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err(p, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The last `n` lines of a build log, for the error message.
+pub fn log_tail(p: &Path, n: usize) -> String {
+    let text = fs::read_to_string(p).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn insert_then_lookup_by_key_and_content() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path().join("scheds"));
+        let bin = tmp.path().join("b");
+        fs::write(&bin, b"\x7fELF pretend").unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(cache.lookup("cargo-x@1.0.0").is_none());
+        let e = cache.insert("cargo-x@1.0.0", "x", &bin, "test").unwrap();
+        assert_eq!(e.sha256, sha256_file(&bin).unwrap());
+        assert!(e.path.ends_with(format!("store/{}/x", e.sha256)));
+        assert_eq!(cache.lookup("cargo-x@1.0.0").unwrap(), e);
+        // Same content under another key shares the store entry.
+        let e2 = cache.insert("other", "x", &bin, "test").unwrap();
+        assert_eq!(e2.path, e.path);
+        // A store entry that vanished invalidates the index entry instead of returning a dead path.
+        fs::remove_file(&e.path).unwrap();
+        assert!(cache.lookup("cargo-x@1.0.0").is_none());
+    }
+}

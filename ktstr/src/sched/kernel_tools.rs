@@ -1,0 +1,108 @@
+//! `kernel:scx_*`: the schedulers in a kernel's own `tools/sched_ext`, built against that kernel's
+//! vmlinux BTF so they match it exactly. One `make` builds all of them (~13 s on 2 cores); the
+//! results are cached per kernel key.
+
+use super::SchedError;
+use super::cache::{Cache, Entry, io_err, log_tail};
+use super::spec::KERNEL_TOOLS;
+use super::toolchain::{self, BuildKind};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+pub fn key(kernel_key: &str, tool: &str) -> String {
+    format!("kernel-{kernel_key}-{tool}")
+}
+
+/// The binary of `tool` for the kernel identified by `kernel_key`, built from `source_tree` with
+/// `vmlinux` as the BTF on a miss. The source tree is only read: the build goes to `O=` in the cache.
+pub fn ensure(
+    cache: &Cache,
+    kernel_key: &str,
+    version: &str,
+    source_tree: &Path,
+    vmlinux: &Path,
+    tool: &str,
+) -> Result<Entry, SchedError> {
+    let wanted_key = key(kernel_key, tool);
+    if let Some(e) = cache.lookup(&wanted_key) {
+        return Ok(e);
+    }
+    let lock_key = format!("kernel-{kernel_key}");
+    let _lock = cache.lock(&lock_key)?;
+    if let Some(e) = cache.lookup(&wanted_key) {
+        return Ok(e);
+    }
+    let makefile_dir = source_tree.join("tools/sched_ext");
+    if !makefile_dir.join("Makefile").is_file() {
+        return Err(SchedError::Kernel(format!(
+            "kernel {version}: {} has no tools/sched_ext (sched_ext schedulers ship with 6.12+)",
+            source_tree.display()
+        )));
+    }
+    if !vmlinux.is_file() {
+        return Err(SchedError::Kernel(format!(
+            "kernel {version}: no vmlinux at {} (kernel:{tool} needs its BTF)",
+            vmlinux.display()
+        )));
+    }
+    let tc = toolchain::check(BuildKind::KernelTools)?;
+    let out = cache.dir("kernel")?.join(kernel_key);
+    // A previous failed build may have left half-made objects; make would trust their timestamps.
+    let _ = fs::remove_dir_all(&out);
+    fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
+    let log = cache.log_path(&lock_key)?;
+    let log_file = fs::File::create(&log).map_err(|e| io_err(&log, e))?;
+    let log_err = log_file.try_clone().map_err(|e| io_err(&log, e))?;
+    eprintln!(
+        "ktstr: building tools/sched_ext of kernel {version} (log: {})",
+        log.display()
+    );
+    let t0 = Instant::now();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(&makefile_dir)
+        .arg(format!("-j{jobs}"))
+        .arg(format!("CLANG={}", tc.clang))
+        .arg(format!("O={}", out.display()))
+        .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
+        .args(KERNEL_TOOLS)
+        // The kernel's build sets these for its own tree; inherited ones would redirect this build.
+        .env_remove("KBUILD_OUTPUT")
+        .env_remove("MAKEFLAGS")
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err)
+        .status()
+        .map_err(|e| io_err(Path::new("make"), e))?;
+    if !status.success() {
+        return Err(SchedError::Build {
+            what: format!("tools/sched_ext of kernel {version}"),
+            log: log.clone(),
+            tail: log_tail(&log, 15),
+        });
+    }
+    eprintln!("ktstr: built tools/sched_ext in {:.1?}", t0.elapsed());
+    let bin_dir = out.join("build/bin");
+    let origin = format!("linux {version} tools/sched_ext ({kernel_key})");
+    let mut wanted = None;
+    for t in KERNEL_TOOLS {
+        let bin = bin_dir.join(t);
+        if !bin.is_file() {
+            continue;
+        }
+        let e = cache.insert(&key(kernel_key, t), t, &bin, &origin)?;
+        if *t == tool {
+            wanted = Some(e);
+        }
+    }
+    // The objects, libbpf and bpftool are tens of MB per kernel and never needed again.
+    let _ = fs::remove_dir_all(&out);
+    wanted.ok_or_else(|| SchedError::Build {
+        what: format!("tools/sched_ext of kernel {version}"),
+        log: log.clone(),
+        tail: format!("make succeeded but built no {tool} (this tree's tools/sched_ext lacks it)"),
+    })
+}
