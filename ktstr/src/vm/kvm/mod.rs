@@ -1,1 +1,403 @@
-//! The own KVM VMM backend.
+//! The own KVM VMM backend (x86_64). [`build_vm`] reads top to bottom in boot order, one module
+//! per step: memory [`layout`], kernel [`loader`], [`boot_params`] (initrd, command line, e820),
+//! [`regs`] (page tables, GDT, long mode), [`cpuid`] (topology + KVM PV leaves), [`msrs`],
+//! [`mptable`], [`serial`] (COM1 console, COM2 results) and the [`vcpu`] threads. [`probe`]
+//! decides whether this host's /dev/kvm can run a stock kernel at all.
+
+pub mod boot_params;
+pub mod cpuid;
+pub mod layout;
+pub mod loader;
+pub mod msrs;
+pub mod mptable;
+pub mod probe;
+pub mod regs;
+pub mod serial;
+pub mod vcpu;
+
+use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun};
+use cpuid::ApicLayout;
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use serial::{ConsoleSink, ResultSink, Uarts};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Address KVM needs for its TSS (three pages) on Intel; just below the MMIO window's top.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+/// Extra command line items for this VMM: there is no PCI bus to scan, no i8042 to probe.
+const KVM_CMDLINE: [&str; 4] = ["pci=off", "i8042.noaux", "i8042.nomux", "i8042.dumbkbd"];
+
+/// The kvm backend. Performance mode pins vCPUs and asks for huge pages.
+#[derive(Debug, Clone)]
+pub struct KvmBackend {
+    pub perf_mode: bool,
+}
+
+impl Default for KvmBackend {
+    fn default() -> Self {
+        KvmBackend { perf_mode: true }
+    }
+}
+
+/// A VM ready to run: memory registered, kernel loaded, vCPUs configured.
+pub struct Vm {
+    // Kept alive: KVM refers to this memory until the VM fd is closed.
+    _mem: GuestMemoryMmap,
+    _vm: VmFd,
+    vcpus: Vec<VcpuFd>,
+    uarts: Arc<Uarts>,
+    pub kernel_format: &'static str,
+}
+
+fn cfg_err(what: &str, e: impl std::fmt::Display) -> VmError {
+    VmError::Config(format!("{what}: {e}"))
+}
+
+fn kvm_err(what: &str, e: impl std::fmt::Display) -> VmError {
+    VmError::Spawn {
+        backend: "kvm".into(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// Checks the parts of `cfg` this backend cannot honour, before any work.
+pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
+    if cfg.topology.nodes > 1 {
+        return Err(VmError::Config(format!(
+            "topology {}: the kvm backend describes CPUs with an MP table and has no ACPI SRAT yet, so it cannot show {} NUMA nodes; use --backend qemu or 1 node",
+            cfg.topology, cfg.topology.nodes
+        )));
+    }
+    if cfg.memory_mib < layout::MIN_MEMORY_MIB {
+        return Err(VmError::Config(format!(
+            "--memory-mib {} is too small; use at least {}",
+            cfg.memory_mib,
+            layout::MIN_MEMORY_MIB
+        )));
+    }
+    mptable::build(&ApicLayout::new(cfg.topology)).map_err(VmError::Config)?;
+    Ok(())
+}
+
+/// Builds the VM in boot order. `start` is the instant the caller's timings count from.
+pub fn build_vm(
+    kvm: &Kvm,
+    cfg: &VmConfig,
+    perf_mode: bool,
+    start: Instant,
+) -> Result<Vm, VmError> {
+    validate(cfg)?;
+    let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
+
+    // 1. Guest memory, registered with KVM slot by slot.
+    let mem = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
+    register_memory(&vm, &mem)?;
+
+    // In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(|e| kvm_err("KVM_SET_TSS_ADDR", e))?;
+    vm.create_irq_chip()
+        .map_err(|e| kvm_err("KVM_CREATE_IRQCHIP", e))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(|e| kvm_err("KVM_CREATE_PIT2", e))?;
+
+    // 2. Kernel image.
+    let kernel = loader::load_kernel(&mem, &cfg.kernel).map_err(|reason| VmError::BadKernel {
+        path: cfg.kernel.clone(),
+        reason,
+    })?;
+
+    // 3. Initrd, command line, zero page with e820.
+    let initrd = boot_params::load_initrd(&mem, &cfg.initramfs, cfg.memory_mib, &kernel)
+        .map_err(|e| cfg_err(&cfg.initramfs.display().to_string(), e))?;
+    let cmdline = command_line(cfg);
+    boot_params::write_boot_params(&mem, &kernel, initrd, &cmdline, cfg.memory_mib)
+        .map_err(VmError::Config)?;
+
+    // 4. Page tables and GDT for the 64-bit entry.
+    regs::write_boot_tables(&mem).map_err(VmError::Config)?;
+
+    // 7. MP table: the CPUs (by APIC ID), the IOAPIC and the IRQ routing.
+    let apic = ApicLayout::new(cfg.topology);
+    mptable::write(&mem, &apic).map_err(VmError::Config)?;
+
+    // 8. UARTs with irqfds into the in-kernel PIC/IOAPIC.
+    let uarts = create_uarts(&vm, cfg, start)?;
+
+    // 5, 6, 4. vCPUs: CPUID, MSRs, LAPIC LINT wiring, FPU; the boot vCPU gets the entry state.
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
+    let mut vcpus = Vec::new();
+    for i in 0..cfg.topology.cpus() {
+        let vcpu = vm
+            .create_vcpu(u64::from(apic.apic_id(i)))
+            .map_err(|e| kvm_err("KVM_CREATE_VCPU", e))?;
+        let table = cpuid::for_vcpu(&supported, &apic, i).map_err(VmError::Config)?;
+        vcpu.set_cpuid2(&table)
+            .map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
+        msrs::setup_msrs(&vcpu).map_err(|e| kvm_err("MSRs", e))?;
+        setup_lint(&vcpu)?;
+        regs::setup_fpu(&vcpu).map_err(|e| kvm_err("FPU", e))?;
+        if i == 0 {
+            regs::setup_boot_vcpu(&vcpu, kernel.entry).map_err(|e| kvm_err("boot vCPU", e))?;
+        }
+        vcpus.push(vcpu);
+    }
+    Ok(Vm {
+        _mem: mem,
+        _vm: vm,
+        vcpus,
+        uarts,
+        kernel_format: kernel.format,
+    })
+}
+
+fn command_line(cfg: &VmConfig) -> String {
+    let mut items = super::cmdline::base();
+    items.extend(KVM_CMDLINE.iter().map(|s| s.to_string()));
+    items.extend(cfg.cmdline_extra.iter().cloned());
+    items.join(" ")
+}
+
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| kvm_err("guest memory", e))?;
+        let r = kvm_bindings::kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which `Vm` keeps alive for as
+        // long as the VM fd exists; slots do not overlap (distinct regions of one GuestMemoryMmap).
+        unsafe { vm.set_user_memory_region(r) }
+            .map_err(|e| kvm_err("KVM_SET_USER_MEMORY_REGION", e))?;
+    }
+    Ok(())
+}
+
+fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>, VmError> {
+    let evt = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| kvm_err("eventfd", e));
+    let (com1, com2) = (evt()?, evt()?);
+    vm.register_irqfd(&com1, serial::COM1_IRQ)
+        .map_err(|e| kvm_err("KVM_IRQFD", e))?;
+    vm.register_irqfd(&com2, serial::COM2_IRQ)
+        .map_err(|e| kvm_err("KVM_IRQFD", e))?;
+    let console = match &cfg.console {
+        ConsoleMode::Capture { log } => {
+            let f = std::fs::File::create(log).map_err(|source| VmError::Io {
+                what: log.display().to_string(),
+                source,
+            })?;
+            ConsoleSink::new(Some(f), false)
+        }
+        ConsoleMode::Interactive => ConsoleSink::new(None, true),
+    };
+    Ok(Uarts::new(com1, com2, console, ResultSink::new(start)))
+}
+
+/// LAPIC LVT0 = ExtINT (the PIC's output) and LVT1 = NMI, as a BIOS leaves them.
+fn setup_lint(vcpu: &VcpuFd) -> Result<(), VmError> {
+    const APIC_LVT0: usize = 0x350;
+    const APIC_LVT1: usize = 0x360;
+    const APIC_MODE_NMI: u32 = 0x4;
+    const APIC_MODE_EXTINT: u32 = 0x7;
+    let mut lapic = vcpu.get_lapic().map_err(|e| kvm_err("KVM_GET_LAPIC", e))?;
+    for (off, mode) in [(APIC_LVT0, APIC_MODE_EXTINT), (APIC_LVT1, APIC_MODE_NMI)] {
+        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[off + i] as u8);
+        let v = (u32::from_le_bytes(bytes) & !0x700) | (mode << 8);
+        for (i, b) in v.to_le_bytes().into_iter().enumerate() {
+            lapic.regs[off + i] = b as _;
+        }
+    }
+    vcpu.set_lapic(&lapic)
+        .map_err(|e| kvm_err("KVM_SET_LAPIC", e))
+}
+
+/// Round-robin start offset for pinning, so parallel VMs of one process spread over the host.
+static NEXT_PIN: AtomicUsize = AtomicUsize::new(0);
+
+/// Host CPUs for each vCPU: confined to the first `budget` allowed CPUs when a budget is set;
+/// in performance mode each vCPU gets its own CPU when there are enough.
+pub fn placement(
+    vcpus: u32,
+    allowed: &[usize],
+    budget: Option<u32>,
+    perf_mode: bool,
+) -> Result<Vec<Vec<usize>>, VmError> {
+    let vcpus = vcpus as usize;
+    let pool: Vec<usize> = match budget {
+        Some(0) => return Err(VmError::Config("--cpu-budget 0: use at least 1".into())),
+        Some(k) if k as usize > allowed.len() => {
+            return Err(VmError::Config(format!(
+                "--cpu-budget {k} exceeds the {} host CPUs this process may use; use at most {}",
+                allowed.len(),
+                allowed.len()
+            )));
+        }
+        Some(k) => allowed[..k as usize].to_vec(),
+        None => allowed.to_vec(),
+    };
+    if perf_mode && vcpus <= pool.len() && !pool.is_empty() {
+        let base = if budget.is_some() {
+            0
+        } else {
+            NEXT_PIN.fetch_add(vcpus, Ordering::Relaxed)
+        };
+        return Ok((0..vcpus)
+            .map(|i| vec![pool[(base + i) % pool.len()]])
+            .collect());
+    }
+    let shared = if budget.is_some() { pool } else { Vec::new() };
+    Ok(vec![shared; vcpus])
+}
+
+impl Backend for KvmBackend {
+    fn describe(&self) -> String {
+        if self.perf_mode {
+            "kvm".into()
+        } else {
+            "kvm (no perf mode)".into()
+        }
+    }
+
+    fn run(&self, cfg: &VmConfig) -> Result<VmRun, VmError> {
+        let start = Instant::now();
+        let kvm = Kvm::new().map_err(|e| VmError::MissingTool {
+            tool: "/dev/kvm".into(),
+            fix: format!(
+                "cannot open it ({e}); load kvm-intel/kvm-amd and add yourself to the kvm group, or use --backend qemu"
+            ),
+        })?;
+        let places = placement(
+            cfg.topology.cpus(),
+            &vcpu::allowed_cpus(),
+            cfg.cpu_budget,
+            self.perf_mode,
+        )?;
+        let vm = build_vm(&kvm, cfg, self.perf_mode, start)?;
+        if cfg.console == ConsoleMode::Interactive {
+            forward_stdin(vm.uarts.clone());
+        }
+        let shared = Arc::new(vcpu::Shared {
+            stop: AtomicBool::new(false),
+            uarts: vm.uarts.clone(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        let mut end = None;
+        let mut fault = None;
+        for (i, (fd, cpus)) in vm.vcpus.into_iter().zip(places).enumerate() {
+            match vcpu::spawn(i as u32, fd, shared.clone(), cpus, tx.clone()) {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    fault = Some(e);
+                    end = Some(VmEnd::Shutdown);
+                    break;
+                }
+            }
+        }
+        let deadline = start + cfg.timeout;
+        while end.is_none() {
+            if crate::cancel::requested() {
+                end = Some(VmEnd::Cancelled);
+                break;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                end = Some(VmEnd::TimedOut);
+                break;
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok((_, vcpu::VcpuStop::Requested)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok((_, vcpu::VcpuStop::GuestShutdown(_))) => end = Some(VmEnd::Shutdown),
+                Ok((i, vcpu::VcpuStop::Fault(f))) => {
+                    fault = Some(format!("vCPU {i}: {f}"));
+                    end = Some(VmEnd::Shutdown);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => end = Some(VmEnd::Shutdown),
+            }
+        }
+        vcpu::stop_all(&shared, threads);
+        let wall = start.elapsed();
+
+        let (console_tail, mut crash_line) = {
+            let c = serial::lock(&vm.uarts.com1);
+            (c.writer().tail_text(), c.writer().crash_line.clone())
+        };
+        if let Some(f) = fault {
+            crash_line.get_or_insert(format!("kvm: {f}"));
+        }
+        let r = serial::lock(&vm.uarts.com2);
+        let results = r.writer();
+        Ok(VmRun {
+            end: end.unwrap_or(VmEnd::Shutdown),
+            messages: results.messages.clone(),
+            frame_errors: results.frame_errors.clone(),
+            console_tail,
+            console_log: match &cfg.console {
+                ConsoleMode::Capture { log } => Some(log.clone()),
+                ConsoleMode::Interactive => None,
+            },
+            crash_line,
+            to_agent: results.to_agent,
+            to_result: results.to_result,
+            wall,
+            backend: self.describe(),
+        })
+    }
+}
+
+/// Interactive console: terminal input goes to COM1. The thread ends with the process (a
+/// blocking stdin read cannot be interrupted portably); it only holds an `Arc` to the UARTs.
+fn forward_stdin(uarts: Arc<Uarts>) {
+    let _ = std::thread::Builder::new()
+        .name("kvm-stdin".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while let Ok(n) = stdin.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut sent = 0;
+                while sent < n {
+                    sent += uarts.console_input(&buf[sent..n]);
+                    if sent < n {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_honours_budget_and_perf_mode() {
+        let allowed = [0, 1, 2, 3];
+        let p = placement(8, &allowed, Some(2), true).unwrap();
+        assert!(p.iter().all(|c| c == &vec![0, 1]));
+        let p = placement(2, &allowed, Some(2), true).unwrap();
+        assert_eq!(p, vec![vec![0], vec![1]]);
+        let p = placement(2, &allowed, None, false).unwrap();
+        assert!(p.iter().all(Vec::is_empty));
+        assert!(placement(2, &allowed, Some(5), true).is_err());
+        assert!(placement(2, &allowed, Some(0), true).is_err());
+    }
+}

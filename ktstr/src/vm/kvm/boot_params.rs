@@ -1,0 +1,108 @@
+//! Boot step 3: the initrd, the command line and `struct boot_params` (zero page) with the
+//! e820 map — everything the kernel reads from its loader before it touches hardware.
+
+use super::layout::{self, CMDLINE, CMDLINE_MAX, ZERO_PAGE};
+use super::loader::LoadedKernel;
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use std::path::Path;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// "HdrS": the setup header magic.
+const HDRS: u32 = 0x5372_6448;
+const BOOT_FLAG: u16 = 0xaa55;
+/// type_of_loader 0xff = "undefined" loader; the kernel only uses it for diagnostics.
+const UNDEFINED_LOADER: u8 = 0xff;
+/// Default initrd_addr_max when there is no setup header to take it from (ELF boot).
+const DEFAULT_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Initrd {
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// Copies the initramfs to the highest page-aligned address below the end of low RAM (and below
+/// the kernel's `initrd_addr_max`) so it cannot overlap the kernel's decompression area.
+pub fn load_initrd(
+    mem: &GuestMemoryMmap,
+    path: &Path,
+    memory_mib: u32,
+    kernel: &LoadedKernel,
+) -> Result<Initrd, String> {
+    let data = std::fs::read(path).map_err(|e| format!("cannot read initramfs: {e}"))?;
+    let max = kernel
+        .setup_header
+        .map(|h| u64::from(h.initrd_addr_max))
+        .filter(|&m| m != 0)
+        .unwrap_or(DEFAULT_INITRD_ADDR_MAX);
+    let top = layout::low_ram_end(memory_mib).min(max + 1);
+    let size = data.len() as u64;
+    let addr = top.checked_sub(size).map(|a| a & !0xfff).unwrap_or(0);
+    // A bzImage decompresses to its preferred address and needs `init_size` bytes there; demand
+    // that room instead of letting the guest crash mysteriously.
+    let kernel_room = match kernel.setup_header {
+        Some(h) => kernel.end.max(h.pref_address + u64::from(h.init_size)),
+        None => kernel.end,
+    };
+    if addr < kernel_room.max(layout::HIMEM_START) {
+        return Err(format!(
+            "{memory_mib} MiB of guest memory is too small for a {} KiB initramfs plus the kernel; raise --memory-mib",
+            size >> 10
+        ));
+    }
+    mem.write_slice(&data, GuestAddress(addr))
+        .map_err(|e| format!("cannot copy the initramfs into guest memory: {e}"))?;
+    Ok(Initrd { addr, size })
+}
+
+/// Writes the command line and the zero page.
+pub fn write_boot_params(
+    mem: &GuestMemoryMmap,
+    kernel: &LoadedKernel,
+    initrd: Initrd,
+    cmdline: &str,
+    memory_mib: u32,
+) -> Result<(), String> {
+    let limit = kernel
+        .setup_header
+        .map(|h| h.cmdline_size as usize)
+        .filter(|&s| s != 0)
+        .unwrap_or(CMDLINE_MAX - 1)
+        .min(CMDLINE_MAX - 1);
+    if cmdline.len() > limit || cmdline.contains('\0') {
+        return Err(format!(
+            "kernel command line is {} bytes; this kernel accepts at most {limit}",
+            cmdline.len()
+        ));
+    }
+    let mut bytes = cmdline.as_bytes().to_vec();
+    bytes.push(0);
+    mem.write_slice(&bytes, GuestAddress(CMDLINE))
+        .map_err(|e| format!("cannot write the command line: {e}"))?;
+
+    let mut params = boot_params::default();
+    if let Some(hdr) = kernel.setup_header {
+        params.hdr = hdr;
+    }
+    params.hdr.type_of_loader = UNDEFINED_LOADER;
+    params.hdr.boot_flag = BOOT_FLAG;
+    params.hdr.header = HDRS;
+    params.hdr.cmd_line_ptr = CMDLINE as u32;
+    params.hdr.cmdline_size = bytes.len() as u32;
+    params.hdr.ramdisk_image = initrd.addr as u32;
+    params.hdr.ramdisk_size = initrd.size as u32;
+    if params.hdr.kernel_alignment == 0 {
+        params.hdr.kernel_alignment = 0x0100_0000;
+    }
+    let map = layout::e820_map(memory_mib);
+    for (i, &(addr, size, kind)) in map.iter().enumerate() {
+        params.e820_table[i] = boot_e820_entry {
+            addr,
+            size,
+            r#type: kind,
+        };
+    }
+    params.e820_entries = map.len() as u8;
+    mem.write_obj(params, GuestAddress(ZERO_PAGE))
+        .map_err(|e| format!("cannot write boot_params: {e}"))
+}

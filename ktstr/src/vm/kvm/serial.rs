@@ -1,0 +1,295 @@
+//! Boot step 8: the two 16550 UARTs (vm-superio). COM1 (0x3f8, IRQ 4) is the kernel console,
+//! COM2 (0x2f8, IRQ 3) carries the agent's frames. Interrupts are delivered through irqfds into
+//! the in-kernel PIC/IOAPIC. Everything the guest writes is untrusted: sinks never panic, frames
+//! are decoded by `ktstr_guest::frame::Decoder`, which bounds what it buffers.
+
+use ktstr_guest::frame::Decoder;
+use ktstr_guest::protocol::GuestMessage;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+pub const COM1_BASE: u16 = 0x3f8;
+pub const COM2_BASE: u16 = 0x2f8;
+pub const COM1_IRQ: u32 = 4;
+pub const COM2_IRQ: u32 = 3;
+/// Lines of console kept for the result's evidence.
+const TAIL_LINES: usize = 60;
+/// Longest console line kept; a guest spewing bytes without newlines cannot grow memory.
+const MAX_LINE: usize = 4096;
+
+/// Raises the UART's IRQ through an irqfd registered with KVM.
+#[derive(Debug)]
+pub struct IrqTrigger(pub EventFd);
+
+impl Trigger for IrqTrigger {
+    type E = io::Error;
+    fn trigger(&self) -> io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// Console lines that mean the kernel crashed (first one wins as evidence).
+const CRASH_MARKERS: [&str; 6] = [
+    "Kernel panic",
+    "BUG: ",
+    "Oops: ",
+    "general protection fault",
+    "sched_ext: BPF scheduler",
+    "watchdog: BUG",
+];
+
+/// COM1: log file, bounded tail, crash detection; optionally echoed to the terminal.
+#[derive(Debug)]
+pub struct ConsoleSink {
+    log: Option<File>,
+    echo: bool,
+    line: Vec<u8>,
+    pub tail: VecDeque<String>,
+    pub crash_line: Option<String>,
+}
+
+impl ConsoleSink {
+    pub fn new(log: Option<File>, echo: bool) -> Self {
+        ConsoleSink {
+            log,
+            echo,
+            line: Vec::new(),
+            tail: VecDeque::new(),
+            crash_line: None,
+        }
+    }
+
+    fn end_line(&mut self) {
+        let text = String::from_utf8_lossy(&self.line)
+            .trim_end_matches('\r')
+            .to_string();
+        self.line.clear();
+        if self.crash_line.is_none() && CRASH_MARKERS.iter().any(|m| text.contains(m)) {
+            self.crash_line = Some(text.clone());
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(text);
+    }
+
+    pub fn tail_text(&self) -> String {
+        let mut s: Vec<&str> = self.tail.iter().map(String::as_str).collect();
+        let partial = String::from_utf8_lossy(&self.line).into_owned();
+        if !partial.is_empty() {
+            s.push(&partial);
+            return s.join("\n");
+        }
+        s.join("\n")
+    }
+}
+
+impl Write for ConsoleSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Some(f) = self.log.as_mut() {
+            // A full disk must not kill the VM; the tail still has the evidence.
+            let _ = f.write_all(buf);
+        }
+        if self.echo {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(buf);
+            let _ = out.flush();
+        }
+        for &b in buf {
+            if b == b'\n' {
+                self.end_line();
+            } else if self.line.len() < MAX_LINE {
+                self.line.push(b);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// COM2: frame decoder plus the host-side times of the first `AgentStarted` and `Result`.
+#[derive(Debug)]
+pub struct ResultSink {
+    decoder: Decoder,
+    start: Instant,
+    pub messages: Vec<GuestMessage>,
+    pub frame_errors: Vec<String>,
+    pub to_agent: Option<Duration>,
+    pub to_result: Option<Duration>,
+    /// Bound on stored errors: a guest writing garbage forever cannot exhaust host memory.
+    max_errors: usize,
+}
+
+impl ResultSink {
+    pub fn new(start: Instant) -> Self {
+        ResultSink {
+            decoder: Decoder::new(),
+            start,
+            messages: Vec::new(),
+            frame_errors: Vec::new(),
+            to_agent: None,
+            to_result: None,
+            max_errors: 100,
+        }
+    }
+}
+
+impl Write for ResultSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for item in self.decoder.push(buf) {
+            match item {
+                Ok(msg) => {
+                    let now = self.start.elapsed();
+                    match &msg {
+                        GuestMessage::AgentStarted(_) => {
+                            self.to_agent.get_or_insert(now);
+                        }
+                        GuestMessage::Result(_) => {
+                            self.to_result.get_or_insert(now);
+                        }
+                    }
+                    if self.messages.len() < 1000 {
+                        self.messages.push(msg);
+                    }
+                }
+                Err(e) if self.frame_errors.len() < self.max_errors => {
+                    self.frame_errors.push(e.to_string())
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub type Uart<W> = Serial<IrqTrigger, vm_superio::serial::NoEvents, W>;
+
+/// The legacy devices the vCPU threads dispatch port I/O to.
+#[derive(Debug)]
+pub struct Uarts {
+    pub com1: Mutex<Uart<ConsoleSink>>,
+    pub com2: Mutex<Uart<ResultSink>>,
+}
+
+impl Uarts {
+    pub fn new(
+        com1_irq: EventFd,
+        com2_irq: EventFd,
+        console: ConsoleSink,
+        results: ResultSink,
+    ) -> Arc<Self> {
+        Arc::new(Uarts {
+            com1: Mutex::new(Serial::new(IrqTrigger(com1_irq), console)),
+            com2: Mutex::new(Serial::new(IrqTrigger(com2_irq), results)),
+        })
+    }
+
+    /// Port write; returns true if the port belongs to a UART. An IRQ that cannot be raised
+    /// is the guest's loss, not a host error, so write errors are dropped.
+    pub fn write(&self, port: u16, value: u8) -> bool {
+        if let Some(off) = offset(port, COM1_BASE) {
+            let _ = lock(&self.com1).write(off, value);
+        } else if let Some(off) = offset(port, COM2_BASE) {
+            let _ = lock(&self.com2).write(off, value);
+        } else {
+            return false;
+        }
+        true
+    }
+
+    pub fn read(&self, port: u16) -> Option<u8> {
+        if let Some(off) = offset(port, COM1_BASE) {
+            Some(lock(&self.com1).read(off))
+        } else {
+            offset(port, COM2_BASE).map(|off| lock(&self.com2).read(off))
+        }
+    }
+
+    /// Terminal input for `ktstr shell` (interactive): queued into COM1's receive FIFO.
+    pub fn console_input(&self, bytes: &[u8]) -> usize {
+        lock(&self.com1).enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+}
+
+fn offset(port: u16, base: u16) -> Option<u8> {
+    port.checked_sub(base).filter(|&o| o < 8).map(|o| o as u8)
+}
+
+/// A vCPU thread that panicked while holding a UART lock must not take the others down.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktstr_guest::protocol::{AgentStarted, PROTOCOL_VERSION};
+
+    fn uarts() -> Arc<Uarts> {
+        let e = || EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        Uarts::new(
+            e(),
+            e(),
+            ConsoleSink::new(None, false),
+            ResultSink::new(Instant::now()),
+        )
+    }
+
+    /// Guest garbage on every UART register (and unrelated ports) never panics and never
+    /// yields a message; a real frame written after the garbage is still decoded.
+    #[test]
+    fn random_port_io_never_panics() {
+        let u = uarts();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = if x & 1 == 0 {
+                COM2_BASE + (x >> 8) as u16 % 8
+            } else {
+                COM1_BASE.wrapping_add((x >> 16) as u16 % 0x200).wrapping_sub(0x100)
+            };
+            if x & 2 == 0 {
+                u.write(port, (x >> 24) as u8);
+            } else {
+                u.read(port);
+            }
+        }
+        // Line control back to 8N1 with DLAB off, modem control out of loopback, then a frame
+        // on COM2's THR.
+        u.write(COM2_BASE + 3, 0x03);
+        u.write(COM2_BASE + 4, 0x00);
+        let msg = GuestMessage::AgentStarted(AgentStarted {
+            protocol_version: PROTOCOL_VERSION,
+            uptime_ms: 5,
+            kernel_release: "x".into(),
+            online_cpus: 1,
+        });
+        for b in ktstr_guest::frame::encode(&msg) {
+            u.write(COM2_BASE, b);
+        }
+        let sink = lock(&u.com2);
+        assert_eq!(sink.writer().messages.last(), Some(&msg));
+        assert!(sink.writer().to_agent.is_some());
+    }
+
+    #[test]
+    fn console_detects_panics_and_bounds_lines() {
+        let mut c = ConsoleSink::new(None, false);
+        c.write_all(&vec![b'x'; 100_000]).unwrap();
+        c.write_all(b"\nKernel panic - not syncing: boom\nmore\n").unwrap();
+        assert!(c.crash_line.as_deref().unwrap().contains("boom"));
+        assert!(c.tail.iter().all(|l| l.len() <= MAX_LINE));
+    }
+}

@@ -1,0 +1,213 @@
+//! Boot step 9: one host thread per vCPU running KVM_RUN and handling the exits that reach
+//! userspace. With the in-kernel irqchip and PIT, HLT, LAPIC, IOAPIC, PIC and PIT stay in the
+//! kernel; what is left is port I/O (UARTs, the i8042 reset line), stray MMIO, and the ends of
+//! the VM: shutdown (triple fault on `reboot=t`), system events, and errors.
+//!
+//! Everything here treats guest input as hostile: unknown ports read as 0xff (no device),
+//! unknown MMIO reads as zeros, and no guest action can panic the VMM.
+
+use super::serial::Uarts;
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::Arc;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// i8042 command port: writing 0xfe pulses the CPU reset line.
+const I8042_COMMAND: u16 = 0x64;
+const I8042_DATA: u16 = 0x60;
+const I8042_RESET: u8 = 0xfe;
+
+/// Why a vCPU thread stopped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VcpuStop {
+    /// The host asked it to stop (another vCPU ended the VM, watchdog, cancel).
+    Requested,
+    /// The guest ended the VM: reboot / power off / triple fault.
+    GuestShutdown(String),
+    /// KVM could not run the guest (emulation failure, failed entry …).
+    Fault(String),
+}
+
+/// State shared by all vCPU threads of one VM.
+#[derive(Debug)]
+pub struct Shared {
+    pub stop: AtomicBool,
+    pub uarts: Arc<Uarts>,
+}
+
+/// Signal used to kick a vCPU thread out of KVM_RUN (the handler does nothing; the point is
+/// the EINTR).
+fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN() + 2
+}
+
+extern "C" fn noop_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Failure leaves the default action (terminate) for a signal nobody else sends; the
+        // kick path then never runs because the VM would not have started either.
+        let _ = vmm_sys_util::signal::register_signal_handler(kick_signal(), noop_handler);
+    });
+}
+
+/// Handles one OUT; `Some` ends this vCPU.
+pub fn io_out(shared: &Shared, port: u16, data: &[u8]) -> Option<VcpuStop> {
+    let Some(&value) = data.first() else {
+        return None;
+    };
+    if port == I8042_COMMAND && value == I8042_RESET {
+        return Some(VcpuStop::GuestShutdown("i8042 reset".into()));
+    }
+    if data.len() == 1 {
+        shared.uarts.write(port, value);
+    }
+    None
+}
+
+/// Handles one IN: UART registers, an i8042 that has no data, everything else absent (0xff).
+pub fn io_in(shared: &Shared, port: u16, data: &mut [u8]) {
+    let v = if data.len() == 1 {
+        match port {
+            I8042_COMMAND | I8042_DATA => Some(0),
+            _ => shared.uarts.read(port),
+        }
+    } else {
+        None
+    };
+    data.fill(v.unwrap_or(0xff));
+}
+
+/// The KVM_RUN loop of one vCPU.
+pub fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VcpuStop {
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return VcpuStop::Requested;
+        }
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) => return VcpuStop::Fault(format!("KVM_RUN failed: {e}")),
+        };
+        match exit {
+            VcpuExit::IoOut(port, data) => {
+                if let Some(stop) = io_out(shared, port, data) {
+                    return stop;
+                }
+            }
+            VcpuExit::IoIn(port, data) => io_in(shared, port, data),
+            VcpuExit::MmioRead(_, data) => data.fill(0),
+            VcpuExit::MmioWrite(..) => {}
+            VcpuExit::Shutdown => {
+                return VcpuStop::GuestShutdown("shutdown (triple fault / reboot=t)".into());
+            }
+            VcpuExit::SystemEvent(kind, _) => {
+                return VcpuStop::GuestShutdown(format!("system event {kind}"));
+            }
+            // Only reachable without an in-kernel LAPIC; with it HLT never exits.
+            VcpuExit::Hlt => return VcpuStop::GuestShutdown("hlt".into()),
+            VcpuExit::Intr | VcpuExit::IrqWindowOpen => {}
+            VcpuExit::InternalError => {
+                return VcpuStop::Fault(
+                    "KVM internal error (instruction emulation failed)".into(),
+                );
+            }
+            VcpuExit::FailEntry(reason, cpu) => {
+                return VcpuStop::Fault(format!(
+                    "KVM entry failed: hardware reason {reason:#x} on host cpu {cpu}"
+                ));
+            }
+            other => return VcpuStop::Fault(format!("unexpected vCPU exit {other:?}")),
+        }
+    }
+}
+
+/// Sets this thread's CPU affinity; an empty list leaves it unchanged.
+pub fn set_affinity(cpus: &[usize]) -> Result<(), String> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        // SAFETY: CPU_SET only writes inside `set`, and `c` is a CPU number the kernel gave us.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: pid 0 = the calling thread; `set` is a valid cpu_set_t of the size we pass.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        return Err(format!(
+            "sched_setaffinity({cpus:?}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as in `set_affinity`; sched_getaffinity fills the set we own.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 = this thread; the size matches `set`.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` < CPU_SETSIZE, so CPU_ISSET reads inside `set`.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
+/// A running vCPU thread.
+#[derive(Debug)]
+pub struct VcpuThread {
+    pub handle: JoinHandle<()>,
+    pub done: Arc<AtomicBool>,
+}
+
+/// Starts vCPU `index` on its own thread, confined to `cpus` (empty = anywhere). The thread
+/// reports why it stopped on `tx`.
+pub fn spawn(
+    index: u32,
+    mut vcpu: VcpuFd,
+    shared: Arc<Shared>,
+    cpus: Vec<usize>,
+    tx: Sender<(u32, VcpuStop)>,
+) -> Result<VcpuThread, String> {
+    install_kick_handler();
+    let done = Arc::new(AtomicBool::new(false));
+    let done2 = done.clone();
+    let handle = std::thread::Builder::new()
+        .name(format!("vcpu{index}"))
+        .spawn(move || {
+            let stop = match set_affinity(&cpus) {
+                Ok(()) => run_loop(&mut vcpu, &shared),
+                Err(e) => VcpuStop::Fault(e),
+            };
+            done2.store(true, Ordering::Release);
+            let _ = tx.send((index, stop));
+        })
+        .map_err(|e| format!("cannot spawn vCPU thread: {e}"))?;
+    Ok(VcpuThread { handle, done })
+}
+
+/// Stops every vCPU: sets the flag, then signals each thread until it has left KVM_RUN (a
+/// single signal could land just before the thread re-enters KVM_RUN and be lost).
+pub fn stop_all(shared: &Shared, threads: Vec<VcpuThread>) {
+    shared.stop.store(true, Ordering::Release);
+    for t in threads {
+        while !t.done.load(Ordering::Acquire) {
+            let tid = t.handle.as_pthread_t();
+            // SAFETY: `tid` is a live thread: it is only joined below, after `done` is set.
+            unsafe { libc::pthread_kill(tid, kick_signal()) };
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = t.handle.join();
+    }
+}
