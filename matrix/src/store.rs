@@ -173,7 +173,7 @@ pub struct Writer {
 
 impl Writer {
     /// Opens (creating) `dir/results.jsonl` for appending. A torn last line from an earlier kill is
-    /// terminated first so the next record starts on its own line.
+    /// cut off first, so the next record starts on its own line and the file stays readable.
     pub fn open(dir: &Path) -> Result<Writer, StoreError> {
         let path = dir.join(RESULTS_FILE);
         let io = |source| StoreError::Io {
@@ -181,18 +181,17 @@ impl Writer {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(&path)
             .map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len > 0 {
-            let text = std::fs::read(&path).map_err(io)?;
-            if text.last() != Some(&b'\n') {
-                file.write_all(b"\n").map_err(io)?;
-            }
+        let text = std::fs::read(&path).map_err(io)?;
+        if !text.is_empty() && text.last() != Some(&b'\n') {
+            let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            file.set_len(keep as u64).map_err(io)?;
+            file.sync_data().map_err(io)?;
         }
         Ok(Writer {
             path,

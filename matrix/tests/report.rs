@@ -1,0 +1,193 @@
+//! Store reading (torn lines, newer formats) and report rendering from a stored results file,
+//! checked against golden files (regenerate with `KTSTR_UPDATE_GOLDEN=1`).
+
+mod common;
+
+use ktstr_matrix::report::{self, Thresholds, Verdict};
+use ktstr_matrix::store::{self, Record, Writer};
+use ktstr_matrix::{html, render};
+use std::path::{Path, PathBuf};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var_os("KTSTR_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (regenerate with KTSTR_UPDATE_GOLDEN=1)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file {}; diff it, and regenerate with KTSTR_UPDATE_GOLDEN=1 if the change is intended.\n--- actual ---\n{actual}",
+        path.display()
+    );
+}
+
+/// Writes the fixture through the real writer.
+fn write_fixture(dir: &Path) -> PathBuf {
+    let (run, cells) = common::fixture();
+    let w = Writer::open(dir).unwrap();
+    w.append(&Record::Run(Box::new(run))).unwrap();
+    for c in cells {
+        w.append(&Record::Cell(Box::new(c))).unwrap();
+    }
+    w.path().to_path_buf()
+}
+
+#[test]
+fn stored_results_file_is_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fixture(dir.path());
+    check_golden("results.jsonl", &std::fs::read_to_string(path).unwrap());
+}
+
+#[test]
+fn report_renders_from_the_stored_file() {
+    // Rendered from the checked-in file, not the in-memory fixture: this is what
+    // `ktstr report DIR` does with a results.jsonl from an earlier run.
+    let loaded = store::read(&golden_dir().join("results.jsonl")).unwrap();
+    assert!(loaded.notice.is_none());
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    // The fixture's known regression: scx_simple's max_gap_ms on 6.12 vs 6.1 (15,16,17 vs 10,10.5,11).
+    assert_eq!(r.summary.regressions, 2, "{:#?}", r.regressions);
+    let g = &r.regressions[0];
+    assert_eq!(
+        (
+            g.metric.as_str(),
+            g.sched.as_str(),
+            g.column.as_str(),
+            g.comparison.against.as_str()
+        ),
+        (
+            "max_gap_ms",
+            "kernel:scx_simple",
+            "6.12/sched_ext",
+            "6.1/sched_ext"
+        )
+    );
+    assert_eq!(g.comparison.p_worse, Some(0.05));
+    // And against eevdf on the same kernel.
+    assert_eq!(r.regressions[1].comparison.against, "eevdf");
+    assert_eq!(
+        (r.summary.crashed, r.summary.skipped, r.summary.pass),
+        (1, 3, 14)
+    );
+    // min_work_units moved by 0.5 %: below the minimum effect, so not flagged.
+    assert!(
+        r.tables
+            .iter()
+            .filter(|t| t.metric == "min_work_units")
+            .all(|t| t
+                .rows
+                .iter()
+                .flat_map(|row| &row.stats)
+                .flat_map(|s| s.vs_eevdf.iter().chain(&s.vs_baseline))
+                .all(|c| c.verdict != Verdict::Regression))
+    );
+    assert!(r.summary.failed());
+    check_golden("report.md", &render::markdown(&r));
+    check_golden(
+        "report.json",
+        &(serde_json::to_string_pretty(&r).unwrap() + "\n"),
+    );
+    check_golden("junit.xml", &render::junit(&r));
+    check_golden("report.html", &html::html(&r));
+    let page = html::html(&r);
+    assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("http://cdn"));
+}
+
+#[test]
+fn fewer_than_three_repeats_never_flags() {
+    let loaded = store::read(&golden_dir().join("results.jsonl")).unwrap();
+    let t = Thresholds {
+        min_repeats: 4,
+        ..Default::default()
+    };
+    let r = report::single("out", &loaded, None, &t);
+    assert_eq!(r.summary.regressions, 0);
+}
+
+#[test]
+fn compare_two_runs() {
+    let loaded = store::read(&golden_dir().join("results.jsonl")).unwrap();
+    let r = report::compare("a", &loaded, "b", &loaded, &Thresholds::default());
+    // Identical runs: b:X vs a:X never regresses; only the within-run eevdf comparison remains.
+    assert!(
+        r.regressions
+            .iter()
+            .all(|g| g.comparison.against == "eevdf")
+    );
+    assert!(
+        r.columns.iter().any(
+            |c| c.id == "b:6.12/sched_ext" && c.baseline.as_deref() == Some("a:6.12/sched_ext")
+        )
+    );
+    check_golden("compare.md", &render::markdown(&r));
+}
+
+#[test]
+fn torn_last_line_is_ignored_with_a_notice_and_cut_before_appending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fixture(dir.path());
+    let full = store::read(&path).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"record\":\"cell\",\"format_version\":1,\"id\":\"ab");
+    std::fs::write(&path, &text).unwrap();
+    let torn = store::read(&path).unwrap();
+    assert_eq!(torn.cells.len(), full.cells.len());
+    assert!(
+        torn.notice.as_deref().unwrap().contains("torn"),
+        "{:?}",
+        torn.notice
+    );
+    // Reopening for --resume cuts the torn bytes; the next record lands on its own line.
+    let w = Writer::open(dir.path()).unwrap();
+    w.append(&Record::Cell(Box::new(full.cells[0].clone())))
+        .unwrap();
+    let again = store::read(&path).unwrap();
+    assert!(again.notice.is_none());
+    assert_eq!(again.cells.len(), full.cells.len());
+}
+
+#[test]
+fn damaged_middle_line_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fixture(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[2] = "{not json";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let err = store::read(&path).unwrap_err().to_string();
+    assert!(err.contains(":3:"), "{err}");
+}
+
+#[test]
+fn newer_format_version_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_fixture(dir.path());
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"record\":\"cell\",\"format_version\":2,\"something_new\":true}\n");
+    std::fs::write(&path, &text).unwrap();
+    let err = store::read(&path).unwrap_err();
+    assert!(matches!(
+        err,
+        store::StoreError::NewerFormat {
+            found: 2,
+            supported: 1,
+            ..
+        }
+    ));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("newer ktstr") && msg.contains("format_version 2"),
+        "{msg}"
+    );
+}
