@@ -1,4 +1,4 @@
-//! PID 1 inside the VM. See `agent` for what it does.
+//! PID 1 inside the VM. See `ktstr_guest::agent` for what it does.
 fn main() {
-    eprintln!("ktstr-guest: agent not implemented yet");
+    ktstr_guest::agent::main()
 }

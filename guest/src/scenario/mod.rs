@@ -1,0 +1,457 @@
+//! The scenario catalogue: what runs inside the VM while a scheduler is (or is not) attached.
+//!
+//! Each scenario describes itself ([`ScenarioInfo`]: purpose, typed parameters with defaults and
+//! ranges, metrics, default checks) so that the host can list, document and validate a run before
+//! booting anything ([`catalogue`], [`validate`], [`validate_thresholds`]). Inside the guest,
+//! [`run`] forks the workers, measures them, aggregates metrics and evaluates the checks.
+//!
+//! Workers are processes (fork) publishing their progress into a `MAP_SHARED` anonymous mapping:
+//! cgroup v2 moves processes, not threads, and a process that stalls can still be observed and
+//! killed by the parent.
+
+mod cgroup;
+mod cpuset;
+mod fork_churn;
+mod metrics;
+mod mixed;
+mod oversubscribed;
+mod params;
+mod smoke;
+mod steady;
+mod steal;
+mod wake;
+mod work;
+mod workers;
+
+pub use cgroup::CgroupRoot;
+pub use metrics::{evaluate_checks, percentile};
+pub use params::Params;
+
+use crate::protocol::ScenarioReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The default bound on the longest gap without progress. Generous on purpose: under QEMU TCG on a
+/// shared 2-core host a vCPU thread can be descheduled by the host for hundreds of milliseconds
+/// without any guest scheduler being at fault; a sched_ext stall is reported by the kernel's
+/// watchdog after 30 s, and a real starvation bug shows as seconds. 2 s separates the two.
+pub const DEFAULT_MAX_GAP_MS: f64 = 2000.0;
+
+/// Describes a scenario for listing, documentation and validation on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub purpose: String,
+    pub params: Vec<ParamInfo>,
+    pub metrics: Vec<MetricInfo>,
+    pub checks: Vec<CheckInfo>,
+    /// Needs a writable cgroup v2 hierarchy (always there in the ktstr guest).
+    pub needs_cgroup: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ParamInfo {
+    pub name: String,
+    pub doc: String,
+    pub kind: ParamKind,
+    /// `None` when the default depends on the guest (e.g. the number of online CPUs);
+    /// `default_doc` says what it is.
+    pub default: Option<serde_json::Value>,
+    pub default_doc: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ParamKind {
+    Int { min: i64, max: i64 },
+    Float { min: f64, max: f64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricInfo {
+    pub name: String,
+    pub unit: String,
+    pub doc: String,
+    /// Per worker (in `WorkerMetrics`) or only aggregated (in `ScenarioReport.metrics`).
+    pub per_worker: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOp {
+    /// The value must be at least the threshold.
+    AtLeast,
+    /// The value must be at most the threshold.
+    AtMost,
+}
+
+/// A default assertion. Thresholds are overridden by metric name (`ScenarioRun.thresholds`); a
+/// check without a default threshold is only evaluated when a threshold is given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckInfo {
+    pub metric: String,
+    pub op: CheckOp,
+    pub default_threshold: Option<f64>,
+    /// Evaluated for every worker (naming the failing one) rather than on the aggregate.
+    pub per_worker: bool,
+    pub doc: String,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ScenarioError {
+    #[error("unknown scenario '{name}'{}; known: {known}", suggest(.suggestion))]
+    UnknownScenario {
+        name: String,
+        suggestion: Option<String>,
+        known: String,
+    },
+    #[error("scenario '{scenario}' has no parameter '{param}'{}; known: {known}", suggest(.suggestion))]
+    UnknownParam {
+        scenario: String,
+        param: String,
+        suggestion: Option<String>,
+        known: String,
+    },
+    #[error(
+        "parameter '{param}' of scenario '{scenario}' is {value}, outside {min}..={max}; pick a value in that range"
+    )]
+    OutOfRange {
+        scenario: String,
+        param: String,
+        value: String,
+        min: String,
+        max: String,
+    },
+    #[error("parameter '{param}' of scenario '{scenario}' must be {expected}, got {value}")]
+    WrongType {
+        scenario: String,
+        param: String,
+        expected: String,
+        value: String,
+    },
+    #[error(
+        "scenario '{scenario}' has no check on metric '{metric}'; thresholds exist for: {known}"
+    )]
+    UnknownThreshold {
+        scenario: String,
+        metric: String,
+        known: String,
+    },
+    #[error("scenario '{scenario}' cannot run here: {reason}")]
+    Setup { scenario: String, reason: String },
+}
+
+fn suggest(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (did you mean '{s}'?)"),
+        None => String::new(),
+    }
+}
+
+/// What a scenario needs from its surroundings.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// CPUs this process may run on (the guest's online CPUs in the VM).
+    pub cpus: Vec<u32>,
+    /// A writable cgroup v2 directory for the scenario's cgroups, if any.
+    pub cgroup: Option<CgroupRoot>,
+}
+
+impl Env {
+    /// Looks at the running system: the affinity mask, and a cgroup v2 mount we can create in.
+    /// The CPUs this process may run on (all online CPUs for PID 1).
+    pub fn detect_cpus() -> Vec<u32> {
+        workers::allowed_cpus()
+    }
+
+    pub fn detect() -> Env {
+        Env {
+            cpus: workers::allowed_cpus(),
+            cgroup: CgroupRoot::detect(),
+        }
+    }
+}
+
+/// One runnable scenario.
+pub trait Scenario: Sync {
+    fn info(&self) -> ScenarioInfo;
+    /// Runs for `duration` and returns the workers' metrics and scenario-specific aggregates;
+    /// the common aggregates and the checks are added by [`run`].
+    fn run(&self, p: &Params, duration: Duration, env: &Env) -> Result<Outcome, ScenarioError>;
+}
+
+/// What a scenario measured.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub workers: Vec<crate::protocol::WorkerMetrics>,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+fn all() -> Vec<&'static dyn Scenario> {
+    vec![
+        &smoke::Smoke,
+        &steady::Steady,
+        &wake::Wake,
+        &mixed::Mixed,
+        &cpuset::Cpuset,
+        &fork_churn::ForkChurn,
+        &oversubscribed::Oversubscribed,
+        &steal::Steal,
+    ]
+}
+
+/// Every scenario's description, in catalogue order.
+pub fn catalogue() -> Vec<ScenarioInfo> {
+    all().iter().map(|s| s.info()).collect()
+}
+
+fn find(name: &str) -> Result<&'static dyn Scenario, ScenarioError> {
+    let all = all();
+    let names: Vec<String> = all.iter().map(|s| s.info().name).collect();
+    all.into_iter()
+        .find(|s| s.info().name == name)
+        .ok_or_else(|| ScenarioError::UnknownScenario {
+            name: name.to_string(),
+            suggestion: closest(name, &names),
+            known: names.join(", "),
+        })
+}
+
+/// The closest known name, if it is close enough to be a plausible typo.
+pub(crate) fn closest(name: &str, known: &[String]) -> Option<String> {
+    known
+        .iter()
+        .map(|k| (strsim::normalized_damerau_levenshtein(name, k), k))
+        .filter(|(score, _)| *score >= 0.5)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k.clone())
+        .or_else(|| {
+            known
+                .iter()
+                .find(|k| k.starts_with(name) || name.starts_with(k.as_str()))
+                .cloned()
+        })
+}
+
+/// Checks a scenario name and its parameters (names, types, ranges) without running anything.
+pub fn validate(
+    name: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<(), ScenarioError> {
+    let s = find(name)?;
+    Params::resolve(&s.info(), params).map(|_| ())
+}
+
+/// Checks that every threshold override names a metric the scenario has a check for.
+pub fn validate_thresholds(
+    name: &str,
+    thresholds: &BTreeMap<String, f64>,
+) -> Result<(), ScenarioError> {
+    let info = find(name)?.info();
+    for metric in thresholds.keys() {
+        if !info.checks.iter().any(|c| &c.metric == metric) {
+            return Err(ScenarioError::UnknownThreshold {
+                scenario: name.to_string(),
+                metric: metric.clone(),
+                known: info
+                    .checks
+                    .iter()
+                    .map(|c| c.metric.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs scenario `name` for `duration` and returns the full report, checks evaluated.
+pub fn run(
+    name: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+    duration: Duration,
+    thresholds: &BTreeMap<String, f64>,
+    env: &Env,
+) -> Result<ScenarioReport, ScenarioError> {
+    let s = find(name)?;
+    let info = s.info();
+    let p = Params::resolve(&info, params)?;
+    validate_thresholds(name, thresholds)?;
+    let outcome = s.run(&p, duration, env)?;
+    let mut report = ScenarioReport {
+        name: info.name.clone(),
+        duration_ms: duration.as_millis() as u64,
+        workers: outcome.workers,
+        metrics: outcome.metrics,
+        checks: Vec::new(),
+    };
+    metrics::add_common_aggregates(&mut report);
+    report.checks = evaluate_checks(&info, &report, thresholds);
+    Ok(report)
+}
+
+/// The checks every CPU-consuming scenario carries: nobody starved, nobody waited too long.
+pub(crate) fn progress_checks() -> Vec<CheckInfo> {
+    vec![
+        CheckInfo {
+            metric: "work_units".into(),
+            op: CheckOp::AtLeast,
+            default_threshold: Some(1.0),
+            per_worker: true,
+            doc: "every worker made progress (no starved worker)".into(),
+        },
+        CheckInfo {
+            metric: "longest_gap_ms".into(),
+            op: CheckOp::AtMost,
+            default_threshold: Some(DEFAULT_MAX_GAP_MS),
+            per_worker: true,
+            doc: format!(
+                "no worker went longer than the threshold without progress (default {DEFAULT_MAX_GAP_MS} ms: \
+                 above TCG host-preemption noise, far below the 30 s sched_ext watchdog)"
+            ),
+        },
+        CheckInfo {
+            metric: "fairness_spread".into(),
+            op: CheckOp::AtMost,
+            default_threshold: None,
+            per_worker: false,
+            doc:
+                "(max-min)/mean of work units among equal workers; off unless a threshold is given"
+                    .into(),
+        },
+    ]
+}
+
+/// Metrics every scenario reports.
+pub(crate) fn common_metrics() -> Vec<MetricInfo> {
+    let m = |name: &str, unit: &str, doc: &str, per_worker: bool| MetricInfo {
+        name: name.into(),
+        unit: unit.into(),
+        doc: doc.into(),
+        per_worker,
+    };
+    vec![
+        m(
+            "work_units",
+            "units",
+            "completed chunks of work (iterations for sleepers/ping-pong)",
+            true,
+        ),
+        m(
+            "cpu_time_ms",
+            "ms",
+            "user+system CPU time of the worker process",
+            true,
+        ),
+        m("cpu_share", "ratio", "cpu_time / scenario wall time", true),
+        m(
+            "longest_gap_ms",
+            "ms",
+            "longest interval without progress, measured in the worker (includes time descheduled)",
+            true,
+        ),
+        m(
+            "migrations",
+            "count",
+            "CPU changes seen between chunks (sched_getcpu)",
+            true,
+        ),
+        m(
+            "min_work_units",
+            "units",
+            "least work done by any worker",
+            false,
+        ),
+        m(
+            "median_work_units",
+            "units",
+            "median work units over workers",
+            false,
+        ),
+        m("max_gap_ms", "ms", "longest gap over all workers", false),
+        m(
+            "fairness_spread",
+            "ratio",
+            "(max-min)/mean of work units within each group of equal workers; the worst group",
+            false,
+        ),
+        m("total_migrations", "count", "sum of migrations", false),
+    ]
+}
+
+/// Parameter `workers`-like count whose default is "one per online CPU".
+pub(crate) fn int_param(
+    name: &str,
+    doc: &str,
+    min: i64,
+    max: i64,
+    default: Option<i64>,
+    default_doc: &str,
+) -> ParamInfo {
+    ParamInfo {
+        name: name.into(),
+        doc: doc.into(),
+        kind: ParamKind::Int { min, max },
+        default: default.map(serde_json::Value::from),
+        default_doc: default_doc.into(),
+    }
+}
+
+/// A setup failure of scenario `name`.
+pub(crate) fn setup_err(name: &str, reason: impl Into<String>) -> ScenarioError {
+    ScenarioError::Setup {
+        scenario: name.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A metric description (for `ScenarioInfo.metrics`).
+pub(crate) fn metric(name: &str, unit: &str, doc: &str, per_worker: bool) -> MetricInfo {
+    MetricInfo {
+        name: name.into(),
+        unit: unit.into(),
+        doc: doc.into(),
+        per_worker,
+    }
+}
+
+/// An optional check: off unless a threshold is given.
+pub(crate) fn optional_check(metric: &str, op: CheckOp, per_worker: bool, doc: &str) -> CheckInfo {
+    CheckInfo {
+        metric: metric.into(),
+        op,
+        default_threshold: None,
+        per_worker,
+        doc: doc.into(),
+    }
+}
+
+/// The wake-latency metrics and optional checks shared by `wake` and `mixed`.
+pub(crate) fn wake_metrics() -> Vec<MetricInfo> {
+    vec![
+        metric("wake_p50_us", "us", "median wake-up latency", true),
+        metric("wake_p99_us", "us", "99th percentile wake-up latency", true),
+        metric("wake_max_us", "us", "worst wake-up latency", true),
+    ]
+}
+
+pub(crate) fn wake_checks() -> Vec<CheckInfo> {
+    vec![
+        optional_check(
+            "wake_p99_us",
+            CheckOp::AtMost,
+            false,
+            "p99 wake-up latency over all workers; off unless a threshold is given",
+        ),
+        optional_check(
+            "wake_max_us",
+            CheckOp::AtMost,
+            false,
+            "worst wake-up latency over all workers; off unless a threshold is given",
+        ),
+    ]
+}
+#[cfg(test)]
+mod tests;
