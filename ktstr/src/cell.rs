@@ -1,1 +1,314 @@
 //! One cell: initramfs + backend run -> `CellResult`.
+//!
+//! [`run_cell`] never panics and never returns an error: every fault (initramfs, backend start,
+//! kernel crash, watchdog, agent silence, garbage on the result channel) becomes an outcome with a
+//! one-line reason and the console tail as evidence. [`judge`] is the pure mapping from what the
+//! VM produced to the outcome, so it is unit-tested without booting.
+
+use crate::initramfs::{self, InitramfsSpec};
+use crate::topology::Topology;
+use crate::vm::console::{CrashKind, classify};
+use crate::vm::{Backend, ConsoleMode, VmConfig, VmEnd, VmRun};
+use ktstr_guest::protocol::{CellSpec, GuestMessage, GuestReport, GuestStatus, PROTOCOL_VERSION};
+use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct CellRequest {
+    /// bzImage or vmlinux (validated by the caller, e.g. `kernel::image::probe`).
+    pub kernel: PathBuf,
+    pub cell: CellSpec,
+    /// (host path, guest path); an empty guest path means /ktstr/files/<name>.
+    pub files: Vec<(PathBuf, String)>,
+    pub topology: Topology,
+    pub memory_mib: u32,
+    /// Host-side watchdog for the whole boot (boot allowance + scenario + teardown).
+    pub timeout: Duration,
+    pub cpu_budget: Option<u32>,
+    /// Where the kernel console is written.
+    pub console_log: PathBuf,
+    /// Extra kernel command line items (after `vm::cmdline::base`).
+    pub cmdline_extra: Vec<String>,
+}
+
+impl CellRequest {
+    /// A request with the defaults `ktstr run` uses for everything but the essentials.
+    pub fn new(kernel: PathBuf, cell: CellSpec, console_log: PathBuf) -> Self {
+        CellRequest {
+            kernel,
+            cell,
+            files: Vec::new(),
+            topology: Topology::default(),
+            memory_mib: 512,
+            timeout: Duration::from_secs(120),
+            cpu_budget: None,
+            console_log,
+            cmdline_extra: Vec::new(),
+        }
+    }
+}
+
+/// Boot allowance for the watchdog on top of a scenario's duration: a Debian cloud kernel reaches
+/// the agent in ~3-6 s under TCG on an idle 2-core host, several times that when cells run in
+/// parallel on a loaded one.
+pub fn boot_allowance(cpus: u32) -> Duration {
+    Duration::from_secs(60 + 2 * u64::from(cpus))
+}
+
+pub fn run_cell(req: &CellRequest, backend: &dyn Backend) -> CellResult {
+    let started = Instant::now();
+    let error = |reason: String| CellResult {
+        format_version: RESULT_FORMAT_VERSION,
+        outcome: Outcome::Error,
+        reason: Some(reason),
+        report: None,
+        console_tail: String::new(),
+        timings: HostTimings {
+            to_agent_ms: None,
+            to_result_ms: None,
+            wall_ms: ms(started.elapsed()),
+        },
+        backend: backend.describe(),
+    };
+    let spec = InitramfsSpec::new(req.cell.clone(), req.files.clone());
+    let initramfs = match initramfs::build(&spec) {
+        Ok(p) => p,
+        Err(e) => return error(format!("initramfs: {e}")),
+    };
+    let cfg = VmConfig {
+        kernel: req.kernel.clone(),
+        initramfs,
+        topology: req.topology,
+        memory_mib: req.memory_mib,
+        cmdline_extra: req.cmdline_extra.clone(),
+        console: ConsoleMode::Capture {
+            log: req.console_log.clone(),
+        },
+        timeout: req.timeout,
+        cpu_budget: req.cpu_budget,
+    };
+    // A panic inside a backend must still become a result (the backend's guards kill the VM
+    // while unwinding).
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(&cfg)));
+    match run {
+        Ok(Ok(run)) => judge(&run, req.timeout),
+        Ok(Err(e)) => error(format!("{}: {e}", backend.describe())),
+        Err(p) => error(format!(
+            "{} panicked: {}",
+            backend.describe(),
+            p.downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("?")
+        )),
+    }
+}
+
+/// Maps what a VM produced to the cell's outcome.
+pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
+    let report: Option<GuestReport> = run.messages.iter().find_map(|m| match m {
+        GuestMessage::Result(r) => Some((**r).clone()),
+        _ => None,
+    });
+    let results = run
+        .messages
+        .iter()
+        .filter(|m| matches!(m, GuestMessage::Result(_)))
+        .count();
+    let version_mismatch = run.messages.iter().find_map(|m| match m {
+        GuestMessage::AgentStarted(a) if a.protocol_version != PROTOCOL_VERSION => {
+            Some(a.protocol_version)
+        }
+        _ => None,
+    });
+    let crash = run.crash_line.as_deref().map(|l| (classify(l), l));
+    let agent_started = run.to_agent.is_some();
+
+    let (outcome, reason) = if let Some((Some(CrashKind::Kernel), line)) = crash {
+        (Outcome::Crashed, Some(format!("kernel crashed: {}", line.trim())))
+    } else if let Some(v) = version_mismatch {
+        (
+            Outcome::Error,
+            Some(format!(
+                "guest agent speaks protocol {v}, host speaks {PROTOCOL_VERSION}: rebuild ktstr so the embedded agent matches"
+            )),
+        )
+    } else if results > 1 {
+        (
+            Outcome::Error,
+            Some(format!("the agent sent {results} result frames; exactly one is expected")),
+        )
+    } else if let Some(r) = &report {
+        match (&r.status, crash) {
+            (GuestStatus::Passed, Some((Some(CrashKind::SchedExt), line))) => {
+                (Outcome::Fail, Some(format!("sched_ext error: {}", line.trim())))
+            }
+            (GuestStatus::Passed, _) => (Outcome::Pass, None),
+            (GuestStatus::Failed { reason }, _) => (Outcome::Fail, Some(reason.clone())),
+            (GuestStatus::Error { message }, _) => (Outcome::Error, Some(message.clone())),
+        }
+    } else if run.end == VmEnd::TimedOut {
+        let stage = if agent_started {
+            "the agent started but sent no result"
+        } else {
+            "the kernel never reached the agent"
+        };
+        (
+            Outcome::Timeout,
+            Some(format!("watchdog fired after {:.0} s: {stage}", timeout.as_secs_f64())),
+        )
+    } else if run.end == VmEnd::Cancelled {
+        (Outcome::Error, Some("cancelled (Ctrl-C)".into()))
+    } else if !run.frame_errors.is_empty() {
+        (
+            Outcome::Error,
+            Some(format!(
+                "no valid result on the result channel: {}",
+                run.frame_errors.join("; ")
+            )),
+        )
+    } else if let Some((_, line)) = crash {
+        (Outcome::Crashed, Some(format!("sched_ext error, then no result: {}", line.trim())))
+    } else {
+        let stage = if agent_started {
+            "the agent started but the VM ended without a result"
+        } else {
+            "the VM ended before the agent started (kernel or initramfs problem)"
+        };
+        (Outcome::Crashed, Some(stage.to_string()))
+    };
+    CellResult {
+        format_version: RESULT_FORMAT_VERSION,
+        outcome,
+        reason,
+        report,
+        console_tail: run.console_tail.clone(),
+        timings: HostTimings {
+            to_agent_ms: run.to_agent.map(ms),
+            to_result_ms: run.to_result.map(ms),
+            wall_ms: ms(run.wall),
+        },
+        backend: run.backend.clone(),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktstr_guest::protocol::{AgentStarted, KernelInfo};
+
+    fn started() -> GuestMessage {
+        GuestMessage::AgentStarted(AgentStarted {
+            protocol_version: PROTOCOL_VERSION,
+            uptime_ms: 1,
+            kernel_release: "6.12".into(),
+            online_cpus: 2,
+        })
+    }
+
+    fn result(status: GuestStatus) -> GuestMessage {
+        GuestMessage::Result(Box::new(GuestReport {
+            status,
+            kernel: KernelInfo::default(),
+            exit_code: Some(0),
+            scheduler: None,
+            scenario: None,
+            uptime_ms: 2,
+        }))
+    }
+
+    fn run(messages: Vec<GuestMessage>, end: VmEnd, crash: Option<&str>) -> VmRun {
+        VmRun {
+            end,
+            to_agent: messages
+                .iter()
+                .any(|m| matches!(m, GuestMessage::AgentStarted(_)))
+                .then_some(Duration::from_secs(1)),
+            messages,
+            frame_errors: vec![],
+            console_tail: "tail\n".into(),
+            console_log: None,
+            crash_line: crash.map(String::from),
+            to_result: None,
+            wall: Duration::from_secs(2),
+            backend: "mock".into(),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(9);
+
+    #[test]
+    fn guest_status_maps_to_outcome() {
+        let r = judge(&run(vec![started(), result(GuestStatus::Passed)], VmEnd::Shutdown, None), T);
+        assert_eq!((r.outcome, r.reason), (Outcome::Pass, None));
+        let r = judge(
+            &run(
+                vec![started(), result(GuestStatus::Failed { reason: "worker 1 starved".into() })],
+                VmEnd::Shutdown,
+                None,
+            ),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Fail);
+        assert_eq!(r.reason.as_deref(), Some("worker 1 starved"));
+        let r = judge(
+            &run(vec![result(GuestStatus::Error { message: "bad".into() })], VmEnd::Shutdown, None),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn faults_map_to_crashed_timeout_error() {
+        let r = judge(
+            &run(vec![started()], VmEnd::Shutdown, Some("[ 1.0] Kernel panic - not syncing: x")),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Crashed);
+        assert!(r.reason.unwrap().contains("Kernel panic"));
+        assert_eq!(r.console_tail, "tail\n");
+        // A kernel crash beats a result that arrived before it.
+        let r = judge(
+            &run(vec![result(GuestStatus::Passed)], VmEnd::Shutdown, Some("BUG: oops")),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Crashed);
+        let r = judge(&run(vec![started()], VmEnd::TimedOut, None), T);
+        assert_eq!(r.outcome, Outcome::Timeout);
+        assert!(r.reason.unwrap().contains("agent started"));
+        let r = judge(&run(vec![], VmEnd::Shutdown, None), T);
+        assert_eq!(r.outcome, Outcome::Crashed);
+        let mut garbage = run(vec![started()], VmEnd::Shutdown, None);
+        garbage.frame_errors = vec!["frame checksum mismatch".into()];
+        let r = judge(&garbage, T);
+        assert_eq!(r.outcome, Outcome::Error);
+        assert!(r.reason.unwrap().contains("checksum"));
+        let r = judge(
+            &run(
+                vec![result(GuestStatus::Passed), result(GuestStatus::Passed)],
+                VmEnd::Shutdown,
+                None,
+            ),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn sched_ext_error_fails_a_passing_run() {
+        let r = judge(
+            &run(
+                vec![started(), result(GuestStatus::Passed)],
+                VmEnd::Shutdown,
+                Some("sched_ext: BPF scheduler \"x\" errored, disabling"),
+            ),
+            T,
+        );
+        assert_eq!(r.outcome, Outcome::Fail);
+    }
+}

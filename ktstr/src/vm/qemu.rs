@@ -1,1 +1,609 @@
-//! The QEMU backend.
+//! The QEMU backend: `qemu-system-x86_64` with `-accel kvm` where KVM can run a kernel, else
+//! `-accel tcg -cpu max`.
+//!
+//! Serial layout (same for every machine type): COM1 (0x3f8) is the kernel console, COM2 (0x2f8)
+//! carries the agent's frames. In capture mode each port is a pipe inherited by QEMU (opened as
+//! `/dev/fd/N` by a `file` chardev); a thread per pipe consumes it as bytes arrive: the console
+//! thread feeds [`Console`] (log, tail, crash lines), the result thread decodes frames and
+//! timestamps `AgentStarted` and `Result` on the host clock. A third thread waits for QEMU, so the
+//! main loop sleeps on one channel and reacts at once to exit, frames, crashes and the deadline.
+//!
+//! No QEMU outlives its cell: the child gets PR_SET_PDEATHSIG(SIGKILL) (ktstr dying kills it), a
+//! guard kills it when `run` unwinds, and the watchdog / Ctrl-C paths kill and reap it.
+
+use super::console::{Console, CrashKind};
+use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun, cmdline};
+use ktstr_guest::frame::Decoder;
+use ktstr_guest::protocol::GuestMessage;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const QEMU: &str = "qemu-system-x86_64";
+pub const INSTALL_FIX: &str = "apt-get install qemu-system-x86";
+/// After a kernel crash line: time for the stack trace and panic reboot before QEMU is killed.
+const CRASH_GRACE: Duration = Duration::from_secs(3);
+/// After the Result frame: the agent syncs and reboots; past this QEMU is killed (result kept).
+const RESULT_GRACE: Duration = Duration::from_secs(10);
+/// How often the main loop looks at the Ctrl-C flag while nothing else happens.
+const CANCEL_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    Microvm,
+    Q35,
+    Pc,
+}
+
+impl Machine {
+    pub const ALL: [Machine; 3] = [Machine::Microvm, Machine::Q35, Machine::Pc];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Machine> {
+        Machine::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// The `-M` value. microvm under TCG needs the legacy PIT/PIC/RTC (no in-kernel timers) and
+    /// ACPI for the MADT (Debian kernels have no MP-table parsing).
+    fn arg(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm,pit=on,pic=on,rtc=on,acpi=on",
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuBackend {
+    pub binary: PathBuf,
+    pub machine: Machine,
+    pub accel: Accel,
+}
+
+/// `KTSTR_QEMU` or `qemu-system-x86_64` on PATH.
+pub fn find_binary() -> Result<PathBuf, VmError> {
+    if let Some(p) = std::env::var_os("KTSTR_QEMU") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(VmError::MissingTool {
+            tool: format!("KTSTR_QEMU={}", p.display()),
+            fix: "point KTSTR_QEMU at a qemu-system-x86_64 binary or unset it".into(),
+        });
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(QEMU))
+        .find(|p| p.is_file())
+        .ok_or_else(|| VmError::MissingTool {
+            tool: QEMU.into(),
+            fix: INSTALL_FIX.into(),
+        })
+}
+
+impl QemuBackend {
+    pub fn new(machine: Machine, accel: Accel) -> Result<Self, VmError> {
+        Ok(QemuBackend {
+            binary: find_binary()?,
+            machine,
+            accel,
+        })
+    }
+
+    /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode.
+    pub fn args(&self, cfg: &VmConfig, con: &str, res: &str) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+        push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
+        push(&["-M", self.machine.arg()]);
+        match self.accel {
+            Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        }
+        push(&["-kernel", &cfg.kernel.to_string_lossy()]);
+        push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
+        let mut cmd = cmdline::base();
+        if self.machine == Machine::Microvm && self.accel == Accel::Tcg {
+            cmd.extend(cmdline::microvm_extra());
+        }
+        cmd.extend(cfg.cmdline_extra.iter().cloned());
+        push(&["-append", &cmd.join(" ")]);
+        a.extend(topology_args(cfg));
+        match &cfg.console {
+            ConsoleMode::Capture { .. } => {
+                a.extend(["-chardev".into(), format!("file,id=con,path={con}")]);
+            }
+            ConsoleMode::Interactive => {
+                // Ctrl-C goes to the guest; Ctrl-A X quits QEMU (the mux'ed monitor).
+                a.extend([
+                    "-chardev".into(),
+                    "stdio,id=con,mux=on,signal=off".into(),
+                    "-mon".into(),
+                    "chardev=con,mode=readline".into(),
+                ]);
+            }
+        }
+        a.extend(["-chardev".into(), format!("file,id=res,path={res}")]);
+        // isa-serial devices at fixed indexes: COM1 0x3f8 irq 4, COM2 0x2f8 irq 3 on every machine
+        // type (microvm's built-in UART only provides COM1).
+        a.extend(["-device".into(), "isa-serial,chardev=con,index=0".into()]);
+        a.extend(["-device".into(), "isa-serial,chardev=res,index=1".into()]);
+        if self.machine == Machine::Microvm {
+            // microvm's own UART would be a second COM1; ours above replaces it.
+            let m = a.iter().position(|x| x == "-M").map(|i| i + 1);
+            if let Some(i) = m {
+                a[i].push_str(",isa-serial=off");
+            }
+        }
+        a
+    }
+}
+
+/// `-smp` (one socket per LLC) and, for more than one node, `-numa` with a memory backend each.
+fn topology_args(cfg: &VmConfig) -> Vec<String> {
+    let t = &cfg.topology;
+    let mut a = vec![
+        "-m".to_string(),
+        format!("{}M", cfg.memory_mib),
+        "-smp".to_string(),
+        format!(
+            "cpus={},sockets={},cores={},threads={}",
+            t.cpus(),
+            t.llcs(),
+            t.cores_per_llc,
+            t.threads_per_core
+        ),
+    ];
+    if t.nodes > 1 {
+        let per = cfg.memory_mib / t.nodes;
+        for n in 0..t.nodes {
+            // Node 0 takes the remainder so the sizes add up to -m exactly (QEMU insists).
+            let size = if n == 0 {
+                cfg.memory_mib - per * (t.nodes - 1)
+            } else {
+                per
+            };
+            a.push("-object".into());
+            a.push(format!("memory-backend-ram,id=mem{n},size={size}M"));
+            a.push("-numa".into());
+            a.push(format!("node,nodeid={n},memdev=mem{n}"));
+        }
+        for s in 0..t.llcs() {
+            a.push("-numa".into());
+            a.push(format!("cpu,node-id={},socket-id={s}", s / t.llcs_per_node));
+        }
+    }
+    a
+}
+
+impl Backend for QemuBackend {
+    fn describe(&self) -> String {
+        let accel = match self.accel {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        };
+        format!("qemu-{accel}/{}", self.machine.name())
+    }
+
+    fn run(&self, cfg: &VmConfig) -> Result<VmRun, VmError> {
+        run_qemu(self, cfg)
+    }
+}
+
+enum Event {
+    Exited(std::process::ExitStatus),
+    Frame { result: bool },
+    Crash(CrashKind),
+}
+
+/// Kills the child (by pid) if `run_qemu` unwinds before it was reaped.
+struct KillGuard {
+    pid: libc::pid_t,
+    armed: bool,
+}
+
+impl KillGuard {
+    fn kill(&self) {
+        if self.armed {
+            // SAFETY: kill(2) has no memory effects; the pid is our unreaped child (the waiter
+            // thread reaps it only after it exits, and `armed` is cleared then), so it cannot
+            // name a recycled process.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+    move |source| VmError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
+    let capture_log = match &cfg.console {
+        ConsoleMode::Capture { log } => Some(log.clone()),
+        ConsoleMode::Interactive => None,
+    };
+    let console = Arc::new(Mutex::new(
+        Console::new(capture_log.as_deref()).map_err(io_err("console log"))?,
+    ));
+    let (con_r, con_w) = std::io::pipe().map_err(io_err("console pipe"))?;
+    let (res_r, res_w) = std::io::pipe().map_err(io_err("result pipe"))?;
+    let con_fd = con_w.as_raw_fd();
+    let res_fd = res_w.as_raw_fd();
+    let args = be.args(
+        cfg,
+        &format!("/dev/fd/{con_fd}"),
+        &format!("/dev/fd/{res_fd}"),
+    );
+    let affinity = cfg.cpu_budget.map(budget_cpuset);
+    let parent = std::process::id() as libc::pid_t;
+
+    let mut cmd = Command::new(&be.binary);
+    cmd.args(&args).stderr(Stdio::piped());
+    if capture_log.is_some() {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    }
+    let inherit: Vec<i32> = if capture_log.is_some() {
+        vec![con_fd, res_fd]
+    } else {
+        vec![res_fd]
+    };
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe syscalls
+    // (prctl, getppid, fcntl, sched_setaffinity) on values copied in before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // ktstr died between fork and prctl: the signal will never come, so go now.
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            for fd in &inherit {
+                // QEMU reopens the pipe as /dev/fd/N, so N must survive exec.
+                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if let Some(set) = &affinity
+                && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned_at = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            VmError::MissingTool {
+                tool: be.binary.display().to_string(),
+                fix: INSTALL_FIX.into(),
+            }
+        } else {
+            VmError::Spawn {
+                backend: be.describe(),
+                reason: e.to_string(),
+            }
+        }
+    })?;
+    // Our copies of the write ends must close, or the readers never see EOF.
+    drop(con_w);
+    drop(res_w);
+    let mut guard = KillGuard {
+        pid: child.id() as libc::pid_t,
+        armed: true,
+    };
+
+    let (tx, rx) = mpsc::channel::<Event>();
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let stderr_thread = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.by_ref().take(64 * 1024).read_to_end(&mut buf);
+        // Drain the rest so QEMU never blocks on a full pipe.
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let con_thread = {
+        let console = Arc::clone(&console);
+        let tx = tx.clone();
+        let mut r = con_r;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let hit = console.lock().unwrap_or_else(|p| p.into_inner()).feed(&buf[..n]);
+                        if let Some((kind, _)) = hit {
+                            let _ = tx.send(Event::Crash(kind));
+                        }
+                    }
+                }
+            }
+        })
+    };
+    type Frames = (Vec<GuestMessage>, Vec<String>, Option<Duration>, Option<Duration>);
+    let frames: Arc<Mutex<Frames>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), None, None)));
+    let res_thread = {
+        let frames = Arc::clone(&frames);
+        let tx = tx.clone();
+        let mut r = res_r;
+        std::thread::spawn(move || {
+            let mut dec = Decoder::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                for item in dec.push(&buf[..n]) {
+                    let at = spawned_at.elapsed();
+                    let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
+                    match item {
+                        Ok(msg) => {
+                            let is_result = matches!(msg, GuestMessage::Result(_));
+                            match &msg {
+                                GuestMessage::AgentStarted(_) if f.2.is_none() => f.2 = Some(at),
+                                GuestMessage::Result(_) if f.3.is_none() => f.3 = Some(at),
+                                _ => {}
+                            }
+                            f.0.push(msg);
+                            let _ = tx.send(Event::Frame { result: is_result });
+                        }
+                        Err(e) => f.1.push(e.to_string()),
+                    }
+                }
+            }
+            if dec.garbage_bytes > 0 {
+                let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
+                f.1.push(format!(
+                    "{} bytes of garbage on the result channel",
+                    dec.garbage_bytes
+                ));
+            }
+        })
+    };
+    let waiter = {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = tx.send(Event::Exited(status));
+            }
+        })
+    };
+    drop(tx);
+
+    let deadline = spawned_at + cfg.timeout;
+    let mut kill_at: Option<Instant> = None;
+    let mut end = VmEnd::Shutdown;
+    let mut status = None;
+    loop {
+        let now = Instant::now();
+        let next = [Some(deadline), kill_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(deadline);
+        let wait = next.saturating_duration_since(now).min(CANCEL_POLL);
+        match rx.recv_timeout(wait) {
+            Ok(Event::Exited(s)) => {
+                guard.armed = false;
+                status = Some(s);
+                break;
+            }
+            Ok(Event::Frame { result: true }) => {
+                kill_at.get_or_insert(Instant::now() + RESULT_GRACE);
+            }
+            Ok(Event::Frame { result: false }) => {}
+            Ok(Event::Crash(CrashKind::Kernel)) => {
+                kill_at = Some(kill_at.map_or(Instant::now() + CRASH_GRACE, |k| {
+                    k.min(Instant::now() + CRASH_GRACE)
+                }));
+            }
+            Ok(Event::Crash(CrashKind::SchedExt)) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if crate::cancel::requested() {
+            end = VmEnd::Cancelled;
+            guard.kill();
+        } else if now >= deadline {
+            end = VmEnd::TimedOut;
+            guard.kill();
+        } else if kill_at.is_some_and(|k| now >= k) {
+            guard.kill();
+        } else {
+            continue;
+        }
+        // Killed: wait for the reap so nothing outlives this call.
+        for ev in rx.iter() {
+            if let Event::Exited(s) = ev {
+                guard.armed = false;
+                status = Some(s);
+                break;
+            }
+        }
+        break;
+    }
+    let _ = waiter.join();
+    let _ = con_thread.join();
+    let _ = res_thread.join();
+    let qemu_stderr = stderr_thread.join().unwrap_or_default();
+    let wall = spawned_at.elapsed();
+
+    let console = Arc::try_unwrap(console)
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .map_err(|_| VmError::Config("console still shared after join".into()))?;
+    let (messages, frame_errors, to_agent, to_result) = {
+        let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *f)
+    };
+    let failed_to_start = end == VmEnd::Shutdown
+        && status.is_some_and(|s| !s.success())
+        && console.bytes() == 0
+        && messages.is_empty();
+    if failed_to_start {
+        return Err(VmError::Spawn {
+            backend: be.describe(),
+            reason: format!(
+                "{} exited with {}: {}",
+                be.binary.display(),
+                status.map(|s| s.to_string()).unwrap_or_default(),
+                qemu_stderr.trim()
+            ),
+        });
+    }
+    let mut console_tail = console.tail();
+    if !qemu_stderr.trim().is_empty() {
+        console_tail.push_str("--- qemu stderr ---\n");
+        console_tail.push_str(qemu_stderr.trim_end());
+        console_tail.push('\n');
+    }
+    Ok(VmRun {
+        end,
+        messages,
+        frame_errors,
+        console_tail,
+        console_log: capture_log,
+        crash_line: console.crash().map(|(_, l)| l.clone()),
+        to_agent,
+        to_result,
+        wall,
+        backend: be.describe(),
+    })
+}
+
+/// The first `k` CPUs this process may run on.
+fn budget_cpuset(k: u32) -> libc::cpu_set_t {
+    // SAFETY: cpu_set_t is a plain bitmask; all-zero is the empty set.
+    let mut mine: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `mine` is a valid, writable cpu_set_t of the size passed.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mine) };
+    // SAFETY: as above.
+    let mut out: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let mut taken = 0;
+    for cpu in 0..libc::CPU_SETSIZE as usize {
+        if taken >= k.max(1) {
+            break;
+        }
+        // SAFETY: `cpu` < CPU_SETSIZE, the bound of both sets.
+        let allowed = ok != 0 || unsafe { libc::CPU_ISSET(cpu, &mine) };
+        if allowed {
+            // SAFETY: as above.
+            unsafe { libc::CPU_SET(cpu, &mut out) };
+            taken += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Topology;
+
+    fn cfg(topo: &str) -> VmConfig {
+        VmConfig {
+            kernel: "/k".into(),
+            initramfs: "/i".into(),
+            topology: topo.parse::<Topology>().unwrap(),
+            memory_mib: 1000,
+            cmdline_extra: vec!["x=1".into()],
+            console: ConsoleMode::Capture { log: "/l".into() },
+            timeout: Duration::from_secs(5),
+            cpu_budget: None,
+        }
+    }
+
+    fn be(m: Machine) -> QemuBackend {
+        QemuBackend {
+            binary: QEMU.into(),
+            machine: m,
+            accel: Accel::Tcg,
+        }
+    }
+
+    fn after<'a>(a: &'a [String], flag: &str) -> Vec<&'a str> {
+        a.windows(2)
+            .filter(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+            .collect()
+    }
+
+    #[test]
+    fn topology_maps_llcs_to_sockets_and_nodes_to_numa() {
+        let a = be(Machine::Q35).args(&cfg("2n2l3c2t"), "/dev/fd/5", "/dev/fd/6");
+        assert_eq!(after(&a, "-smp"), ["cpus=24,sockets=4,cores=3,threads=2"]);
+        assert_eq!(
+            after(&a, "-object"),
+            ["memory-backend-ram,id=mem0,size=500M", "memory-backend-ram,id=mem1,size=500M"]
+        );
+        let numa = after(&a, "-numa");
+        assert!(numa.contains(&"cpu,node-id=1,socket-id=3"), "{numa:?}");
+        assert!(numa.contains(&"cpu,node-id=0,socket-id=1"), "{numa:?}");
+        let one = be(Machine::Q35).args(&cfg("1n2l2c1t"), "a", "b");
+        assert!(after(&one, "-numa").is_empty());
+    }
+
+    #[test]
+    fn uneven_memory_split_adds_up() {
+        let mut c = cfg("3n1l1c1t");
+        c.memory_mib = 1000;
+        let a = topology_args(&c);
+        let sizes: u32 = after(&a, "-object")
+            .iter()
+            .map(|o| o.rsplit("size=").next().unwrap().trim_end_matches('M').parse::<u32>().unwrap())
+            .sum();
+        assert_eq!(sizes, 1000);
+    }
+
+    #[test]
+    fn serial_ports_and_cmdline() {
+        let a = be(Machine::Microvm).args(&cfg("1n1l2c1t"), "/dev/fd/5", "/dev/fd/6");
+        assert!(after(&a, "-chardev").contains(&"file,id=con,path=/dev/fd/5"));
+        assert!(after(&a, "-chardev").contains(&"file,id=res,path=/dev/fd/6"));
+        assert_eq!(
+            after(&a, "-device"),
+            ["isa-serial,chardev=con,index=0", "isa-serial,chardev=res,index=1"]
+        );
+        let append = after(&a, "-append")[0];
+        assert!(append.contains("console=ttyS0") && append.ends_with(" x=1"), "{append}");
+        assert!(append.contains("tsc_early_khz="));
+        assert!(after(&a, "-M")[0].starts_with("microvm,"));
+        assert!(a.contains(&"-no-reboot".to_string()));
+        let pc = be(Machine::Pc).args(&cfg("1n1l2c1t"), "a", "b");
+        assert!(!after(&pc, "-append")[0].contains("tsc_early_khz"));
+    }
+}
