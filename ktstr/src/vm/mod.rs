@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod console;
 pub mod kvm;
 pub mod qemu;
+pub mod select;
 
 use crate::topology::Topology;
 use ktstr_guest::protocol::GuestMessage;
