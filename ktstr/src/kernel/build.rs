@@ -1,0 +1,398 @@
+//! Building: dependency check, `make O=` with fixed KBUILD_* so builds are reproducible, a progress
+//! line (phase + elapsed + last make line), the full log kept, and installation of the cache entry.
+
+use super::cache::{self, Entry, Inputs};
+use super::configure::Configured;
+use super::{KernelError, ResolveOptions, io};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Fixed build identity: `uname -v` and the banner would otherwise carry the date, user and host,
+/// and the build counter; with these two clean builds of the same inputs give the same image.
+pub const REPRO_ENV: &[(&str, &str)] = &[
+    ("KBUILD_BUILD_TIMESTAMP", "2024-01-01 00:00:00 UTC"),
+    ("KBUILD_BUILD_USER", "ktstr"),
+    ("KBUILD_BUILD_HOST", "ktstr"),
+    ("KBUILD_BUILD_VERSION", "1"),
+    ("SOURCE_DATE_EPOCH", "1704067200"),
+    ("LC_ALL", "C"),
+    ("TZ", "UTC"),
+];
+
+/// Free space a tinyconfig+sched_ext build needs (O= tree ~0.9 GiB, source ~1.4 GiB, entry).
+const NEED_MIB: u64 = 3 * 1024;
+
+/// Phase, elapsed time and the last make line; a spinner on a terminal, phase lines otherwise.
+#[derive(Debug)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    lines: bool,
+    start: Instant,
+    phase: String,
+}
+
+impl Progress {
+    pub fn new(enabled: bool, label: &str) -> Self {
+        use std::io::IsTerminal;
+        let tty = enabled && std::io::stderr().is_terminal();
+        let bar = tty.then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {prefix}: {wide_msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(label.to_string());
+            b.enable_steady_tick(Duration::from_millis(200));
+            b
+        });
+        Self {
+            bar,
+            lines: enabled && !tty,
+            start: Instant::now(),
+            phase: String::new(),
+        }
+    }
+
+    pub fn phase(&mut self, phase: &str) {
+        self.phase = phase.to_string();
+        if let Some(b) = &self.bar {
+            b.set_message(phase.to_string());
+        } else if self.lines {
+            eprintln!(
+                "[{:>6.1}s] kernel: {phase}",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+
+    fn line(&self, line: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("{} | {}", self.phase, line.trim()));
+        }
+    }
+
+    pub fn finish(&mut self, what: &str) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        if self.lines || what == "built" {
+            eprintln!(
+                "[{:>6.1}s] kernel: {what}",
+                self.start.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+/// Versions of the tools whose output ends up in the image; part of the cache key.
+pub fn toolchain_identity() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, args) in [
+        ("cc", &["gcc", "--version"][..]),
+        ("ld", &["ld", "--version"]),
+        ("pahole", &["pahole", "--version"]),
+        ("make", &["make", "--version"]),
+    ] {
+        let v = Command::new(args[0])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "missing".into());
+        out.insert(name.to_string(), v);
+    }
+    out
+}
+
+fn in_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+/// Every tool and header a tinyconfig + sched_ext build needs, with the Debian package providing it.
+pub fn check_deps() -> Result<(), KernelError> {
+    const BINS: &[(&str, &str)] = &[
+        ("make", "make"),
+        ("gcc", "gcc"),
+        ("ld", "binutils"),
+        ("strip", "binutils"),
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("bc", "bc"),
+        ("pahole", "dwarves"),
+        ("cpio", "cpio"),
+        ("zstd", "zstd"),
+        ("xz", "xz-utils"),
+        ("perl", "perl"),
+    ];
+    const HEADERS: &[(&str, &str)] = &[("gelf.h", "libelf-dev"), ("openssl/ssl.h", "libssl-dev")];
+    let mut missing = Vec::new();
+    let mut pkgs = Vec::new();
+    for (bin, pkg) in BINS {
+        if !in_path(bin) {
+            missing.push(bin.to_string());
+            pkgs.push(*pkg);
+        }
+    }
+    for (h, pkg) in HEADERS {
+        let found = [
+            "/usr/include",
+            "/usr/local/include",
+            "/usr/include/x86_64-linux-gnu",
+        ]
+        .iter()
+        .any(|d| Path::new(d).join(h).is_file());
+        if !found {
+            missing.push(h.to_string());
+            pkgs.push(*pkg);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    pkgs.dedup();
+    Err(KernelError::MissingDeps {
+        missing: missing.join(", "),
+        packages: pkgs.join(" "),
+    })
+}
+
+/// The cores this process may use (affinity and cgroup quota aware).
+pub fn allowed_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// `make -C tree O=out -jN targets`, output appended to `log`, last line shown in the progress.
+pub fn run_make(
+    tree: &Path,
+    out: &Path,
+    targets: &[&str],
+    jobs: usize,
+    log: &Path,
+    progress: &Progress,
+    what: &str,
+) -> Result<(), KernelError> {
+    use std::os::unix::process::CommandExt;
+    let mut logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(io(format!("opening {}", log.display())))?;
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", out.display()))
+        .arg(format!("-j{}", jobs.max(1)))
+        .args(targets)
+        .envs(REPRO_ENV.iter().copied())
+        // Kconfig reads these; a user's environment must not change the config.
+        .env_remove("KCONFIG_CONFIG")
+        .env_remove("KCONFIG_ALLCONFIG")
+        .env_remove("ARCH")
+        .env_remove("CROSS_COMPILE")
+        .env_remove("LOCALVERSION")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group so an interruption stops make's whole tree.
+        .process_group(0);
+    let _ = writeln!(
+        logf,
+        "$ make -C {} O={} -j{} {}",
+        tree.display(),
+        out.display(),
+        jobs,
+        targets.join(" ")
+    );
+    let mut child = cmd.spawn().map_err(io("starting make"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let _ = writeln!(logf, "{line}");
+                progress.line(&line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if crate::cancel::requested() {
+            // SAFETY: kill(2) on the process group we created for this child; no memory involved.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+            let _ = child.wait();
+            return Err(KernelError::Interrupted);
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait().map_err(io("waiting for make"))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(KernelError::Command {
+        what: what.to_string(),
+        code: status.code(),
+        log: log.to_path_buf(),
+        tail: tail(log, 30),
+    })
+}
+
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Builds `conf` into the kept O= tree of `key` and installs the cache entry atomically.
+pub fn build_and_install(
+    key: &str,
+    tree: &Path,
+    conf: Configured,
+    inputs: &Inputs,
+    opts: &ResolveOptions,
+    progress: &mut Progress,
+    started: Instant,
+) -> Result<Entry, KernelError> {
+    let root = crate::paths::kernels_dir();
+    std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
+    let avail_mib = fs4::available_space(&root)
+        .map(|b| b / (1 << 20))
+        .unwrap_or(u64::MAX);
+    if avail_mib < NEED_MIB {
+        return Err(KernelError::DiskFull {
+            dir: root,
+            avail_mib,
+            need_mib: NEED_MIB,
+        });
+    }
+    let version = conf.version.clone();
+    let configure_s = started.elapsed().as_secs_f64();
+    // Keep the O= tree per key: rebuilding a corrupted entry is then an incremental make.
+    let dir = cache::build_dir(key);
+    let incremental = dir.join("vmlinux").is_file() && dir.join(".config").is_file();
+    if incremental {
+        conf.discard();
+    } else {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+        }
+        let tmp = conf.keep();
+        std::fs::rename(&tmp, &dir).map_err(io(format!(
+            "renaming {} to {}",
+            tmp.display(),
+            dir.display()
+        )))?;
+    }
+    let log = dir.join("build.log");
+    let _ = std::fs::remove_file(&log);
+    let jobs = if opts.jobs == 0 {
+        allowed_jobs()
+    } else {
+        opts.jobs
+    };
+    progress.phase(&format!(
+        "build{} -j{jobs} (log {})",
+        if incremental { " (incremental)" } else { "" },
+        log.display()
+    ));
+    let t = Instant::now();
+    run_make(
+        tree,
+        &dir,
+        &["bzImage"],
+        jobs,
+        &log,
+        progress,
+        "kernel build",
+    )?;
+    let build_s = t.elapsed().as_secs_f64();
+
+    progress.phase("install");
+    let t = Instant::now();
+    let stage = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempdir_in(&root)
+        .map_err(io("creating a staging dir"))?;
+    let s = stage.path();
+    std::fs::copy(dir.join("arch/x86/boot/bzImage"), s.join(cache::IMAGE))
+        .map_err(io("copying bzImage (disk full?)"))?;
+    // DWARF is most of vmlinux; symbols and .BTF (which tools/sched_ext and BPF loaders read) stay.
+    let out = Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(s.join(cache::VMLINUX))
+        .arg(dir.join("vmlinux"))
+        .output()
+        .map_err(io("running strip"))?;
+    if !out.status.success() {
+        return Err(KernelError::Command {
+            what: "strip --strip-debug vmlinux".into(),
+            code: out.status.code(),
+            log: log.clone(),
+            tail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    std::fs::copy(dir.join(".config"), s.join(cache::CONFIG)).map_err(io("copying .config"))?;
+    std::fs::copy(&log, s.join(cache::BUILD_LOG)).map_err(io("copying build.log"))?;
+    let config_text =
+        std::fs::read_to_string(s.join(cache::CONFIG)).map_err(io("reading .config"))?;
+    let sched_ext = config_text.lines().any(|l| l == "CONFIG_SCHED_CLASS_EXT=y");
+    let mut timings = BTreeMap::new();
+    timings.insert("configure_s".to_string(), configure_s);
+    timings.insert("build_s".to_string(), build_s);
+    timings.insert("install_s".to_string(), t.elapsed().as_secs_f64());
+    timings.insert("total_s".to_string(), started.elapsed().as_secs_f64());
+    let meta = cache::Metadata::new(key, inputs, &version, sched_ext, incremental, timings, s)?;
+    let entry = cache::install(key, stage, &meta)?;
+    progress.finish("built");
+    Ok(entry)
+}
+
+/// Path of the kept O= build tree of `key` (for in-tree tools such as tools/sched_ext).
+pub fn kept_build_dir(key: &str) -> Option<PathBuf> {
+    let d = cache::build_dir(key);
+    d.join(".config").is_file().then_some(d)
+}

@@ -1,0 +1,654 @@
+//! Kernel sources: find them (Debian's /usr/src tarballs, the cache, kernel.org), identify them by
+//! content (tarball sha256, git tree id, or a hash of a local tree's files) and materialize them as
+//! an extracted tree under the cache, one per identity, so a tree is extracted once.
+
+use super::build::Progress;
+use super::spec::KernelSpec;
+use super::{KernelError, io};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// An identified source. Serialized into every cache entry's metadata.json.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// `tarball`, `git` or `path`.
+    pub kind: String,
+    /// Tarball path, repository, or directory.
+    pub location: String,
+    /// Git ref as given.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// `tarball-sha256:<hex>`, `git-tree:<oid>` or `files-sha256:<hex>`.
+    pub identity: String,
+    /// Kernel release (`6.12.117`) when known without extracting.
+    pub version: Option<String>,
+    /// False for dirty local git trees.
+    pub reproducible: bool,
+}
+
+/// Where Debian's linux-source-X.Y packages put their tarballs (overridable for tests).
+fn debian_src_dir() -> PathBuf {
+    std::env::var_os("KTSTR_DEBIAN_SRC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/src".into())
+}
+
+/// kernel.org's base URL (overridable so the download path is testable offline).
+pub fn kernel_org_url() -> String {
+    std::env::var("KTSTR_KERNEL_ORG_URL")
+        .unwrap_or_else(|_| "https://cdn.kernel.org/pub/linux/kernel".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn tarballs_dir() -> PathBuf {
+    crate::paths::sources_dir().join("tarballs")
+}
+fn trees_dir() -> PathBuf {
+    crate::paths::sources_dir().join("trees")
+}
+
+/// Identifies a source cheaply where possible (stat cache for tarballs, ref lookup for git).
+pub fn identify(spec: &KernelSpec, spec_str: &str, offline: bool) -> Result<Source, KernelError> {
+    match spec {
+        KernelSpec::Version {
+            major,
+            minor,
+            patch,
+        } => identify_version(*major, *minor, *patch, spec_str, offline),
+        KernelSpec::Tar(path) => {
+            if !path.is_file() {
+                return Err(KernelError::BadSpec {
+                    spec: spec_str.into(),
+                    why: format!("no such tarball {}", path.display()),
+                });
+            }
+            tarball_source(path)
+        }
+        KernelSpec::Git { repo, reference } => identify_git(repo, reference),
+        KernelSpec::Path(dir) => identify_path(dir, spec_str),
+        KernelSpec::Image(_) => unreachable!("images have no source"),
+    }
+}
+
+fn identify_version(
+    major: u32,
+    minor: u32,
+    patch: Option<u32>,
+    spec_str: &str,
+    offline: bool,
+) -> Result<Source, KernelError> {
+    let wanted = |v: &str| match patch {
+        Some(p) => {
+            v == format!("{major}.{minor}.{p}") || (p == 0 && v == format!("{major}.{minor}"))
+        }
+        None => v == format!("{major}.{minor}") || v.starts_with(&format!("{major}.{minor}.")),
+    };
+    let mut tried = Vec::new();
+    let deb = debian_src_dir().join(format!("linux-source-{major}.{minor}.tar.xz"));
+    if deb.is_file() {
+        let mut src = tarball_source(&deb)?;
+        if src.version.is_none() {
+            // Debian names the tarball by X.Y only: the release is in its Makefile.
+            let tree = materialize(&src, &mut Progress::new(true, spec_str))?;
+            src.version = tree_version(&tree);
+            remember_version(&deb, src.version.as_deref());
+        }
+        match &src.version {
+            Some(v) if wanted(v) => return Ok(src),
+            v => tried.push(format!(
+                "{}: is {}, not {spec_str}",
+                deb.display(),
+                v.as_deref().unwrap_or("an unknown version")
+            )),
+        }
+    } else {
+        tried.push(format!(
+            "{}: missing (`apt-get install linux-source-{major}.{minor}` provides it)",
+            deb.display()
+        ));
+    }
+    // Tarballs downloaded earlier.
+    let mut cached: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(tarballs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let v = name.strip_prefix("linux-")?.strip_suffix(".tar.xz")?;
+            wanted(v).then(|| {
+                (
+                    v.split('.').filter_map(|n| n.parse().ok()).collect(),
+                    e.path(),
+                )
+            })
+        })
+        .collect();
+    cached.sort();
+    if let Some((_, path)) = cached.pop() {
+        return tarball_source(&path);
+    }
+    tried.push(format!(
+        "{}: no linux-{spec_str}*.tar.xz",
+        tarballs_dir().display()
+    ));
+    let ver = match patch {
+        Some(p) if p > 0 => format!("{major}.{minor}.{p}"),
+        _ => format!("{major}.{minor}"),
+    };
+    let offline = offline || std::env::var_os("KTSTR_OFFLINE").is_some_and(|v| v != "0");
+    if offline {
+        tried.push("kernel.org: not tried (offline)".into());
+    } else {
+        match download(major, &ver) {
+            Ok(path) => return tarball_source(&path),
+            Err(e) => tried.push(format!("kernel.org: {e}")),
+        }
+    }
+    Err(KernelError::SourceNotFound {
+        spec: spec_str.into(),
+        tried: tried
+            .iter()
+            .map(|t| format!("  - {t}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// Downloads linux-VER.tar.xz and checks it against kernel.org's sha256sums.asc.
+fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
+    let base = format!("{}/v{major}.x", kernel_org_url());
+    let name = format!("linux-{ver}.tar.xz");
+    let sums_url = format!("{base}/sha256sums.asc");
+    let dl_err = |url: &str, why: String| KernelError::Download {
+        url: url.into(),
+        why,
+    };
+    let sums = ureq::get(&sums_url)
+        .call()
+        .map_err(|e| dl_err(&sums_url, e.to_string()))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| dl_err(&sums_url, e.to_string()))?;
+    let expected = sums
+        .lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            let (sum, file) = (it.next()?, it.next()?);
+            (file == name && sum.len() == 64).then(|| sum.to_ascii_lowercase())
+        })
+        .ok_or_else(|| dl_err(&sums_url, format!("no checksum listed for {name}")))?;
+    let url = format!("{base}/{name}");
+    let dir = tarballs_dir();
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a temp file"))?;
+    let mut resp = ureq::get(&url)
+        .call()
+        .map_err(|e| dl_err(&url, e.to_string()))?;
+    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| dl_err(&url, e.to_string()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut tmp, &buf[..n]).map_err(io("writing the download"))?;
+    }
+    let got = hex::encode(hasher.finalize());
+    if got != expected {
+        return Err(dl_err(
+            &url,
+            format!("sha256 mismatch: got {got}, sha256sums.asc says {expected}"),
+        ));
+    }
+    let dest = dir.join(&name);
+    tmp.persist(&dest).map_err(|e| KernelError::Io {
+        what: format!("installing {}", dest.display()),
+        source: e.error,
+    })?;
+    Ok(dest)
+}
+
+// ---- tarballs: sha256 once per (path, size, mtime, inode) -------------------------------------
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+struct StatEntry {
+    size: u64,
+    mtime_ns: i128,
+    ino: u64,
+    sha256: String,
+    version: Option<String>,
+}
+
+fn stat_cache_path() -> PathBuf {
+    crate::paths::sources_dir().join("stat-cache.json")
+}
+
+fn load_stat_cache() -> BTreeMap<String, StatEntry> {
+    std::fs::read(stat_cache_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn store_stat_cache(map: &BTreeMap<String, StatEntry>) {
+    // Best effort: losing it only costs a re-hash.
+    let path = stat_cache_path();
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+        if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+            && serde_json::to_writer_pretty(&mut tmp, map).is_ok()
+        {
+            let _ = tmp.persist(&path);
+        }
+    }
+}
+
+fn stat_key(path: &Path) -> Option<(String, u64, i128, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::fs::canonicalize(path).ok()?;
+    let m = std::fs::metadata(&abs).ok()?;
+    let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+    Some((abs.display().to_string(), m.size(), mtime, m.ino()))
+}
+
+fn tarball_source(path: &Path) -> Result<Source, KernelError> {
+    let (abs, size, mtime_ns, ino) = stat_key(path).ok_or_else(|| KernelError::BadSpec {
+        spec: path.display().to_string(),
+        why: "cannot stat the tarball".into(),
+    })?;
+    let mut cache = load_stat_cache();
+    let entry = match cache.get(&abs) {
+        Some(e) if e.size == size && e.mtime_ns == mtime_ns && e.ino == ino => e.clone(),
+        _ => {
+            let sha256 = sha256_file(path)?;
+            let version = Path::new(&abs)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("linux-"))
+                .and_then(|n| n.split(".tar").next())
+                .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+                .map(str::to_string);
+            let e = StatEntry {
+                size,
+                mtime_ns,
+                ino,
+                sha256,
+                version,
+            };
+            cache.insert(abs.clone(), e.clone());
+            store_stat_cache(&cache);
+            e
+        }
+    };
+    Ok(Source {
+        kind: "tarball".into(),
+        location: abs,
+        reference: None,
+        identity: format!("tarball-sha256:{}", entry.sha256),
+        version: entry.version,
+        reproducible: true,
+    })
+}
+
+fn remember_version(path: &Path, version: Option<&str>) {
+    let Some((abs, ..)) = stat_key(path) else {
+        return;
+    };
+    let mut cache = load_stat_cache();
+    if let Some(e) = cache.get_mut(&abs) {
+        e.version = version.map(str::to_string);
+        store_stat_cache(&cache);
+    }
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, KernelError> {
+    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", path.display())))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+// ---- git -------------------------------------------------------------------------------------
+
+fn git_err(e: git2::Error) -> KernelError {
+    KernelError::Git(e.message().to_string())
+}
+
+fn is_url(repo: &str) -> bool {
+    repo.contains("://") || (repo.contains('@') && repo.contains(':'))
+}
+
+fn open_repo(repo: &str, reference: &str) -> Result<git2::Repository, KernelError> {
+    if !is_url(repo) {
+        return git2::Repository::open(repo).map_err(|e| KernelError::BadSpec {
+            spec: format!("git:{repo}#{reference}"),
+            why: format!("cannot open the repository: {}", e.message()),
+        });
+    }
+    // Remote: a bare mirror per URL under the cache, fetched on each resolution.
+    let dir = crate::paths::sources_dir()
+        .join("git")
+        .join(&hex::encode(Sha256::digest(repo.as_bytes()))[..16]);
+    let r = match git2::Repository::open_bare(&dir) {
+        Ok(r) => r,
+        Err(_) => git2::Repository::init_bare(&dir).map_err(git_err)?,
+    };
+    {
+        let mut remote = r.remote_anonymous(repo).map_err(git_err)?;
+        let refspecs = [
+            format!("+{reference}:refs/ktstr/fetched"),
+            "+refs/heads/*:refs/heads/*".to_string(),
+            "+refs/tags/*:refs/tags/*".to_string(),
+        ];
+        // A ref that is a sha cannot be fetched by name on every server; the wildcard covers it.
+        if remote.fetch(&refspecs, None, None).is_err() {
+            remote.fetch(&refspecs[1..], None, None).map_err(git_err)?;
+        }
+    }
+    Ok(r)
+}
+
+fn identify_git(repo: &str, reference: &str) -> Result<Source, KernelError> {
+    let r = open_repo(repo, reference)?;
+    let obj = r
+        .revparse_single(reference)
+        .or_else(|_| r.revparse_single("refs/ktstr/fetched"))
+        .map_err(|e| KernelError::BadSpec {
+            spec: format!("git:{repo}#{reference}"),
+            why: format!("unknown ref: {}", e.message()),
+        })?;
+    let commit = obj.peel_to_commit().map_err(git_err)?;
+    let tree = commit.tree().map_err(git_err)?;
+    let version = tree
+        .get_path(Path::new("Makefile"))
+        .ok()
+        .and_then(|e| e.to_object(&r).ok())
+        .and_then(|o| {
+            o.as_blob()
+                .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+        })
+        .and_then(|t| makefile_version(&t));
+    Ok(Source {
+        kind: "git".into(),
+        location: repo.to_string(),
+        reference: Some(reference.to_string()),
+        identity: format!("git-tree:{}", tree.id()),
+        version,
+        reproducible: true,
+    })
+}
+
+// ---- local trees -----------------------------------------------------------------------------
+
+fn identify_path(dir: &Path, spec_str: &str) -> Result<Source, KernelError> {
+    if !dir.join("Makefile").is_file() || !dir.join("Kconfig").is_file() {
+        return Err(KernelError::BadSpec {
+            spec: spec_str.into(),
+            why: "not a kernel source tree (no Makefile and Kconfig)".into(),
+        });
+    }
+    let abs = std::fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
+    let version = std::fs::read_to_string(abs.join("Makefile"))
+        .ok()
+        .and_then(|t| makefile_version(&t));
+    let mut src = Source {
+        kind: "path".into(),
+        location: abs.display().to_string(),
+        reference: None,
+        identity: String::new(),
+        version,
+        reproducible: true,
+    };
+    if let Ok(r) = git2::Repository::open(&abs)
+        && r.workdir()
+            .and_then(|w| std::fs::canonicalize(w).ok())
+            .as_deref()
+            == Some(&abs)
+    {
+        let mut o = git2::StatusOptions::new();
+        o.include_untracked(true).include_ignored(false);
+        let clean = r
+            .statuses(Some(&mut o))
+            .map(|s| s.is_empty())
+            .unwrap_or(false);
+        if clean && let Ok(tree) = r.head().and_then(|h| h.peel_to_tree()) {
+            src.identity = format!("git-tree:{}", tree.id());
+            return Ok(src);
+        }
+        // Dirty: still buildable, keyed by its files, but nobody can rebuild it from a commit.
+        src.reproducible = false;
+    }
+    src.identity = format!("files-sha256:{}", hash_tree(&abs)?);
+    Ok(src)
+}
+
+/// sha256 over (relative path, kind/mode, content) of every file, in sorted order, skipping .git.
+pub fn hash_tree(root: &Path) -> Result<String, KernelError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Sha256::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .flatten()
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        // Reverse so the stack pops directories in sorted order.
+        for e in entries.into_iter().rev() {
+            let name = e.file_name();
+            if rel.as_os_str().is_empty() && name == ".git" {
+                continue;
+            }
+            let r = rel.join(&name);
+            let ft = e.file_type().map_err(io(format!("stat {}", r.display())))?;
+            h.update(r.as_os_str().as_encoded_bytes());
+            h.update([0]);
+            if ft.is_dir() {
+                h.update(b"d");
+                stack.push(r);
+            } else if ft.is_symlink() {
+                let t = std::fs::read_link(e.path())
+                    .map_err(io(format!("readlink {}", r.display())))?;
+                h.update(b"l");
+                h.update(t.as_os_str().as_encoded_bytes());
+            } else {
+                let mode = e
+                    .metadata()
+                    .map(|m| m.permissions().mode() & 0o111)
+                    .unwrap_or(0);
+                h.update(if mode != 0 { b"x" } else { b"f" });
+                let mut f = std::fs::File::open(e.path())
+                    .map_err(io(format!("opening {}", r.display())))?;
+                std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", r.display())))?;
+            }
+            h.update([0]);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// `6.12.117` from a top-level Makefile's VERSION/PATCHLEVEL/SUBLEVEL/EXTRAVERSION.
+pub fn makefile_version(text: &str) -> Option<String> {
+    let get = |k: &str| {
+        text.lines().take(20).find_map(|l| {
+            let (lhs, rhs) = l.split_once('=')?;
+            (lhs.trim() == k).then(|| rhs.trim().to_string())
+        })
+    };
+    let (v, p) = (get("VERSION")?, get("PATCHLEVEL")?);
+    let s = get("SUBLEVEL").unwrap_or_default();
+    let e = get("EXTRAVERSION").unwrap_or_default();
+    Some(match s.as_str() {
+        "" | "0" => format!("{v}.{p}{e}"),
+        _ => format!("{v}.{p}.{s}{e}"),
+    })
+}
+
+pub fn tree_version(tree: &Path) -> Option<String> {
+    makefile_version(&std::fs::read_to_string(tree.join("Makefile")).ok()?)
+}
+
+// ---- materialize -----------------------------------------------------------------------------
+
+/// The extracted tree of a source (extracting or exporting it on first use).
+pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, KernelError> {
+    if src.kind == "path" {
+        return Ok(PathBuf::from(&src.location));
+    }
+    let dest = trees_dir().join(src.identity.replace(':', "-"));
+    if dest.join("Makefile").is_file() {
+        return Ok(dest);
+    }
+    let parent = trees_dir();
+    std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+    // One extraction per identity even with concurrent resolutions.
+    let _lock = super::cache::lock(&format!("tree-{}", src.identity.replace(':', "-")))?;
+    if dest.join("Makefile").is_file() {
+        return Ok(dest);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".extract-")
+        .tempdir_in(&parent)
+        .map_err(io("creating a temp dir"))?;
+    match src.kind.as_str() {
+        "tarball" => {
+            progress.phase(&format!("extract {}", src.location));
+            extract_tarball(Path::new(&src.location), tmp.path())?
+        }
+        "git" => {
+            progress.phase(&format!(
+                "export {}#{}",
+                src.location,
+                src.reference.as_deref().unwrap_or("")
+            ));
+            export_git(src, tmp.path())?
+        }
+        other => unreachable!("unknown source kind {other}"),
+    }
+    if crate::cancel::requested() {
+        return Err(KernelError::Interrupted);
+    }
+    let tmp = tmp.keep();
+    std::fs::rename(&tmp, &dest).map_err(io(format!("installing {}", dest.display())))?;
+    Ok(dest)
+}
+
+fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelError> {
+    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let mut magic = [0u8; 6];
+    let n = f.read(&mut magic).map_err(io("reading the tarball"))?;
+    let f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
+    let f = std::io::BufReader::with_capacity(1 << 20, f);
+    let reader: Box<dyn Read> = match &magic[..n] {
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => Box::new(xz2::read::XzDecoder::new(f)),
+        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            Box::new(zstd::stream::Decoder::new(f).map_err(io("zstd"))?)
+        }
+        _ => Box::new(f),
+    };
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_mtime(true);
+    let bad = |why: String| KernelError::BadSpec {
+        spec: path.display().to_string(),
+        why,
+    };
+    for (i, entry) in ar.entries().map_err(|e| bad(e.to_string()))?.enumerate() {
+        if i % 4096 == 0 && crate::cancel::requested() {
+            return Err(KernelError::Interrupted);
+        }
+        let mut entry = entry.map_err(|e| bad(format!("corrupt tarball: {e}")))?;
+        let p = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
+        // Kernel tarballs have one top directory (linux-6.12/, linux-source-6.12/): strip it.
+        let mut comps = p.components();
+        comps.next();
+        let rel: PathBuf = comps.collect();
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+            || entry.header().entry_type().is_pax_global_extensions()
+        {
+            continue;
+        }
+        let out = dest.join(&rel);
+        if let Some(parent) = out.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
+        }
+        entry
+            .unpack(&out)
+            .map_err(io(format!("extracting {} (disk full?)", rel.display())))?;
+    }
+    if !dest.join("Makefile").is_file() {
+        return Err(bad(
+            "not a kernel source tarball (no top-level Makefile)".into()
+        ));
+    }
+    Ok(())
+}
+
+fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
+    use std::os::unix::fs::PermissionsExt;
+    let r = open_repo(&src.location, src.reference.as_deref().unwrap_or("HEAD"))?;
+    let oid = src.identity.strip_prefix("git-tree:").unwrap_or_default();
+    let tree = r
+        .find_tree(git2::Oid::from_str(oid).map_err(git_err)?)
+        .map_err(git_err)?;
+    let mut failure: Option<KernelError> = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        let rel = Path::new(dir).join(e.name().unwrap_or(""));
+        let out = dest.join(&rel);
+        let res = (|| -> Result<(), KernelError> {
+            match e.kind() {
+                Some(git2::ObjectType::Tree) => {
+                    std::fs::create_dir_all(&out).map_err(io(format!("creating {}", out.display())))
+                }
+                Some(git2::ObjectType::Blob) => {
+                    let blob = r.find_blob(e.id()).map_err(git_err)?;
+                    if e.filemode() == 0o120000 {
+                        let target = String::from_utf8_lossy(blob.content()).into_owned();
+                        std::os::unix::fs::symlink(target, &out)
+                            .map_err(io(format!("symlink {}", out.display())))
+                    } else {
+                        std::fs::write(&out, blob.content())
+                            .map_err(io(format!("writing {}", out.display())))?;
+                        if e.filemode() == 0o100755 {
+                            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755))
+                                .map_err(io(format!("chmod {}", out.display())))?;
+                        }
+                        Ok(())
+                    }
+                }
+                // Submodules are not part of a kernel tree.
+                _ => Ok(()),
+            }
+        })();
+        match res {
+            Ok(()) => git2::TreeWalkResult::Ok,
+            Err(err) => {
+                failure = Some(err);
+                git2::TreeWalkResult::Abort
+            }
+        }
+    })
+    .or_else(|e| {
+        if failure.is_some() {
+            Ok(())
+        } else {
+            Err(git_err(e))
+        }
+    })?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
