@@ -1,8 +1,329 @@
-//! `ktstr run`.
+//! `ktstr run`: one cell (kernel x scheduler x scenario x topology), a short table, a JSON result.
+//!
+//! Everything that can be checked without booting is checked first (kernel image, topology,
+//! scenario and parameters, scheduler and included files, QEMU, cache directory); any problem is
+//! one line naming the input and the fix, exit code 2, and no VM is started.
+
+use super::bad_input;
+use crate::cell::{self, CellRequest};
+use crate::topology::Topology;
+use crate::vm::select::{self, BackendChoice};
+use anyhow::Context;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use ktstr_guest::protocol::{
+    CellSpec, FILES_DIR, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch,
+};
+use ktstr_matrix::result::{CellResult, Outcome};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Kernel image: a bzImage or an ELF vmlinux.
+    #[arg(long)]
+    pub kernel: String,
+    /// Scheduler binary to start in the guest before the scenario (default: none, i.e. EEVDF).
+    #[arg(long)]
+    pub sched: Option<String>,
+    /// Argument for the scheduler (repeatable).
+    #[arg(long = "sched-arg", allow_hyphen_values = true)]
+    pub sched_args: Vec<String>,
+    /// Scenario from the catalogue.
+    #[arg(long, default_value = "smoke")]
+    pub scenario: String,
+    /// Scenario parameter NAME=VALUE (repeatable; VALUE is JSON, else a string).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// How long the scenario runs, e.g. 5s, 1500ms, 2m.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// VM topology NnNlNcNt: NUMA nodes, LLCs per node, cores per LLC, threads per core.
+    #[arg(long, default_value = "1n1l2c1t")]
+    pub topology: String,
+    #[arg(long, default_value_t = 512)]
+    pub memory_mib: u32,
+    /// Extra file for the guest, HOST[:GUEST] (default guest path /ktstr/files/<name>).
+    #[arg(short = 'i', long = "include")]
+    pub include: Vec<String>,
+    /// Write the JSON CellResult here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Where the kernel console goes (default: a file in the temp dir, printed at the end).
+    #[arg(long)]
+    pub console_log: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Confine the VM's vCPU threads to this many host CPUs.
+    #[arg(long)]
+    pub cpu_budget: Option<u32>,
+    /// Host watchdog for the whole VM (default: duration + boot allowance + attach timeout).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`ktstr run` is not implemented yet")
+/// How long the agent waits for a scheduler to reach `enabled`: BPF verification under TCG is slow.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let kernel = kernel_image(&args.kernel)?;
+    let topology = parse_topology(&args.topology)?;
+    let params = parse_params(&args.params)?;
+    ktstr_guest::scenario::validate(&args.scenario, &params)
+        .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
+    let mut files = includes(&args.include)?;
+    let scheduler = match &args.sched {
+        None => None,
+        Some(spec) => {
+            let (name, path) = scheduler_binary(spec)?;
+            let guest = format!("{FILES_DIR}/{name}");
+            files.push((path, guest.clone()));
+            Some(SchedulerLaunch {
+                name,
+                path: guest,
+                args: args.sched_args.clone(),
+                attach_timeout_ms: ATTACH_TIMEOUT.as_millis() as u64,
+            })
+        }
+    };
+    if args.sched.is_none() && !args.sched_args.is_empty() {
+        return Err(bad_input("--sched-arg given without --sched: name the scheduler binary"));
+    }
+    check_cache_writable()?;
+    let selected = select_backend(args.backend)?;
+    eprintln!("ktstr: {}", selected.why);
+
+    let attach = if scheduler.is_some() {
+        ATTACH_TIMEOUT
+    } else {
+        Duration::ZERO
+    };
+    let timeout = args
+        .timeout
+        .unwrap_or(args.duration + cell::boot_allowance(topology.cpus()) + attach);
+    let console_log = args.console_log.clone().unwrap_or_else(default_console_log);
+    let req = CellRequest {
+        kernel,
+        cell: CellSpec {
+            protocol_version: PROTOCOL_VERSION,
+            mode: Mode::Scenario(ScenarioRun {
+                scheduler,
+                scenario: args.scenario.clone(),
+                params,
+                duration_ms: args.duration.as_millis() as u64,
+                thresholds: BTreeMap::new(),
+            }),
+        },
+        files,
+        topology,
+        memory_mib: args.memory_mib,
+        timeout,
+        cpu_budget: args.cpu_budget,
+        console_log: console_log.clone(),
+        cmdline_extra: Vec::new(),
+    };
+    let result = cell::run_cell(&req, selected.backend.as_ref());
+    println!("{}", table(&result, &args, &console_log));
+    if result.outcome != Outcome::Pass && !result.console_tail.is_empty() {
+        eprintln!("--- console tail ---\n{}", last_lines(&result.console_tail, 25));
+    }
+    if let Some(out) = &args.json {
+        write_json(out, &result)?;
+    }
+    Ok(if result.outcome == Outcome::Pass {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILURE
+    })
+}
+
+/// `--kernel` -> a bootable image. The one place kernel specs are resolved for run/shell.
+pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
+    let path = PathBuf::from(spec);
+    crate::kernel::image::probe(&path).map_err(|e| bad_input(format!("--kernel: {e}")))?;
+    Ok(path)
+}
+
+pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
+    s.parse::<Topology>()
+        .map_err(|e| bad_input(format!("--topology: {e}")))
+}
+
+pub(crate) fn select_backend(choice: BackendChoice) -> anyhow::Result<select::Selected> {
+    select::select(choice).map_err(|e| bad_input(format!("--backend: {e}")))
+}
+
+/// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file.
+pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    args.iter()
+        .map(|a| {
+            let (host, guest) = crate::initramfs::parse_include(a);
+            if !host.is_file() {
+                return Err(bad_input(format!(
+                    "-i {a}: {} is not a readable file; give HOST[:/GUEST/PATH]",
+                    host.display()
+                )));
+            }
+            Ok((host, guest))
+        })
+        .collect()
+}
+
+/// The initramfs cache must be writable before anything is built or booted.
+pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
+    let dir = crate::paths::initramfs_dir();
+    let probe = std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir));
+    probe.map(|_| ()).map_err(|e| {
+        bad_input(format!(
+            "cache directory {} is not writable ({e}): set KTSTR_CACHE_DIR to a writable directory",
+            dir.display()
+        ))
+    })
+}
+
+/// A scheduler given as a path (helper F routes names through `sched::resolve`).
+fn scheduler_binary(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let path = PathBuf::from(spec);
+    if !path.is_file() {
+        return Err(bad_input(format!(
+            "--sched {spec}: no such file; pass the path of a scheduler binary (e.g. target/release/scx_rusty)"
+        )));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sched".into());
+    Ok((name, path))
+}
+
+fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+    items
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                bad_input(format!("--param {kv}: expected NAME=VALUE, e.g. --param workers=4"))
+            })?;
+            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+            Ok((k.to_string(), value))
+        })
+        .collect()
+}
+
+/// `5s`, `1500ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 5s, 1500ms, 2m"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("{s:?}: a duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub(crate) fn default_console_log() -> PathBuf {
+    std::env::temp_dir().join(format!("ktstr-console-{}.log", std::process::id()))
+}
+
+pub(crate) fn write_json(out: &Path, result: &CellResult) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(result).expect("CellResult serializes");
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("--json {}: cannot write in {}", out.display(), dir.display()))?;
+    std::io::Write::write_all(&mut tmp, &json)?;
+    tmp.persist(out)
+        .with_context(|| format!("--json {}: cannot write", out.display()))?;
+    Ok(())
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    let outcome = format!("{:?}", r.outcome).to_lowercase();
+    let mut row = |k: &str, v: String| {
+        t.add_row(vec![k.to_string(), v]);
+    };
+    row("outcome", outcome);
+    if let Some(reason) = &r.reason {
+        row("reason", reason.clone());
+    }
+    row("scenario", format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64()));
+    row("scheduler", args.sched.clone().unwrap_or_else(|| "eevdf (none)".into()));
+    row("topology", args.topology.clone());
+    if let Some(rep) = &r.report {
+        row("kernel", rep.kernel.release.clone());
+        if let Some(s) = &rep.scheduler {
+            row(
+                "attached",
+                format!("{} ({})", s.attached, s.ops.clone().unwrap_or_default()),
+            );
+        }
+        if let Some(sc) = &rep.scenario {
+            let work: Vec<String> = sc.workers.iter().map(|w| w.work_units.to_string()).collect();
+            row("workers", format!("{}: work {}", sc.workers.len(), work.join(" ")));
+            let gap = sc.workers.iter().map(|w| w.longest_gap_ms).fold(0.0, f64::max);
+            row("max gap", format!("{gap:.1} ms"));
+            let failed: Vec<&str> = sc
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.message.as_str())
+                .collect();
+            row(
+                "checks",
+                format!("{} ok, {} failed", sc.checks.len() - failed.len(), failed.len()),
+            );
+        }
+    }
+    let ms = |v: Option<f64>| v.map(|m| format!("{:.2} s", m / 1000.0)).unwrap_or("-".into());
+    row(
+        "boot",
+        format!(
+            "agent {} / result {} / wall {:.2} s",
+            ms(r.timings.to_agent_ms),
+            ms(r.timings.to_result_ms),
+            r.timings.wall_ms / 1000.0
+        ),
+    );
+    row("backend", r.backend.clone());
+    row("console", console_log.display().to_string());
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5parsecs").is_err());
+    }
+
+    #[test]
+    fn params_parse_as_json_or_string() {
+        let p = parse_params(&["workers=4".into(), "mode=spin".into()]).unwrap();
+        assert_eq!(p["workers"], serde_json::json!(4));
+        assert_eq!(p["mode"], serde_json::json!("spin"));
+        assert!(parse_params(&["nope".into()]).is_err());
+    }
 }

@@ -37,6 +37,19 @@ pub fn microvm_extra() -> Vec<String> {
     vec!["tsc_early_khz=2000000".into()]
 }
 
+/// The full command line: [`base`] + `backend_extra` + `extra`. When `extra` asks for `quiet`,
+/// `earlyprintk` is dropped: early printk runs before `loglevel=` is parsed (and makes the
+/// decompressor chatty), so it would put boot noise on a quiet console.
+pub fn compose(backend_extra: &[String], extra: &[String]) -> Vec<String> {
+    let quiet = extra.iter().any(|s| s == "quiet");
+    base()
+        .into_iter()
+        .filter(|s| !(quiet && s.starts_with("earlyprintk=")))
+        .chain(backend_extra.iter().cloned())
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
 /// Shell mode without `--dmesg`: keep kernel messages off the user's terminal (they still reach
 /// the log when captured). `loglevel=1` keeps panics (KERN_EMERG) visible.
 pub fn quiet() -> Vec<String> {
@@ -53,5 +66,14 @@ mod tests {
         assert!(b.iter().any(|s| s.starts_with("console=ttyS0")));
         assert!(b.contains(&"rdinit=/init".to_string()));
         assert!(b.contains(&"panic=-1".to_string()));
+    }
+
+    #[test]
+    fn quiet_drops_earlyprintk() {
+        let loud = compose(&[], &[]);
+        assert!(loud.iter().any(|s| s.starts_with("earlyprintk=")));
+        let q = compose(&["a=1".into()], &quiet());
+        assert!(!q.iter().any(|s| s.starts_with("earlyprintk=")));
+        assert_eq!(&q[q.len() - 3..], ["a=1", "quiet", "loglevel=1"]);
     }
 }

@@ -122,11 +122,12 @@ impl QemuBackend {
         }
         push(&["-kernel", &cfg.kernel.to_string_lossy()]);
         push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
-        let mut cmd = cmdline::base();
-        if self.machine == Machine::Microvm && self.accel == Accel::Tcg {
-            cmd.extend(cmdline::microvm_extra());
-        }
-        cmd.extend(cfg.cmdline_extra.iter().cloned());
+        let backend_extra = if self.machine == Machine::Microvm && self.accel == Accel::Tcg {
+            cmdline::microvm_extra()
+        } else {
+            Vec::new()
+        };
+        let cmd = cmdline::compose(&backend_extra, &cfg.cmdline_extra);
         push(&["-append", &cmd.join(" ")]);
         a.extend(topology_args(cfg));
         match &cfg.console {
