@@ -26,7 +26,8 @@ pub trait CellRunner: Sync {
     /// What must be built or fetched, and whether it is cached (for the plan; builds nothing).
     fn survey(&self, plan: &Plan) -> Vec<Artifact>;
     /// Builds every distinct kernel, scheduler and initramfs once. An error here stops the run.
-    fn prepare(&self, plan: &Plan, emit: &dyn Fn(Event)) -> Result<Self::Prepared, String>;
+    fn prepare(&self, plan: &Plan, emit: &(dyn Fn(Event) + Sync))
+    -> Result<Self::Prepared, String>;
     /// The hashes of every input of one cell (and whether it must be skipped).
     fn inputs(&self, prepared: &Self::Prepared, cell: &PlannedCell) -> CellInputs;
     /// Runs one cell in its own VM. Never panics: every fault is an outcome.

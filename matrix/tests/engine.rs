@@ -21,6 +21,8 @@ struct Mock {
     cells_now: AtomicU32,
     cv: Condvar,
     want_peak: u32,
+    /// Bound on the wait for overlap (short where no overlap is expected).
+    wait: Duration,
     runs: Mutex<Vec<String>>,
     /// Cancel after this many finished cells (simulates Ctrl-C / kill).
     cancel_after: Option<usize>,
@@ -35,6 +37,7 @@ impl Mock {
             cells_now: AtomicU32::new(0),
             cv: Condvar::new(),
             want_peak,
+            wait: Duration::from_secs(3),
             runs: Mutex::new(Vec::new()),
             cancel_after,
             finished: AtomicUsize::new(0),
@@ -48,7 +51,7 @@ impl CellRunner for Mock {
     fn survey(&self, _plan: &Plan) -> Vec<Artifact> {
         vec![]
     }
-    fn prepare(&self, _plan: &Plan, _emit: &dyn Fn(Event)) -> Result<(), String> {
+    fn prepare(&self, _plan: &Plan, _emit: &(dyn Fn(Event) + Sync)) -> Result<(), String> {
         Ok(())
     }
     fn inputs(&self, _: &(), cell: &PlannedCell) -> CellInputs {
@@ -70,7 +73,7 @@ impl CellRunner for Mock {
             // Bounded wait for overlap; the bound only matters if the budget wrongly serializes.
             let _ = self
                 .cv
-                .wait_timeout_while(g, Duration::from_secs(3), |g| g.2 < self.want_peak)
+                .wait_timeout_while(g, self.wait, |g| g.2 < self.want_peak)
                 .unwrap();
         }
         let mut g = self.in_flight.lock().unwrap();
@@ -122,7 +125,9 @@ fn cpu_budget_bounds_vcpus_in_flight_and_allows_overlap() {
 fn budget_smaller_than_a_cell_runs_it_alone() {
     // 4-vCPU cells on a 2-CPU budget: one at a time (and they still run).
     let p = make_plan(&spec(&["6.12"], &["eevdf"], &["1n2l2c1t"], 3));
-    let m = Mock::new(2, None);
+    let mut m = Mock::new(2, None);
+    // Overlap must not happen here; wait briefly for it so a broken budget would show.
+    m.wait = Duration::from_millis(300);
     let never = || false;
     let s = engine::run(&m, &(), &p, &opts(4, Some(2), HashSet::new()), &[], &never);
     assert_eq!(s.ran.len(), 3);

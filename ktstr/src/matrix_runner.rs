@@ -1,0 +1,450 @@
+//! ktstr's side of the matrix engine: name validation before anything is built, and a
+//! [`CellRunner`] that builds every distinct kernel, scheduler and initramfs once and boots each
+//! cell in its own VM through [`crate::cell::run_cell`].
+
+use crate::cell::{self, CellRequest};
+use crate::initramfs::{self, InitramfsSpec};
+use crate::kernel::{self, ResolveOptions, ResolvedKernel};
+use crate::sched::{self, ResolvedSched, Source};
+use crate::topology::Topology;
+use crate::vm::Backend;
+use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
+use ktstr_matrix::engine::{Artifact, CellRunner, Event};
+use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell, Validator};
+use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The scheduler attach wait given to the guest agent.
+const ATTACH_TIMEOUT_MS: u64 = 20_000;
+/// Measured: tinyconfig + fragments, `make -j2` on the dev machines (DEVELOPERS.md).
+const KERNEL_BUILD_ESTIMATE: Duration = Duration::from_secs(630);
+const KERNEL_TOOLS_ESTIMATE: Duration = Duration::from_secs(15);
+const CRATE_BUILD_ESTIMATE: Duration = Duration::from_secs(400);
+
+/// Checks names with the kernel, scheduler and scenario modules' own validators.
+pub struct KtstrValidator;
+
+impl Validator for KtstrValidator {
+    fn kernel(&self, spec: &str) -> Result<(), String> {
+        kernel::KernelSpec::parse(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn config_fragment(&self, name: &str) -> Result<(), String> {
+        kernel::spec::parse_configs(&[name.to_string()], &kernel::spec::fragments_dir())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn sched(&self, spec: &str) -> Result<(), String> {
+        sched::validate_spec(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
+        ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())
+    }
+    fn topology(&self, spec: &str) -> Result<u32, String> {
+        spec.parse::<Topology>()
+            .map(|t| t.cpus())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+    p.iter()
+        .map(|(k, v)| {
+            let v =
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+fn is_image(spec: &str) -> bool {
+    matches!(
+        kernel::KernelSpec::parse(spec),
+        Ok(kernel::KernelSpec::Image(_))
+    )
+}
+
+/// Config parts passed to the kernel module; a prebuilt image takes none (its column label still
+/// shows the set, which then only names the column).
+fn kernel_configs(col: &Column) -> Vec<String> {
+    if is_image(&col.kernel) {
+        Vec::new()
+    } else {
+        col.configs.clone()
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub struct KtstrRunner {
+    pub backend: Box<dyn Backend>,
+    /// Console logs go to `logs_dir/<cell id>.log`.
+    pub logs_dir: PathBuf,
+    pub cpu_budget: Option<u32>,
+    pub memory_mib: u32,
+    /// Host cores available for kernel builds.
+    pub build_cores: usize,
+}
+
+/// A scheduler ready for one kernel.
+#[derive(Clone)]
+enum SchedReady {
+    Eevdf,
+    Binary {
+        name: String,
+        path: PathBuf,
+        args: Vec<String>,
+        sha: String,
+    },
+    Skipped(String),
+    Failed(String),
+}
+
+pub struct Prepared {
+    kernels: HashMap<Column, Result<ResolvedKernel, String>>,
+    scheds: HashMap<(Column, String), SchedReady>,
+    /// (column, sched, scenario, params) -> initramfs hash or the failure.
+    initramfs: Mutex<HashMap<String, Result<String, String>>>,
+}
+
+impl KtstrRunner {
+    fn cell_spec(&self, cell: &PlannedCell, s: &SchedReady) -> (CellSpec, Vec<(PathBuf, String)>) {
+        let (scheduler, files) = match s {
+            SchedReady::Binary {
+                name, path, args, ..
+            } => (
+                Some(SchedulerLaunch {
+                    name: name.clone(),
+                    path: initramfs::guest_path_for(path, ""),
+                    args: args.clone(),
+                    attach_timeout_ms: ATTACH_TIMEOUT_MS,
+                }),
+                vec![(path.clone(), String::new())],
+            ),
+            _ => (None, Vec::new()),
+        };
+        let spec = CellSpec {
+            protocol_version: PROTOCOL_VERSION,
+            mode: Mode::Scenario(ScenarioRun {
+                scheduler,
+                scenario: cell.key.scenario.name.clone(),
+                params: json_params(&cell.key.scenario.params),
+                duration_ms: cell.key.duration_ms,
+                thresholds: BTreeMap::new(),
+            }),
+        };
+        (spec, files)
+    }
+
+    fn initramfs_key(cell: &PlannedCell) -> String {
+        let k = &cell.key;
+        format!(
+            "{}|{}|{}|{:?}|{}",
+            k.column().label(),
+            k.sched,
+            k.scenario.name,
+            k.scenario.params,
+            k.duration_ms
+        )
+    }
+}
+
+impl CellRunner for KtstrRunner {
+    type Prepared = Prepared;
+
+    fn survey(&self, plan: &Plan) -> Vec<Artifact> {
+        let mut out = Vec::new();
+        let opts = ResolveOptions::default();
+        for col in &plan.columns {
+            let (cached, key) = if is_image(&col.kernel) {
+                (true, None)
+            } else {
+                match kernel::plan(&col.kernel, &kernel_configs(col), &opts) {
+                    Ok(p) => (p.cached, Some(p.key)),
+                    Err(_) => (false, None),
+                }
+            };
+            out.push(Artifact {
+                kind: "kernel".into(),
+                name: col.label(),
+                cached,
+                estimate: KERNEL_BUILD_ESTIMATE,
+            });
+            let cache = sched::cache::Cache::at_default();
+            for s in &plan.spec.scheds {
+                let Ok(parsed) = sched::validate_spec(s) else {
+                    continue;
+                };
+                let (cached, est) = match &parsed.source {
+                    Source::Eevdf | Source::Path(_) => continue,
+                    Source::KernelTool(t) => (
+                        key.as_ref().is_some_and(|k| {
+                            cache.lookup(&sched::kernel_tools::key(k, t)).is_some()
+                        }),
+                        KERNEL_TOOLS_ESTIMATE,
+                    ),
+                    Source::Crate { name, version, .. } => (
+                        sched::toolchain::which(name).is_some() && version.is_none()
+                            || cache
+                                .lookup(&sched::cargo::key(
+                                    name,
+                                    version.as_deref().unwrap_or(sched::DEFAULT_CRATE_VERSION),
+                                ))
+                                .is_some(),
+                        CRATE_BUILD_ESTIMATE,
+                    ),
+                };
+                out.push(Artifact {
+                    kind: "scheduler".into(),
+                    name: format!("{} for {}", parsed.display_name(), col.label()),
+                    cached,
+                    estimate: est,
+                });
+            }
+        }
+        out
+    }
+
+    fn prepare(&self, plan: &Plan, emit: &(dyn Fn(Event) + Sync)) -> Result<Prepared, String> {
+        // Kernels in parallel, sharing the build cores between concurrent builds.
+        let n = plan.columns.len().clamp(1, self.build_cores.max(1));
+        let per_build = (self.build_cores / n).max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let emit_lock = Mutex::new(());
+        let say = |s: String| {
+            let _g = emit_lock.lock();
+            emit(Event::Prepare(s));
+        };
+        let kernels: Vec<(Column, Result<ResolvedKernel, kernel::KernelError>)> =
+            pool.install(|| {
+                use rayon::prelude::*;
+                plan.columns
+                    .par_iter()
+                    .map(|col| {
+                        let opts = ResolveOptions {
+                            jobs: per_build,
+                            ..Default::default()
+                        };
+                        let r = kernel::resolve(&col.kernel, &kernel_configs(col), &opts);
+                        match &r {
+                            Ok(k) => say(format!(
+                                "kernel {}: {} ({})",
+                                col.label(),
+                                k.version,
+                                if k.cache_hit { "cached" } else { "built" }
+                            )),
+                            Err(e) => say(format!("kernel {}: FAILED: {e}", col.label())),
+                        }
+                        (col.clone(), r)
+                    })
+                    .collect()
+            });
+        // Bad input (unknown version, missing build packages) stops the run with its fix; a
+        // failed build only fails that column's cells.
+        if let Some((_, Err(e))) = kernels
+            .iter()
+            .find(|(_, r)| r.as_ref().is_err_and(|e| e.is_bad_input()))
+        {
+            return Err(e.to_string());
+        }
+        let kernels: Vec<(Column, Result<ResolvedKernel, String>)> = kernels
+            .into_iter()
+            .map(|(c, r)| (c, r.map_err(|e| e.to_string())))
+            .collect();
+        let mut scheds = HashMap::new();
+        for (col, k) in &kernels {
+            for s in &plan.spec.scheds {
+                let ready = match k {
+                    Err(e) => SchedReady::Failed(format!("kernel {}: {e}", col.label())),
+                    Ok(k) => match sched::resolve(s, k) {
+                        Ok(ResolvedSched::Eevdf) => SchedReady::Eevdf,
+                        Ok(ResolvedSched::Skipped { reason }) => SchedReady::Skipped(reason),
+                        Ok(ResolvedSched::Binary { name, path, args }) => {
+                            let sha = std::fs::read(&path)
+                                .map(|b| {
+                                    sha256_hex(&[b.as_slice(), args.join("\0").as_bytes()].concat())
+                                })
+                                .map_err(|e| format!("{}: {e}", path.display()));
+                            match sha {
+                                Ok(sha) => {
+                                    say(format!("scheduler {name} for {}: ready", col.label()));
+                                    SchedReady::Binary {
+                                        name,
+                                        path,
+                                        args,
+                                        sha,
+                                    }
+                                }
+                                Err(e) => SchedReady::Failed(e),
+                            }
+                        }
+                        Err(e) if e.is_bad_input() => return Err(e.to_string()),
+                        Err(e) => {
+                            say(format!("scheduler {s} for {}: FAILED: {e}", col.label()));
+                            SchedReady::Failed(format!("scheduler {s}: {e}"))
+                        }
+                    },
+                };
+                scheds.insert((col.clone(), s.clone()), ready);
+            }
+        }
+        let prepared = Prepared {
+            kernels: kernels.into_iter().collect(),
+            scheds,
+            initramfs: Mutex::new(HashMap::new()),
+        };
+        // Every distinct initramfs once (run_cell then finds it in the content-addressed cache).
+        let mut built = 0;
+        for cell in &plan.cells {
+            let key = Self::initramfs_key(cell);
+            if prepared
+                .initramfs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&key)
+            {
+                continue;
+            }
+            let s = &prepared.scheds[&(cell.key.column(), cell.key.sched.clone())];
+            if matches!(s, SchedReady::Skipped(_) | SchedReady::Failed(_)) {
+                continue;
+            }
+            let (spec, files) = self.cell_spec(cell, s);
+            let r = initramfs::build(&InitramfsSpec::new(spec, files))
+                .map(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.split('.').next())
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .map_err(|e| format!("initramfs: {e}"));
+            built += 1;
+            prepared
+                .initramfs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, r);
+        }
+        say(format!("initramfs: {built} image(s) ready"));
+        Ok(prepared)
+    }
+
+    fn inputs(&self, p: &Prepared, cell: &PlannedCell) -> CellInputs {
+        let col = cell.key.column();
+        let kernel = match p.kernels.get(&col) {
+            Some(Ok(k)) => k.key.clone().unwrap_or_else(|| {
+                std::fs::read(&k.image)
+                    .map(|b| sha256_hex(&b))
+                    .unwrap_or_default()
+            }),
+            _ => String::new(),
+        };
+        let config = if is_image(&col.kernel) {
+            "image".to_string()
+        } else {
+            let dir = kernel::spec::fragments_dir();
+            let text: String = col
+                .configs
+                .iter()
+                .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|_| f.clone()))
+                .collect::<Vec<_>>()
+                .join("\n--\n");
+            sha256_hex(text.as_bytes())
+        };
+        let s = &p.scheds[&(col, cell.key.sched.clone())];
+        let (sched, skip) = match s {
+            SchedReady::Eevdf => ("eevdf".to_string(), None),
+            SchedReady::Binary { sha, .. } => (sha.clone(), None),
+            SchedReady::Skipped(r) => (String::new(), Some(r.clone())),
+            // A failed build is not a skip; `run` reports it as an error with the reason.
+            SchedReady::Failed(_) => (String::new(), None),
+        };
+        let initramfs = p
+            .initramfs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::initramfs_key(cell))
+            .and_then(|r| r.as_ref().ok().cloned())
+            .unwrap_or_default();
+        CellInputs {
+            kernel,
+            config,
+            sched,
+            initramfs,
+            ktstr_version: env!("CARGO_PKG_VERSION").into(),
+            skip,
+        }
+    }
+
+    fn run(&self, p: &Prepared, cell: &PlannedCell) -> CellResult {
+        let col = cell.key.column();
+        let error = |reason: String| CellResult {
+            format_version: RESULT_FORMAT_VERSION,
+            outcome: Outcome::Error,
+            reason: Some(reason),
+            report: None,
+            console_tail: String::new(),
+            timings: HostTimings::default(),
+            backend: self.backend.describe(),
+        };
+        let k = match p.kernels.get(&col) {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return error(format!("kernel {}: {e}", col.label())),
+            None => return error(format!("kernel {} was not prepared", col.label())),
+        };
+        let s = &p.scheds[&(col, cell.key.sched.clone())];
+        if let SchedReady::Failed(e) = s {
+            return error(e.clone());
+        }
+        if let Some(Err(e)) = p
+            .initramfs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::initramfs_key(cell))
+        {
+            return error(e.clone());
+        }
+        let topology: Topology = match cell.key.topology.parse() {
+            Ok(t) => t,
+            Err(e) => return error(e.to_string()),
+        };
+        let (spec, files) = self.cell_spec(cell, s);
+        let log = self.logs_dir.join(format!(
+            "{}.log",
+            cell.key.label().replace([' ', '/', '@', '#', ':'], "_")
+        ));
+        let _ = std::fs::create_dir_all(&self.logs_dir);
+        let req = CellRequest {
+            kernel: k.image.clone(),
+            cell: spec,
+            files,
+            topology,
+            memory_mib: self.memory_mib,
+            timeout: Duration::from_millis(cell.key.duration_ms)
+                + cell::boot_allowance(topology.cpus()),
+            cpu_budget: self.cpu_budget,
+            console_log: log,
+            cmdline_extra: Vec::new(),
+        };
+        cell::run_cell(&req, self.backend.as_ref())
+    }
+
+    fn cell_estimate(&self, cell: &PlannedCell) -> Duration {
+        // Measured under TCG: a tiny 6.12 reaches the agent in ~2 s, a Debian cloud kernel in
+        // 3-6 s; plus the scheduler attach and teardown.
+        Duration::from_millis(cell.key.duration_ms) + Duration::from_secs(6)
+    }
+}
