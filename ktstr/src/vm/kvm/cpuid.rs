@@ -67,9 +67,19 @@ const LEAF_AMD_EXT_TOPO: u32 = 0x8000_0026;
 const ECX_TOPOEXT: u32 = 1 << 22;
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
+/// Leaf 1 ECX bit 24: TSC-deadline LAPIC timer. KVM emulates it with the in-kernel LAPIC but
+/// cannot list it in KVM_GET_SUPPORTED_CPUID (it depends on the irqchip); without it the guest
+/// calibrates the LAPIC timer against the PIT, which is slow and, nested, unreliable.
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 
 /// Returns the CPUID table for vCPU `cpu`.
-pub fn for_vcpu(supported: &CpuId, layout: &ApicLayout, cpu: u32) -> Result<CpuId, String> {
+/// `tsc_deadline`: KVM_CAP_TSC_DEADLINE_TIMER is available.
+pub fn for_vcpu(
+    supported: &CpuId,
+    layout: &ApicLayout,
+    cpu: u32,
+    tsc_deadline: bool,
+) -> Result<CpuId, String> {
     let apic = layout.apic_id(cpu);
     let pkg_shift = layout.package_shift();
     let cpus_per_pkg = layout.topo.cpus_per_llc();
@@ -110,6 +120,9 @@ pub fn for_vcpu(supported: &CpuId, layout: &ApicLayout, cpu: u32) -> Result<CpuI
             LEAF_FEATURES => {
                 e.ebx = (e.ebx & 0x0000_ffff) | (apic << 24) | ((1 << pkg_shift).min(255) << 16);
                 e.ecx |= ECX_HYPERVISOR;
+                if tsc_deadline {
+                    e.ecx |= ECX_TSC_DEADLINE;
+                }
                 if cpus_per_pkg > 1 {
                     e.edx |= EDX_HTT;
                 } else {
@@ -186,7 +199,7 @@ mod tests {
         ])
         .unwrap();
         let l = ApicLayout::new("1n2l2c2t".parse().unwrap());
-        let c = for_vcpu(&supported, &l, 5).unwrap();
+        let c = for_vcpu(&supported, &l, 5, true).unwrap();
         let get = |f, i| {
             *c.as_slice()
                 .iter()

@@ -5,6 +5,7 @@
 //! decides whether this host's /dev/kvm can run a stock kernel at all.
 
 pub mod boot_params;
+pub mod cmos;
 pub mod cpuid;
 pub mod layout;
 pub mod loader;
@@ -18,7 +19,7 @@ pub mod vcpu;
 use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun};
 use cpuid::ApicLayout;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use serial::{ConsoleSink, ResultSink, Uarts};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -136,12 +137,13 @@ pub fn build_vm(
     let supported = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
     let mut vcpus = Vec::new();
     for i in 0..cfg.topology.cpus() {
         let vcpu = vm
             .create_vcpu(u64::from(apic.apic_id(i)))
             .map_err(|e| kvm_err("KVM_CREATE_VCPU", e))?;
-        let table = cpuid::for_vcpu(&supported, &apic, i).map_err(VmError::Config)?;
+        let table = cpuid::for_vcpu(&supported, &apic, i, tsc_deadline).map_err(VmError::Config)?;
         vcpu.set_cpuid2(&table)
             .map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
         msrs::setup_msrs(&vcpu).map_err(|e| kvm_err("MSRs", e))?;
@@ -294,6 +296,7 @@ impl Backend for KvmBackend {
         let shared = Arc::new(vcpu::Shared {
             stop: AtomicBool::new(false),
             uarts: vm.uarts.clone(),
+            cmos: cmos::Cmos::default(),
         });
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();

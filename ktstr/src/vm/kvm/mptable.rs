@@ -61,18 +61,14 @@ pub fn build(layout: &ApicLayout) -> Result<Vec<u8>, String> {
     entries.extend([2u8, ioapic_id as u8, IOAPIC_VERSION, 1]);
     entries.extend(IO_APIC_DEFAULT_PHYS_BASE.to_le_bytes());
     count += 1;
-    // ISA IRQ i -> IOAPIC pin i (pin 0 carries the PIC's ExtINT).
+    // ISA IRQ i -> IOAPIC pin i, all plain INTs: an ExtINT pin entry makes Linux look for the
+    // 8259 behind the IOAPIC (check_timer) and crash when the table does not match KVM's wiring.
     for irq in 0..IOAPIC_PINS {
-        let kind = if irq == 0 {
-            MP_IRQTYPE_EXTINT
-        } else {
-            MP_IRQTYPE_INT
-        };
-        entries.extend([3u8, kind, 0, 0, 0, irq, ioapic_id as u8, irq]);
+        entries.extend([3u8, MP_IRQTYPE_INT, 0, 0, 0, irq, ioapic_id as u8, irq]);
         count += 1;
     }
-    // LINT0 = ExtINT, LINT1 = NMI on every LAPIC (0xff).
-    entries.extend([4u8, MP_IRQTYPE_EXTINT, 0, 0, 0, 0, 0xff, 0]);
+    // LINT0 of the BSP (APIC 0) = ExtINT from the PIC; LINT1 of every LAPIC (0xff) = NMI.
+    entries.extend([4u8, MP_IRQTYPE_EXTINT, 0, 0, 0, 0, 0, 0]);
     entries.extend([4u8, MP_IRQTYPE_NMI, 0, 0, 0, 0, 0xff, 1]);
     count += 2;
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 /// i8042 command port: writing 0xfe pulses the CPU reset line.
 const I8042_COMMAND: u16 = 0x64;
 const I8042_DATA: u16 = 0x60;
+
 const I8042_RESET: u8 = 0xfe;
 
 /// Why a vCPU thread stopped.
@@ -37,6 +38,7 @@ pub enum VcpuStop {
 pub struct Shared {
     pub stop: AtomicBool,
     pub uarts: Arc<Uarts>,
+    pub cmos: super::cmos::Cmos,
 }
 
 /// Signal used to kick a vCPU thread out of KVM_RUN (the handler does nothing; the point is
@@ -65,16 +67,23 @@ pub fn io_out(shared: &Shared, port: u16, data: &[u8]) -> Option<VcpuStop> {
         return Some(VcpuStop::GuestShutdown("i8042 reset".into()));
     }
     if data.len() == 1 {
-        shared.uarts.write(port, value);
+        if port == super::cmos::INDEX {
+            shared.cmos.select(value);
+        } else {
+            shared.uarts.write(port, value);
+        }
     }
     None
 }
 
-/// Handles one IN: UART registers, an i8042 that has no data, everything else absent (0xff).
+/// Handles one IN: UART registers, the CMOS clock, everything else absent (0xff). The i8042
+/// reads as absent too: an all-ones status makes Linux's probe give up at once ("No controller
+/// found") instead of waiting seconds for a controller that never answers.
 pub fn io_in(shared: &Shared, port: u16, data: &mut [u8]) {
     let v = if data.len() == 1 {
         match port {
-            I8042_COMMAND | I8042_DATA => Some(0),
+            I8042_COMMAND | I8042_DATA => None,
+            super::cmos::DATA => Some(shared.cmos.read()),
             _ => shared.uarts.read(port),
         }
     } else {

@@ -1,0 +1,104 @@
+//! `ktstr bench vmm`: boot time of the own kvm backend vs QEMU with KVM, measured inside an L1
+//! guest (TCG with emulated SVM) so it runs on machines without a usable /dev/kvm.
+//!
+//! Two halves: the host side builds the L1 environment through [`crate::nested`] and runs this
+//! same binary inside L1 with `--guest-side`, which boots the L2 kernel + initramfs `--runs`
+//! times per backend and prints one `KTSTR-VMM {json}` line per boot on its stdout (= the L1
+//! console); the host side collects those lines and prints medians and the ratio.
+
+use crate::nested::RunRecord;
+use crate::topology::Topology;
+use crate::vm::{Backend, ConsoleMode, VmConfig};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Boots per backend.
+    #[arg(long, default_value_t = 5)]
+    pub runs: u32,
+    /// L2 kernel (bzImage or vmlinux); default: the L1 (Debian cloud) kernel.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+    /// Backends to compare inside L1.
+    #[arg(long, value_delimiter = ',', default_value = "kvm,qemu-kvm")]
+    pub backends: Vec<String>,
+    /// Inside L1 only: boot `--kernel` with `--initramfs` and print KTSTR-VMM lines.
+    #[arg(long, hide = true)]
+    pub guest_side: bool,
+    #[arg(long, hide = true)]
+    pub initramfs: Option<PathBuf>,
+    #[arg(long, default_value = "1n1l2c1t")]
+    pub topology: Topology,
+    #[arg(long, default_value_t = 256)]
+    pub memory_mib: u32,
+    #[arg(long, default_value_t = 60)]
+    pub timeout_s: u64,
+    #[arg(long)]
+    pub cpu_budget: Option<u32>,
+    #[arg(long)]
+    pub no_perf_mode: bool,
+    /// Extra kernel command line items for the inner boots (e.g. printk.time=1).
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub cmdline: Vec<String>,
+    /// Inside L1: print each boot's full console after its record.
+    #[arg(long, hide = true)]
+    pub print_console: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.guest_side {
+        return guest_side(&args);
+    }
+    if args.runs == 0 {
+        return Err(super::bad_input("--runs 0: use at least 1"));
+    }
+    anyhow::bail!("host side of `ktstr bench vmm` is not wired yet")
+}
+
+/// One backend by name, as the nested harness and the benchmark name them.
+pub fn backend_by_name(name: &str, perf_mode: bool) -> anyhow::Result<Box<dyn Backend>> {
+    match name {
+        "kvm" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode })),
+        other => Err(super::bad_input(format!(
+            "unknown backend {other:?} for the vmm benchmark: use kvm or qemu-kvm"
+        ))),
+    }
+}
+
+fn guest_side(args: &Args) -> anyhow::Result<i32> {
+    let kernel = args.kernel.clone().context("--guest-side needs --kernel")?;
+    let initramfs = args
+        .initramfs
+        .clone()
+        .context("--guest-side needs --initramfs")?;
+    let dir = tempfile::tempdir()?;
+    for name in &args.backends {
+        let backend = backend_by_name(name, !args.no_perf_mode)?;
+        for i in 0..args.runs {
+            let log = dir.path().join(format!("{name}-{i}.log"));
+            let cfg = VmConfig {
+                kernel: kernel.clone(),
+                initramfs: initramfs.clone(),
+                topology: args.topology,
+                memory_mib: args.memory_mib,
+                cmdline_extra: args.cmdline.clone(),
+                console: ConsoleMode::Capture { log },
+                timeout: Duration::from_secs(args.timeout_s),
+                cpu_budget: args.cpu_budget,
+            };
+            let rec = match backend.run(&cfg) {
+                Ok(run) => RunRecord::from_run(name, i, &run),
+                Err(e) => RunRecord::from_error(name, i, &e.to_string()),
+            };
+            println!("{}", rec.to_line());
+            if args.print_console {
+                if let ConsoleMode::Capture { log } = &cfg.console {
+                    print!("{}", std::fs::read_to_string(log).unwrap_or_default());
+                }
+            }
+        }
+    }
+    Ok(crate::exit::OK)
+}
