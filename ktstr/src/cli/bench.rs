@@ -5,8 +5,14 @@
 pub enum Command {
     /// Boot time per backend / machine type (spawn -> agent, spawn -> result).
     Boot,
+    /// Own kvm backend vs QEMU with KVM, inside a nested (TCG + emulated SVM) L1 guest.
+    Vmm(super::bench_vmm::Args),
 }
 
-pub fn run(_cmd: Command) -> anyhow::Result<i32> {
-    anyhow::bail!("`ktstr bench` is not implemented yet")
+pub fn run(cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Vmm(a) => super::bench_vmm::run(a),
+        #[allow(unreachable_patterns)]
+        _ => anyhow::bail!("`ktstr bench` is not implemented yet"),
+    }
 }

@@ -60,9 +60,7 @@ fn install_kick_handler() {
 
 /// Handles one OUT; `Some` ends this vCPU.
 pub fn io_out(shared: &Shared, port: u16, data: &[u8]) -> Option<VcpuStop> {
-    let Some(&value) = data.first() else {
-        return None;
-    };
+    let &value = data.first()?;
     if port == I8042_COMMAND && value == I8042_RESET {
         return Some(VcpuStop::GuestShutdown("i8042 reset".into()));
     }
