@@ -221,10 +221,16 @@ pub fn resolve(
 impl KernelFacts {
     pub fn of(k: &crate::kernel::ResolvedKernel) -> KernelFacts {
         let owned = k.clone();
+        // A distribution image ships its config beside it (`boot/vmlinuz-R` + `boot/config-R`,
+        // Debian's layout); reading it turns "unknown" into a definite no-sched_ext for them.
+        let (sched_ext, config_known) = match (&k.config, distro_config(&k.image)) {
+            (None, Some(text)) => (config_enables_sched_ext(&text), true),
+            (config, _) => (k.sched_ext, config.is_some()),
+        };
         KernelFacts {
             version: k.version.clone(),
-            sched_ext: k.sched_ext,
-            config_known: k.config.is_some(),
+            sched_ext,
+            config_known,
             key: k.key.clone(),
             vmlinux: k.vmlinux.clone(),
             source_tree: Box::new(move || {
@@ -232,6 +238,19 @@ impl KernelFacts {
             }),
         }
     }
+}
+
+/// `.../boot/vmlinuz-R` -> the text of `.../boot/config-R`, if present.
+fn distro_config(image: &Path) -> Option<String> {
+    let name = image.file_name()?.to_str()?;
+    let release = name.strip_prefix("vmlinuz-")?;
+    std::fs::read_to_string(image.with_file_name(format!("config-{release}"))).ok()
+}
+
+fn config_enables_sched_ext(config: &str) -> bool {
+    config
+        .lines()
+        .any(|l| l.trim() == "CONFIG_SCHED_CLASS_EXT=y")
 }
 
 /// Resolves `spec` for `kernel` with the default cache.

@@ -198,3 +198,38 @@ fn kernel_tools_need_a_vmlinux_and_a_tree_with_tools_sched_ext() {
     let e = resolve_in(&cache, "kernel:scx_simple", &k).unwrap_err();
     assert!(e.to_string().contains("no tools/sched_ext"), "{e}");
 }
+
+/// Debian's prebuilt image: no .config in the kernel cache, but `boot/config-R` beside
+/// `boot/vmlinuz-R` says there is no sched_ext, so sched_ext cells are skipped, not attempted.
+#[test]
+fn a_distro_image_config_beside_it_decides_sched_ext() {
+    let tmp = tempfile::tempdir().unwrap();
+    let boot = tmp.path().join("boot");
+    fs::create_dir_all(&boot).unwrap();
+    let image = boot.join("vmlinuz-6.12.117+deb13-cloud-amd64");
+    fs::write(&image, b"not booted here").unwrap();
+    let k = crate::kernel::ResolvedKernel {
+        image: image.clone(),
+        vmlinux: None,
+        config: None,
+        key: None,
+        version: "6.12.117".into(),
+        sched_ext: false,
+        cache_hit: false,
+    };
+    // Without the config file nothing is known: not skipped.
+    assert!(sched_ext_missing(&KernelFacts::of(&k)).is_none());
+    fs::write(
+        boot.join("config-6.12.117+deb13-cloud-amd64"),
+        "CONFIG_BPF=y\n# CONFIG_SCHED_CLASS_EXT is not set\n",
+    )
+    .unwrap();
+    let why = sched_ext_missing(&KernelFacts::of(&k)).expect("known: no sched_ext");
+    assert!(why.contains("CONFIG_SCHED_CLASS_EXT"), "{why}");
+    fs::write(
+        boot.join("config-6.12.117+deb13-cloud-amd64"),
+        "CONFIG_SCHED_CLASS_EXT=y\n",
+    )
+    .unwrap();
+    assert!(sched_ext_missing(&KernelFacts::of(&k)).is_none());
+}
