@@ -7,11 +7,14 @@ pub enum Command {
     Boot,
     /// Own kvm backend vs QEMU with KVM, inside a nested (TCG + emulated SVM) L1 guest.
     Vmm(super::bench_vmm::Args),
+    /// Cache-hit kernel resolution time against the cold build it replaces.
+    Cache(super::bench_cache::Args),
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Vmm(a) => super::bench_vmm::run(a),
+        Command::Cache(a) => super::bench_cache::run(a),
         #[allow(unreachable_patterns)]
         _ => anyhow::bail!("`ktstr bench` is not implemented yet"),
     }

@@ -23,19 +23,6 @@ pub enum Command {
     },
 }
 
-/// `--kernel`/`--config` as every subcommand that boots a kernel takes them.
-#[derive(Debug, Clone, clap::Args)]
-pub struct KernelArgs {
-    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF, image:FILE or a
-    /// bare path to an image.
-    #[arg(long = "kernel", value_name = "SPEC")]
-    pub spec: String,
-    /// Config fragments and inline items, comma-separated and repeatable:
-    /// `--config sched_ext,steal-time --config CONFIG_HZ_1000=y`.
-    #[arg(long = "config", value_name = "FRAGMENTS|CONFIG_X=V")]
-    pub configs: Vec<String>,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
     /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF or image:FILE.
@@ -71,13 +58,18 @@ pub fn to_cli(err: KernelError) -> anyhow::Error {
 }
 
 /// Resolves `--kernel`/`--config` for `run`/`shell`: builds if needed, with a progress line.
-#[allow(dead_code)] // wired into run/shell once their --kernel handling lands
-pub fn resolve_args(a: &KernelArgs) -> anyhow::Result<kernel::ResolvedKernel> {
+pub fn resolve_args(spec: &str, configs: &[String]) -> anyhow::Result<kernel::ResolvedKernel> {
     let opts = ResolveOptions {
         progress: true,
         ..Default::default()
     };
-    kernel::resolve(&a.spec, &a.configs, &opts).map_err(to_cli)
+    kernel::resolve(spec, configs, &opts).map_err(|e| {
+        if e.is_bad_input() {
+            crate::cli::bad_input(format!("--kernel {spec}: {e}"))
+        } else {
+            anyhow::Error::new(e).context(format!("--kernel {spec}"))
+        }
+    })
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<i32> {
@@ -134,7 +126,12 @@ fn build(a: BuildArgs) -> anyhow::Result<i32> {
         }
         println!("version:   {}", k.version);
         println!("sched_ext: {}", k.sched_ext);
-        println!("cache:     {}", if k.cache_hit { "hit" } else { "built" });
+        let how = match (&k.key, k.cache_hit) {
+            (None, _) => "prebuilt image (not cached)",
+            (Some(_), true) => "hit",
+            (Some(_), false) => "built",
+        };
+        println!("cache:     {how}");
     }
     Ok(crate::exit::OK)
 }

@@ -20,9 +20,13 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel image: a bzImage or an ELF vmlinux.
+    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF (built and cached),
+    /// or image:FILE / a path to a bzImage or ELF vmlinux.
     #[arg(long)]
     pub kernel: String,
+    /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
     /// Scheduler binary to start in the guest before the scenario (default: none, i.e. EEVDF).
     #[arg(long)]
     pub sched: Option<String>,
@@ -66,7 +70,7 @@ pub struct Args {
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = kernel_image(&args.kernel)?;
+    let kernel = kernel_image(&args.kernel, &args.configs)?;
     let topology = parse_topology(&args.topology)?;
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
@@ -138,10 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 /// `--kernel` -> a bootable image. The one place kernel specs are resolved for run/shell.
-pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
-    let path = PathBuf::from(spec);
-    crate::kernel::image::probe(&path).map_err(|e| bad_input(format!("--kernel: {e}")))?;
-    Ok(path)
+pub(crate) fn kernel_image(spec: &str, configs: &[String]) -> anyhow::Result<PathBuf> {
+    Ok(super::kernel::resolve_args(spec, configs)?.image)
 }
 
 pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {

@@ -24,9 +24,13 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel image: a bzImage or an ELF vmlinux.
+    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF (built and cached),
+    /// or image:FILE / a path to a bzImage or ELF vmlinux.
     #[arg(long)]
     pub kernel: String,
+    /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
     /// VM topology NnNlNcNt.
     #[arg(long, default_value = "1n1l2c1t")]
     pub topology: String,
@@ -61,7 +65,7 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = kernel_image(&args.kernel)?;
+    let kernel = kernel_image(&args.kernel, &args.configs)?;
     let topology = parse_topology(&args.topology)?;
     let files = includes(&args.include)?;
     if args.exec.is_none() && args.json.is_some() {

@@ -215,8 +215,8 @@ pub fn fragments_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel-configs");
-    if built.is_dir() {
-        return built;
+    if let Ok(dir) = std::fs::canonicalize(&built) {
+        return dir;
     }
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
