@@ -126,7 +126,10 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
     let agent_started = run.to_agent.is_some();
 
     let (outcome, reason) = if let Some((Some(CrashKind::Kernel), line)) = crash {
-        (Outcome::Crashed, Some(format!("kernel crashed: {}", line.trim())))
+        (
+            Outcome::Crashed,
+            Some(format!("kernel crashed: {}", line.trim())),
+        )
     } else if let Some(v) = version_mismatch {
         (
             Outcome::Error,
@@ -137,13 +140,16 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
     } else if results > 1 {
         (
             Outcome::Error,
-            Some(format!("the agent sent {results} result frames; exactly one is expected")),
+            Some(format!(
+                "the agent sent {results} result frames; exactly one is expected"
+            )),
         )
     } else if let Some(r) = &report {
         match (&r.status, crash) {
-            (GuestStatus::Passed, Some((Some(CrashKind::SchedExt), line))) => {
-                (Outcome::Fail, Some(format!("sched_ext error: {}", line.trim())))
-            }
+            (GuestStatus::Passed, Some((Some(CrashKind::SchedExt), line))) => (
+                Outcome::Fail,
+                Some(format!("sched_ext error: {}", line.trim())),
+            ),
             (GuestStatus::Passed, _) => (Outcome::Pass, None),
             (GuestStatus::Failed { reason }, _) => (Outcome::Fail, Some(reason.clone())),
             (GuestStatus::Error { message }, _) => (Outcome::Error, Some(message.clone())),
@@ -156,7 +162,10 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
         };
         (
             Outcome::Timeout,
-            Some(format!("watchdog fired after {:.0} s: {stage}", timeout.as_secs_f64())),
+            Some(format!(
+                "watchdog fired after {:.0} s: {stage}",
+                timeout.as_secs_f64()
+            )),
         )
     } else if run.end == VmEnd::Cancelled {
         (Outcome::Error, Some("cancelled (Ctrl-C)".into()))
@@ -169,7 +178,10 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
             )),
         )
     } else if let Some((_, line)) = crash {
-        (Outcome::Crashed, Some(format!("sched_ext error, then no result: {}", line.trim())))
+        (
+            Outcome::Crashed,
+            Some(format!("sched_ext error, then no result: {}", line.trim())),
+        )
     } else {
         let stage = if agent_started {
             "the agent started but the VM ended without a result"
@@ -244,11 +256,23 @@ mod tests {
 
     #[test]
     fn guest_status_maps_to_outcome() {
-        let r = judge(&run(vec![started(), result(GuestStatus::Passed)], VmEnd::Shutdown, None), T);
+        let r = judge(
+            &run(
+                vec![started(), result(GuestStatus::Passed)],
+                VmEnd::Shutdown,
+                None,
+            ),
+            T,
+        );
         assert_eq!((r.outcome, r.reason), (Outcome::Pass, None));
         let r = judge(
             &run(
-                vec![started(), result(GuestStatus::Failed { reason: "worker 1 starved".into() })],
+                vec![
+                    started(),
+                    result(GuestStatus::Failed {
+                        reason: "worker 1 starved".into(),
+                    }),
+                ],
                 VmEnd::Shutdown,
                 None,
             ),
@@ -257,7 +281,13 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Fail);
         assert_eq!(r.reason.as_deref(), Some("worker 1 starved"));
         let r = judge(
-            &run(vec![result(GuestStatus::Error { message: "bad".into() })], VmEnd::Shutdown, None),
+            &run(
+                vec![result(GuestStatus::Error {
+                    message: "bad".into(),
+                })],
+                VmEnd::Shutdown,
+                None,
+            ),
             T,
         );
         assert_eq!(r.outcome, Outcome::Error);
@@ -266,7 +296,11 @@ mod tests {
     #[test]
     fn faults_map_to_crashed_timeout_error() {
         let r = judge(
-            &run(vec![started()], VmEnd::Shutdown, Some("[ 1.0] Kernel panic - not syncing: x")),
+            &run(
+                vec![started()],
+                VmEnd::Shutdown,
+                Some("[ 1.0] Kernel panic - not syncing: x"),
+            ),
             T,
         );
         assert_eq!(r.outcome, Outcome::Crashed);
@@ -274,7 +308,11 @@ mod tests {
         assert_eq!(r.console_tail, "tail\n");
         // A kernel crash beats a result that arrived before it.
         let r = judge(
-            &run(vec![result(GuestStatus::Passed)], VmEnd::Shutdown, Some("BUG: oops")),
+            &run(
+                vec![result(GuestStatus::Passed)],
+                VmEnd::Shutdown,
+                Some("BUG: oops"),
+            ),
             T,
         );
         assert_eq!(r.outcome, Outcome::Crashed);

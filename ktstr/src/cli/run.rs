@@ -91,7 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     };
     if args.sched.is_none() && !args.sched_args.is_empty() {
-        return Err(bad_input("--sched-arg given without --sched: name the scheduler binary"));
+        return Err(bad_input(
+            "--sched-arg given without --sched: name the scheduler binary",
+        ));
     }
     check_cache_writable()?;
     let selected = select_backend(args.backend)?;
@@ -129,7 +131,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let result = cell::run_cell(&req, selected.backend.as_ref());
     println!("{}", table(&result, &args, &console_log));
     if result.outcome != Outcome::Pass && !result.console_tail.is_empty() {
-        eprintln!("--- console tail ---\n{}", last_lines(&result.console_tail, 25));
+        eprintln!(
+            "--- console tail ---\n{}",
+            last_lines(&result.console_tail, 25)
+        );
     }
     if let Some(out) = &args.json {
         write_json(out, &result)?;
@@ -203,9 +208,12 @@ fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json:
         .iter()
         .map(|kv| {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
-                bad_input(format!("--param {kv}: expected NAME=VALUE, e.g. --param workers=4"))
+                bad_input(format!(
+                    "--param {kv}: expected NAME=VALUE, e.g. --param workers=4"
+                ))
             })?;
-            let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+            let value =
+                serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
             Ok((k.to_string(), value))
         })
         .collect()
@@ -214,7 +222,9 @@ fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json:
 /// `5s`, `1500ms`, `2m`, `1h`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -238,9 +248,17 @@ pub(crate) fn default_console_log() -> PathBuf {
 
 pub(crate) fn write_json(out: &Path, result: &CellResult) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(result).expect("CellResult serializes");
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("--json {}: cannot write in {}", out.display(), dir.display()))?;
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
+        format!(
+            "--json {}: cannot write in {}",
+            out.display(),
+            dir.display()
+        )
+    })?;
     std::io::Write::write_all(&mut tmp, &json)?;
     tmp.persist(out)
         .with_context(|| format!("--json {}: cannot write", out.display()))?;
@@ -263,8 +281,14 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     if let Some(reason) = &r.reason {
         row("reason", reason.clone());
     }
-    row("scenario", format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64()));
-    row("scheduler", args.sched.clone().unwrap_or_else(|| "eevdf (none)".into()));
+    row(
+        "scenario",
+        format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64()),
+    );
+    row(
+        "scheduler",
+        args.sched.clone().unwrap_or_else(|| "eevdf (none)".into()),
+    );
     row("topology", args.topology.clone());
     if let Some(rep) = &r.report {
         row("kernel", rep.kernel.release.clone());
@@ -275,9 +299,20 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
             );
         }
         if let Some(sc) = &rep.scenario {
-            let work: Vec<String> = sc.workers.iter().map(|w| w.work_units.to_string()).collect();
-            row("workers", format!("{}: work {}", sc.workers.len(), work.join(" ")));
-            let gap = sc.workers.iter().map(|w| w.longest_gap_ms).fold(0.0, f64::max);
+            let work: Vec<String> = sc
+                .workers
+                .iter()
+                .map(|w| w.work_units.to_string())
+                .collect();
+            row(
+                "workers",
+                format!("{}: work {}", sc.workers.len(), work.join(" ")),
+            );
+            let gap = sc
+                .workers
+                .iter()
+                .map(|w| w.longest_gap_ms)
+                .fold(0.0, f64::max);
             row("max gap", format!("{gap:.1} ms"));
             let failed: Vec<&str> = sc
                 .checks
@@ -287,11 +322,18 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 .collect();
             row(
                 "checks",
-                format!("{} ok, {} failed", sc.checks.len() - failed.len(), failed.len()),
+                format!(
+                    "{} ok, {} failed",
+                    sc.checks.len() - failed.len(),
+                    failed.len()
+                ),
             );
         }
     }
-    let ms = |v: Option<f64>| v.map(|m| format!("{:.2} s", m / 1000.0)).unwrap_or("-".into());
+    let ms = |v: Option<f64>| {
+        v.map(|m| format!("{:.2} s", m / 1000.0))
+            .unwrap_or("-".into())
+    };
     row(
         "boot",
         format!(

@@ -69,12 +69,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let topology = parse_topology(&args.topology)?;
     let files = includes(&args.include)?;
     if args.exec.is_none() && args.json.is_some() {
-        return Err(bad_input("--json needs --exec (an interactive shell has no result to write)"));
+        return Err(bad_input(
+            "--json needs --exec (an interactive shell has no result to write)",
+        ));
     }
     check_cache_writable()?;
     let selected = select_backend(args.backend)?;
     eprintln!("ktstr: {}", selected.why);
-    let cmdline_extra = if args.dmesg { Vec::new() } else { cmdline::quiet() };
+    let cmdline_extra = if args.dmesg {
+        Vec::new()
+    } else {
+        cmdline::quiet()
+    };
     let cell = CellSpec {
         protocol_version: PROTOCOL_VERSION,
         mode: Mode::Shell {
@@ -142,7 +148,9 @@ fn exit_code(r: &CellResult) -> i32 {
             let outcome = format!("{:?}", r.outcome).to_lowercase();
             eprintln!(
                 "ktstr: {outcome}: {}",
-                r.reason.as_deref().unwrap_or("no exit status from the guest")
+                r.reason
+                    .as_deref()
+                    .unwrap_or("no exit status from the guest")
             );
             if !matches!(r.outcome, Outcome::Pass) && !r.console_tail.is_empty() {
                 eprintln!("--- console tail ---\n{}", r.console_tail.trim_end());
@@ -206,8 +214,12 @@ mod tests {
 
     #[test]
     fn only_the_shutdown_line_is_noise() {
-        assert!(is_shutdown_noise(b"[    4.511841] reboot: Restarting system\r\n"));
-        assert!(!is_shutdown_noise(b"reboot: Restarting system is what I printed? no\n"));
+        assert!(is_shutdown_noise(
+            b"[    4.511841] reboot: Restarting system\r\n"
+        ));
+        assert!(!is_shutdown_noise(
+            b"reboot: Restarting system is what I printed? no\n"
+        ));
         assert!(!is_shutdown_noise(b"2\n"));
     }
 }

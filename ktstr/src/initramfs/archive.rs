@@ -172,7 +172,8 @@ impl Tree {
 }
 
 fn len_u32(n: usize) -> io::Result<u32> {
-    u32::try_from(n).map_err(|_| io::Error::other("file larger than 4 GiB cannot go in a cpio newc archive"))
+    u32::try_from(n)
+        .map_err(|_| io::Error::other("file larger than 4 GiB cannot go in a cpio newc archive"))
 }
 
 fn describe(n: &Node) -> String {
@@ -241,9 +242,13 @@ mod tests {
             Err(TreeError::Conflict { .. })
         ));
         for bad in ["relative", "/", "/a/../b", "/./x"] {
-            assert!(matches!(Tree::normalise(bad), Err(TreeError::BadPath(_))), "{bad}");
+            assert!(
+                matches!(Tree::normalise(bad), Err(TreeError::BadPath(_))),
+                "{bad}"
+            );
         }
-        t.insert_if_absent("/a/b", Node::Symlink("x".into())).unwrap();
+        t.insert_if_absent("/a/b", Node::Symlink("x".into()))
+            .unwrap();
         assert_eq!(t.get("/a/b"), Some(&file(b"1")));
     }
 }

@@ -100,7 +100,8 @@ pub fn closure(binary: &Path, bytes: &[u8], guest_path: &str) -> Result<Closure,
             }
             let found = if lib.contains('/') {
                 let p = PathBuf::from(lib);
-                p.is_file().then(|| (p.clone(), p.to_string_lossy().into_owned()))
+                p.is_file()
+                    .then(|| (p.clone(), p.to_string_lossy().into_owned()))
             } else {
                 find(lib, &search, &host_dir, &guest_dir, &mut out.used_ld_cache)
             };
@@ -138,7 +139,9 @@ fn find(
         if dir.is_empty() {
             continue;
         }
-        let origin = ["$ORIGIN", "${ORIGIN}"].iter().find(|o| dir.starts_with(**o));
+        let origin = ["$ORIGIN", "${ORIGIN}"]
+            .iter()
+            .find(|o| dir.starts_with(**o));
         if let Some(o) = origin {
             let rest = &dir[o.len()..];
             let host = PathBuf::from(format!("{}{rest}", host_dir.display())).join(lib);
@@ -219,7 +222,10 @@ mod tests {
             \tlibelf.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libelf.so.1\n";
         let m = parse_ldconfig(text);
         assert_eq!(m.len(), 2);
-        assert_eq!(m["libz.so.1"], PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1"));
+        assert_eq!(
+            m["libz.so.1"],
+            PathBuf::from("/lib/x86_64-linux-gnu/libz.so.1")
+        );
     }
 
     /// The host's own dynamically linked tools make a real closure to check.
@@ -229,8 +235,14 @@ mod tests {
         let bytes = std::fs::read(bin).unwrap();
         let c = closure(bin, &bytes, "/ktstr/files/ls").unwrap();
         let guests: Vec<&str> = c.files.iter().map(|p| p.guest.as_str()).collect();
-        assert!(guests.iter().any(|g| g.ends_with("/libc.so.6")), "{guests:?}");
-        assert!(guests.iter().any(|g| g.contains("ld-linux-x86-64")), "{guests:?}");
+        assert!(
+            guests.iter().any(|g| g.ends_with("/libc.so.6")),
+            "{guests:?}"
+        );
+        assert!(
+            guests.iter().any(|g| g.contains("ld-linux-x86-64")),
+            "{guests:?}"
+        );
         for p in &c.files {
             assert!(p.host.is_file(), "{}", p.host.display());
         }

@@ -136,11 +136,10 @@ pub fn build(spec: &InitramfsSpec) -> Result<PathBuf, InitramfsError> {
     let _ = tmp
         .as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644));
-    tmp.persist(&out)
-        .map_err(|e| InitramfsError::Cache {
-            path: out.clone(),
-            source: e.error,
-        })?;
+    tmp.persist(&out).map_err(|e| InitramfsError::Cache {
+        path: out.clone(),
+        source: e.error,
+    })?;
     Ok(out)
 }
 
@@ -293,29 +292,44 @@ mod tests {
 
     #[test]
     fn include_args_parse() {
-        assert_eq!(parse_include("/a/b"), (PathBuf::from("/a/b"), String::new()));
+        assert_eq!(
+            parse_include("/a/b"),
+            (PathBuf::from("/a/b"), String::new())
+        );
         assert_eq!(
             parse_include("/a/b:/opt/b"),
             (PathBuf::from("/a/b"), "/opt/b".to_string())
         );
-        assert_eq!(guest_path_for(Path::new("/x/scx_rusty"), ""), "/ktstr/files/scx_rusty");
+        assert_eq!(
+            guest_path_for(Path::new("/x/scx_rusty"), ""),
+            "/ktstr/files/scx_rusty"
+        );
     }
 
     #[test]
     fn tree_has_agent_spec_busybox_and_closure() {
         let t = assemble(&spec(vec![(PathBuf::from("/bin/ls"), String::new())])).unwrap();
-        assert!(matches!(t.get("/init"), Some(Node::File { mode: 0o755, .. })));
+        assert!(matches!(
+            t.get("/init"),
+            Some(Node::File { mode: 0o755, .. })
+        ));
         assert!(t.get(SPEC_PATH).is_some());
         assert!(matches!(t.get("/bin/sh"), Some(Node::Symlink(s)) if s == DEFAULT_BUSYBOX));
         assert!(t.get("/ktstr/files/ls").is_some());
         assert!(t.get("/lib64/ld-linux-x86-64.so.2").is_some());
-        assert!(matches!(t.get("/dev/console"), Some(Node::CharDev { major: 5, minor: 1 })));
+        assert!(matches!(
+            t.get("/dev/console"),
+            Some(Node::CharDev { major: 5, minor: 1 })
+        ));
     }
 
     #[test]
     fn missing_input_is_named() {
-        let err = assemble(&spec(vec![(PathBuf::from("/nonexistent/sched"), String::new())]))
-            .unwrap_err();
+        let err = assemble(&spec(vec![(
+            PathBuf::from("/nonexistent/sched"),
+            String::new(),
+        )]))
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/sched"), "{err}");
         let mut s = spec(vec![]);
         s.busybox = Some(PathBuf::from("/nonexistent/busybox"));

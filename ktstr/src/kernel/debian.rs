@@ -40,7 +40,9 @@ pub enum DebianError {
     Command { what: String, detail: String },
     #[error("{path}: {reason}")]
     BadPackage { path: PathBuf, reason: String },
-    #[error("cache directory {path} is not writable ({source}): set KTSTR_CACHE_DIR to a writable directory")]
+    #[error(
+        "cache directory {path} is not writable ({source}): set KTSTR_CACHE_DIR to a writable directory"
+    )]
     Cache {
         path: PathBuf,
         #[source]
@@ -99,7 +101,9 @@ fn package_name_of(deb: &Path) -> Result<String, DebianError> {
         reason: reason.into(),
     };
     if !deb.is_file() {
-        return Err(bad("no such file; pass a linux-image-6.12.*-cloud-amd64-unsigned .deb"));
+        return Err(bad(
+            "no such file; pass a linux-image-6.12.*-cloud-amd64-unsigned .deb",
+        ));
     }
     let file = deb
         .file_name()
@@ -225,8 +229,9 @@ fn run(cmd: &mut Command, what: &str) -> Result<String, DebianError> {
     let out = cmd.output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             DebianError::MissingTool {
-                fix: "run on Debian/Ubuntu (apt, dpkg) or pass a local .deb with dpkg-deb installed"
-                    .into(),
+                fix:
+                    "run on Debian/Ubuntu (apt, dpkg) or pass a local .deb with dpkg-deb installed"
+                        .into(),
                 tool: tool.clone(),
             }
         } else {
@@ -278,7 +283,9 @@ mod tests {
         let p = dir.path().join("hello_1.0_amd64.deb");
         std::fs::write(&p, b"x").unwrap();
         assert!(package_name_of(&p).is_err());
-        let p = dir.path().join("linux-image-6.12.1+deb12-cloud-amd64-unsigned_1_amd64.deb");
+        let p = dir
+            .path()
+            .join("linux-image-6.12.1+deb12-cloud-amd64-unsigned_1_amd64.deb");
         std::fs::write(&p, b"x").unwrap();
         assert_eq!(
             package_name_of(&p).unwrap(),

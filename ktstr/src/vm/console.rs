@@ -180,7 +180,10 @@ mod tests {
             Some(CrashKind::SchedExt)
         );
         assert_eq!(classify("[    0.1] Booting the kernel."), None);
-        assert_eq!(classify("[ 0.2] sched_ext: BPF scheduler \"x\" enabled"), None);
+        assert_eq!(
+            classify("[ 0.2] sched_ext: BPF scheduler \"x\" enabled"),
+            None
+        );
     }
 
     #[test]
@@ -195,7 +198,10 @@ mod tests {
         let hit = c.feed(b"nic - not syncing\r\nmore\n").unwrap();
         assert_eq!(hit.0, CrashKind::Kernel);
         assert!(hit.1.contains("not syncing"));
-        assert!(c.feed(b"BUG: second\n").is_none(), "only the first is reported");
+        assert!(
+            c.feed(b"BUG: second\n").is_none(),
+            "only the first is reported"
+        );
     }
 
     #[test]

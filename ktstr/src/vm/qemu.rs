@@ -257,8 +257,8 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let console = Arc::new(Mutex::new(
         Console::new(capture_log.as_deref()).map_err(io_err("console log"))?,
     ));
-    let (con_r, con_w) = std::io::pipe().map_err(io_err("console pipe"))?;
-    let (res_r, res_w) = std::io::pipe().map_err(io_err("result pipe"))?;
+    let (con_r, con_w) = pipe().map_err(io_err("console pipe"))?;
+    let (res_r, res_w) = pipe().map_err(io_err("result pipe"))?;
     let con_fd = con_w.as_raw_fd();
     let res_fd = res_w.as_raw_fd();
     let args = be.args(
@@ -345,7 +345,10 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
                 match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let hit = console.lock().unwrap_or_else(|p| p.into_inner()).feed(&buf[..n]);
+                        let hit = console
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .feed(&buf[..n]);
                         if let Some((kind, _)) = hit {
                             let _ = tx.send(Event::Crash(kind));
                         }
@@ -354,7 +357,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             }
         })
     };
-    type Frames = (Vec<GuestMessage>, Vec<String>, Option<Duration>, Option<Duration>);
+    type Frames = (
+        Vec<GuestMessage>,
+        Vec<String>,
+        Option<Duration>,
+        Option<Duration>,
+    );
     let frames: Arc<Mutex<Frames>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), None, None)));
     let res_thread = {
         let frames = Arc::clone(&frames);
@@ -506,12 +514,27 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     })
 }
 
+/// A close-on-exec pipe as (read end, write end); the child un-sets close-on-exec on the write
+/// ends it needs (std::io::pipe would do, but it is newer than the workspace MSRV).
+fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two c_ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both fds are open and owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((r.into(), w.into()))
+}
+
 /// The first `k` CPUs this process may run on.
 fn budget_cpuset(k: u32) -> libc::cpu_set_t {
     // SAFETY: cpu_set_t is a plain bitmask; all-zero is the empty set.
     let mut mine: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `mine` is a valid, writable cpu_set_t of the size passed.
-    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mine) };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mine) };
     // SAFETY: as above.
     let mut out: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     let mut taken = 0;
@@ -569,7 +592,10 @@ mod tests {
         assert_eq!(after(&a, "-smp"), ["cpus=24,sockets=4,cores=3,threads=2"]);
         assert_eq!(
             after(&a, "-object"),
-            ["memory-backend-ram,id=mem0,size=500M", "memory-backend-ram,id=mem1,size=500M"]
+            [
+                "memory-backend-ram,id=mem0,size=500M",
+                "memory-backend-ram,id=mem1,size=500M"
+            ]
         );
         let numa = after(&a, "-numa");
         assert!(numa.contains(&"cpu,node-id=1,socket-id=3"), "{numa:?}");
@@ -585,7 +611,14 @@ mod tests {
         let a = topology_args(&c);
         let sizes: u32 = after(&a, "-object")
             .iter()
-            .map(|o| o.rsplit("size=").next().unwrap().trim_end_matches('M').parse::<u32>().unwrap())
+            .map(|o| {
+                o.rsplit("size=")
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('M')
+                    .parse::<u32>()
+                    .unwrap()
+            })
             .sum();
         assert_eq!(sizes, 1000);
     }
@@ -597,10 +630,16 @@ mod tests {
         assert!(after(&a, "-chardev").contains(&"file,id=res,path=/dev/fd/6"));
         assert_eq!(
             after(&a, "-device"),
-            ["isa-serial,chardev=con,index=0", "isa-serial,chardev=res,index=1"]
+            [
+                "isa-serial,chardev=con,index=0",
+                "isa-serial,chardev=res,index=1"
+            ]
         );
         let append = after(&a, "-append")[0];
-        assert!(append.contains("console=ttyS0") && append.ends_with(" x=1"), "{append}");
+        assert!(
+            append.contains("console=ttyS0") && append.ends_with(" x=1"),
+            "{append}"
+        );
         assert!(append.contains("tsc_early_khz="));
         assert!(after(&a, "-M")[0].starts_with("microvm,"));
         assert!(a.contains(&"-no-reboot".to_string()));
