@@ -81,6 +81,23 @@ fn kernel_configs(col: &Column) -> Vec<String> {
     }
 }
 
+/// A distro image (`/boot/vmlinuz-REL`) keeps its config as `/boot/config-REL`; reading it tells
+/// whether the kernel has sched_ext, so its scheduler cells are skipped with that reason instead of
+/// failing to build a scheduler for an unknown kernel.
+fn with_distro_config(mut k: ResolvedKernel) -> ResolvedKernel {
+    if k.config.is_none()
+        && let Some(name) = k.image.file_name().and_then(|n| n.to_str())
+        && let Some(rel) = name.strip_prefix("vmlinuz-")
+    {
+        let cfg = k.image.with_file_name(format!("config-{rel}"));
+        if let Ok(text) = std::fs::read_to_string(&cfg) {
+            k.sched_ext = text.lines().any(|l| l == "CONFIG_SCHED_CLASS_EXT=y");
+            k.config = Some(cfg);
+        }
+    }
+    k
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -237,7 +254,8 @@ impl CellRunner for KtstrRunner {
                             jobs: per_build,
                             ..Default::default()
                         };
-                        let r = kernel::resolve(&col.kernel, &kernel_configs(col), &opts);
+                        let r = kernel::resolve(&col.kernel, &kernel_configs(col), &opts)
+                            .map(with_distro_config);
                         match &r {
                             Ok(k) => say(format!(
                                 "kernel {}: {} ({})",

@@ -9,12 +9,15 @@ pub enum Command {
     Vmm(super::bench_vmm::Args),
     /// Cache-hit kernel resolution time against the cold build it replaces.
     Cache(super::bench_cache::Args),
+    /// Matrix parallel efficiency: wall time vs (sum of cell time x vCPUs) / host cores.
+    Matrix(super::bench_matrix::Args),
 }
 
 pub fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
         Command::Vmm(a) => super::bench_vmm::run(a),
         Command::Cache(a) => super::bench_cache::run(a),
+        Command::Matrix(a) => super::bench_matrix::run(a),
         #[allow(unreachable_patterns)]
         _ => anyhow::bail!("`ktstr bench` is not implemented yet"),
     }

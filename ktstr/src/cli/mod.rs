@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_cache;
+mod bench_matrix;
 mod bench_vmm;
 mod kernel;
 mod matrix;

@@ -1,0 +1,119 @@
+//! `ktstr bench matrix`: parallel efficiency of the matrix engine on real VMs. Runs N cells (EEVDF,
+//! one scenario, a small topology) under the CPU budget and compares the wall time with the
+//! ideal: the sum over cells of (cell wall time x vCPUs) / host cores. Efficiency = ideal / wall.
+
+use super::bad_input;
+use crate::matrix_runner::{KtstrRunner, KtstrValidator};
+use crate::vm::select::{BackendChoice, select};
+use ktstr_matrix::engine::{self, CellRunner, RunOptions};
+use ktstr_matrix::plan;
+use ktstr_matrix::spec::{MatrixSpec, ScenarioSel};
+use ktstr_matrix::stats::median;
+use std::collections::HashSet;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Cells to run (repeats of one cell kind).
+    #[arg(long, default_value_t = 8)]
+    pub cells: u32,
+    /// Kernel spec; default: Debian's prebuilt cloud kernel (no build needed).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    #[arg(long, default_value = "smoke")]
+    pub scenario: String,
+    #[arg(long, default_value = "1n1l1c1t")]
+    pub topology: String,
+    #[arg(long, default_value = "2s")]
+    pub duration: String,
+    /// Also run the same cells one at a time, for the speedup.
+    #[arg(long)]
+    pub serial: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    let kernel = match a.kernel {
+        Some(k) => k,
+        None => format!(
+            "image:{}",
+            crate::kernel::debian::fetch(None)
+                .map_err(|e| bad_input(e.to_string()))?
+                .vmlinuz
+                .display()
+        ),
+    };
+    let spec = MatrixSpec {
+        kernels: vec![kernel],
+        configs: vec![vec![]],
+        scheds: vec!["eevdf".into()],
+        scenarios: vec![ScenarioSel {
+            name: a.scenario,
+            params: Default::default(),
+        }],
+        topologies: vec![a.topology],
+        repeats: a.cells,
+        duration_ms: ktstr_matrix::spec::parse_duration_ms(&a.duration).map_err(bad_input)?,
+        jobs: None,
+        overcommit: false,
+        baseline: None,
+        memory_mib: 256,
+    };
+    let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|e| bad_input(e.join("\n")))?;
+    let plan = plan::expand(&spec, &vcpus);
+    let cores = super::matrix::host_cores();
+    let selected = select(BackendChoice::Auto).map_err(|e| bad_input(e.to_string()))?;
+    eprintln!("{}", selected.why);
+    let out = tempfile::tempdir()?;
+    let runner = KtstrRunner {
+        backend: selected.backend,
+        logs_dir: out.path().join("logs"),
+        cpu_budget: None,
+        memory_mib: spec.memory_mib,
+        build_cores: cores as usize,
+    };
+    let prepared = runner.prepare(&plan, &|_| {}).map_err(bad_input)?;
+    let cancelled = crate::cancel::requested;
+    let mut passes = vec![("parallel", cores as usize)];
+    if a.serial {
+        passes.push(("serial", 1));
+    }
+    println!(
+        "| pass | cells | vCPUs/cell | host cores | wall s | median cell s | ideal s (sum cell x vCPU / cores) | efficiency |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, jobs) in passes {
+        let opts = RunOptions {
+            jobs,
+            cpu_budget: Some(cores),
+            done_ids: HashSet::new(),
+            ktstr_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let s = engine::run(&runner, &prepared, &plan, &opts, &[], &cancelled);
+        let not_passed: Vec<_> = s
+            .ran
+            .iter()
+            .filter(|r| r.result.outcome != ktstr_matrix::result::Outcome::Pass)
+            .map(|r| format!("{}: {:?}", r.key.label(), r.result.reason))
+            .collect();
+        if !not_passed.is_empty() {
+            anyhow::bail!(
+                "cells did not pass, the figures would be meaningless:\n{}",
+                not_passed.join("\n")
+            );
+        }
+        let v = plan.cells[0].vcpus;
+        let walls: Vec<f64> = s
+            .ran
+            .iter()
+            .map(|r| r.result.timings.wall_ms / 1000.0)
+            .collect();
+        let ideal = walls.iter().sum::<f64>() * f64::from(v.min(cores)) / f64::from(cores);
+        let wall = s.wall.as_secs_f64();
+        println!(
+            "| {name} | {} | {v} | {cores} | {wall:.1} | {:.1} | {ideal:.1} | {:.0}% |",
+            walls.len(),
+            median(&walls).unwrap_or(f64::NAN),
+            100.0 * ideal / wall
+        );
+    }
+    Ok(crate::exit::OK)
+}

@@ -1,0 +1,223 @@
+//! `ktstr matrix` end to end: a real small matrix through the ktstr binary (real kernels, QEMU,
+//! the guest agent, a real sched_ext scheduler), and resume after the ktstr process is killed.
+//!
+//! Kernels: Debian's prebuilt cloud kernel (no sched_ext: its scheduler cells must be skipped with
+//! a reason) and a 6.12 sched_ext kernel built through ktstr's kernel cache (shared with the other
+//! e2e tests of the same run via KTSTR_CACHE_DIR).
+
+use ktstr_matrix::result::Outcome;
+use ktstr_matrix::store;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn ktstr_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("ktstr");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "no ktstr binary under {}: run `cargo build -p ktstr` first",
+        target.display()
+    );
+}
+
+/// Debian's cloud kernel: `KTSTR_DEBIAN_DEB` names a local .deb, else apt-get download.
+fn debian_image() -> PathBuf {
+    let deb = std::env::var_os("KTSTR_DEBIAN_DEB").map(PathBuf::from);
+    ktstr::kernel::debian::fetch(deb.as_deref())
+        .expect("Debian cloud kernel")
+        .vmlinuz
+}
+
+fn load(out: &Path) -> store::Loaded {
+    store::read(&out.join(store::RESULTS_FILE)).expect("results.jsonl readable")
+}
+
+#[test]
+fn real_matrix_end_to_end() {
+    let deb = debian_image();
+    let out = tempfile::tempdir().unwrap();
+    let kernels = format!("image:{},6.12", deb.display());
+    let run = Command::new(ktstr_bin())
+        .args(["matrix", "--kernels", &kernels, "--configs", "sched_ext"])
+        .args([
+            "--scheds",
+            "eevdf,kernel:scx_simple",
+            "--scenarios",
+            "steady",
+        ])
+        .args([
+            "--topologies",
+            "1n1l2c1t",
+            "--repeats",
+            "1",
+            "--duration",
+            "2s",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    let code = run.status.code();
+    assert!(matches!(code, Some(0) | Some(1)), "exit {code:?}\n{stderr}");
+    assert!(stderr.contains("plan: 4 cells"), "{stderr}");
+    let loaded = load(out.path());
+    assert_eq!(loaded.cells.len(), 4, "{stderr}");
+    let cell = |kernel_is_image: bool, sched: &str| {
+        loaded
+            .cells
+            .iter()
+            .find(|c| c.key.kernel.starts_with("image:") == kernel_is_image && c.key.sched == sched)
+            .unwrap_or_else(|| panic!("no cell {sched} image={kernel_is_image}"))
+    };
+    let deb_scx = cell(true, "kernel:scx_simple");
+    assert_eq!(
+        deb_scx.result.outcome,
+        Outcome::Skipped,
+        "{:?}",
+        deb_scx.result.reason
+    );
+    assert!(
+        deb_scx
+            .result
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("SCHED_CLASS_EXT")
+    );
+    for (img, sched) in [
+        (true, "eevdf"),
+        (false, "eevdf"),
+        (false, "kernel:scx_simple"),
+    ] {
+        let c = cell(img, sched);
+        assert_eq!(
+            c.result.outcome,
+            Outcome::Pass,
+            "{}: {:?}\n{}",
+            c.key.label(),
+            c.result.reason,
+            c.result.console_tail
+        );
+        assert!(!c.inputs.kernel.is_empty() && !c.inputs.initramfs.is_empty());
+    }
+    // The scheduler really ran: the guest saw it attached.
+    let sched = cell(false, "kernel:scx_simple")
+        .result
+        .report
+        .as_ref()
+        .unwrap();
+    assert!(sched.scheduler.as_ref().is_some_and(|s| s.attached));
+    assert_eq!(
+        code,
+        Some(0),
+        "all cells passed or skipped, no repeats to flag: {stderr}"
+    );
+    // Every output, and `ktstr report DIR` re-renders them with the same verdict.
+    for f in ["report.md", "report.json", "report.html", "junit.xml"] {
+        assert!(out.path().join(f).is_file(), "{f}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["format_version"], 1);
+    assert_eq!(json["summary"]["skipped"], 1);
+    let again = Command::new(ktstr_bin())
+        .arg("report")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn resume_after_kill_does_not_rerun_finished_cells() {
+    let deb = debian_image();
+    let out = tempfile::tempdir().unwrap();
+    let kernel = format!("image:{}", deb.display());
+    let args = |c: &mut Command| {
+        c.args([
+            "matrix",
+            "--kernels",
+            &kernel,
+            "--configs",
+            "",
+            "--scheds",
+            "eevdf",
+        ])
+        .args([
+            "--scenarios",
+            "smoke",
+            "--topologies",
+            "1n1l1c1t",
+            "--repeats",
+            "4",
+        ])
+        .args(["--duration", "1s", "--jobs", "1", "--out"])
+        .arg(out.path());
+    };
+    let mut cmd = Command::new(ktstr_bin());
+    args(&mut cmd);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill ktstr (SIGKILL: no chance to clean up) once at least one cell is stored.
+    let results = out.path().join(store::RESULTS_FILE);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let cells = std::fs::read_to_string(&results)
+            .map(|t| t.matches("\"record\":\"cell\"").count())
+            .unwrap_or(0);
+        if cells >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cell finished in 300 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ktstr ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = load(out.path());
+    let done = before.cells.len();
+    assert!(
+        (1..4).contains(&done),
+        "{done} cells stored before the kill"
+    );
+
+    let mut cmd = Command::new(ktstr_bin());
+    args(&mut cmd);
+    let run = cmd.arg("--resume").output().unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("resume: {done} of 4 cells already done")),
+        "{stderr}"
+    );
+    let after = load(out.path());
+    assert_eq!(after.cells.len(), 4);
+    // Finished cells were not run again: their records are the very same (same finish time),
+    // and the file holds exactly one record per cell.
+    for c in &before.cells {
+        let a = after.cells.iter().find(|x| x.id == c.id).unwrap();
+        assert_eq!(a.finished_at, c.finished_at);
+        assert_eq!(a.result.timings, c.result.timings);
+    }
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(text.matches("\"record\":\"cell\"").count(), 4, "{text}");
+}
