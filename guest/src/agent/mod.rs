@@ -44,8 +44,8 @@ pub fn main() -> ! {
         online_cpus: kernel.online_cpus,
     }));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_cell(&kernel)));
-    let report = match outcome {
-        Ok(r) => r,
+    let report = match &outcome {
+        Ok(r) => r.clone(),
         Err(_) => {
             let msg = PANIC
                 .lock()
@@ -55,7 +55,8 @@ pub fn main() -> ! {
             report(&kernel, error(format!("the guest agent panicked: {msg}")))
         }
     };
-    if let GuestStatus::Error { message } = &report.status {
+    // (A panic already printed its one line from the hook.)
+    if let (GuestStatus::Error { message }, Ok(_)) = (&report.status, &outcome) {
         eprintln!("ktstr-guest: error: {message}");
     }
     chan.send_result(report);
@@ -63,6 +64,11 @@ pub fn main() -> ! {
 }
 
 fn run_cell(kernel: &KernelInfo) -> GuestReport {
+    // Lets the end-to-end tests prove that a panic of the agent still yields an Error result.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if cmdline.split_whitespace().any(|w| w == "ktstr.test_panic") {
+        panic!("ktstr.test_panic on the kernel command line");
+    }
     let spec = match read_spec() {
         Ok(s) => s,
         Err(e) => return report(kernel, error(e)),
@@ -94,16 +100,18 @@ fn run_scenario(kernel: &KernelInfo, run: &ScenarioRun) -> GuestReport {
         Some(l) => match sched::start(l) {
             Ok(r) => Some(r),
             Err(sched_report) => {
-                let why = match &sched_report.ending {
-                    SchedulerEnding::NeverAttached { reason } => reason.clone(),
-                    other => format!("{other:?}"),
+                let what = describe_ending(&sched_report.ending);
+                // Ejected during the attach: the scheduler's fault (Failed); anything else means
+                // the cell could not run as asked (Error).
+                let status = match sched_report.ending {
+                    SchedulerEnding::Ejected { .. } => GuestStatus::Failed {
+                        reason: format!("scheduler {} {what}", l.name),
+                    },
+                    _ => error(format!("scheduler {} {what}", l.name)),
                 };
                 return GuestReport {
                     scheduler: Some(*sched_report),
-                    ..report(
-                        kernel,
-                        error(format!("scheduler {} never attached: {why}", l.name)),
-                    )
+                    ..report(kernel, status)
                 };
             }
         },
@@ -127,7 +135,7 @@ fn run_scenario(kernel: &KernelInfo, run: &ScenarioRun) -> GuestReport {
                     message: if attached {
                         format!("scheduler {} still attached at the end", r.name)
                     } else {
-                        format!("scheduler {} did not stay attached: {:?}", r.name, r.ending)
+                        format!("scheduler {} {}", r.name, describe_ending(&r.ending))
                     },
                 });
             }
@@ -149,6 +157,16 @@ fn run_scenario(kernel: &KernelInfo, run: &ScenarioRun) -> GuestReport {
     out.scheduler = sched_report;
     out.uptime_ms = uptime_ms();
     out
+}
+
+/// One readable clause for a failed check, e.g. "was ejected by the kernel: runnable task stall".
+fn describe_ending(e: &SchedulerEnding) -> String {
+    match e {
+        SchedulerEnding::StillAttached => "is still attached".into(),
+        SchedulerEnding::NeverAttached { reason } => format!("never attached: {reason}"),
+        SchedulerEnding::Exited { reason, .. } => format!("did not stay attached: {reason}"),
+        SchedulerEnding::Ejected { reason } => format!("was ejected by the kernel: {reason}"),
+    }
 }
 
 fn read_spec() -> Result<CellSpec, String> {

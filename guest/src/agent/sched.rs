@@ -32,7 +32,7 @@ pub fn scx_state() -> Option<String> {
 /// Spawns the scheduler and waits (bounded) for `state == enabled`. On failure the scheduler is
 /// stopped and the report says why it never attached.
 pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> {
-    let mut report = SchedulerReport {
+    let report = SchedulerReport {
         name: launch.name.clone(),
         attached: false,
         attach_ms: None,
@@ -87,36 +87,65 @@ pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> 
                 .map(|s| s.trim().to_string());
             return Ok(running);
         }
-        if let Some(st) = reaper::try_wait(pid) {
-            running.pid = 0;
-            let reason = format!(
+        let exited = reaper::try_wait(pid);
+        let timed_out = spawned.elapsed() >= timeout;
+        if exited.is_none() && !timed_out {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        // The kernel may have enabled and ejected it before we looked (e.g. a stall of PID 1
+        // itself): that is an ejection, not a failure to attach.
+        running.lines.extend(sched_ext_lines(&mut running.kmsg));
+        let state = scx_state().unwrap_or_default();
+        let mut report = running.report.clone();
+        if let Some(reason) = ejection(&running.lines, &state) {
+            report.attached = running.lines.iter().any(|l| l.text.contains("\" enabled"));
+            report.ending = SchedulerEnding::Ejected { reason };
+            if exited.is_none() {
+                stop(pid);
+            }
+            report.output_tail = tail(OUTPUT);
+            return Err(Box::new(report));
+        }
+        let reason = match exited {
+            Some(st) => format!(
                 "exited ({}) before attaching; {}",
                 describe_status(st),
                 last_line(&tail(OUTPUT)).unwrap_or("no output".into())
-            );
-            report = running.report.clone();
-            report.output_tail = tail(OUTPUT);
-            return Err(never(report, with_kmsg(reason, &mut running)));
-        }
-        if spawned.elapsed() >= timeout {
-            let state = scx_state().unwrap_or_default();
-            let reason = format!(
-                "{SCX}/state still '{state}' {} ms after spawn",
-                launch.attach_timeout_ms
-            );
-            let reason = with_kmsg(reason, &mut running);
-            stop(running.pid);
-            report = running.report.clone();
-            report.output_tail = tail(OUTPUT);
-            return Err(never(report, reason));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+            ),
+            None => {
+                stop(pid);
+                format!(
+                    "{SCX}/state still '{state}' {} ms after spawn",
+                    launch.attach_timeout_ms
+                )
+            }
+        };
+        report.output_tail = tail(OUTPUT);
+        return Err(never(report, with_kmsg(reason, &running.lines)));
     }
 }
 
-fn with_kmsg(reason: String, r: &mut Running) -> String {
-    r.lines.extend(sched_ext_lines(&mut r.kmsg));
-    match r.lines.last() {
+/// The kernel's reason when it disabled the scheduler with an error (pr_err "BPF scheduler "x"
+/// disabled (reason)" plus the following message line), with the evidence.
+fn ejection(lines: &[Line], state: &str) -> Option<String> {
+    let err_lines: Vec<&Line> = lines.iter().filter(|l| l.level <= 3).collect();
+    let reason = err_lines.iter().find_map(|l| {
+        let rest = l.text.split_once("disabled (")?.1;
+        Some(rest.strip_suffix(')').unwrap_or(rest).to_string())
+    })?;
+    let evidence = err_lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    Some(format!(
+        "{reason} (kernel: {evidence}; state now '{state}')"
+    ))
+}
+
+fn with_kmsg(reason: String, lines: &[Line]) -> String {
+    match lines.last() {
         Some(l) => format!("{reason}; kernel: {}", l.text),
         None => reason,
     }
@@ -134,20 +163,8 @@ pub fn finish(mut r: Running) -> SchedulerReport {
     let state = scx_state().unwrap_or_default();
     let exited = reaper::try_wait(r.pid);
     r.lines.extend(sched_ext_lines(&mut r.kmsg));
-    let err_lines: Vec<&Line> = r.lines.iter().filter(|l| l.level <= 3).collect();
-    let disabled = err_lines.iter().find_map(|l| {
-        let rest = l.text.split_once("disabled (")?.1;
-        Some(rest.trim_end_matches(')').to_string())
-    });
-    let evidence = err_lines
-        .iter()
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" | ");
-    r.report.ending = if let Some(reason) = disabled {
-        SchedulerEnding::Ejected {
-            reason: format!("{reason} (kernel: {evidence}; state now '{state}')"),
-        }
+    r.report.ending = if let Some(reason) = ejection(&r.lines, &state) {
+        SchedulerEnding::Ejected { reason }
     } else if let Some(st) = exited {
         SchedulerEnding::Exited {
             code: libc::WIFEXITED(st).then(|| libc::WEXITSTATUS(st)),
@@ -233,9 +250,62 @@ fn tail(path: &str) -> String {
     String::from_utf8_lossy(&b[start..]).into_owned()
 }
 
+/// The most telling output line: the last one mentioning an error, else the last one.
 fn last_line(s: &str) -> Option<String> {
-    s.lines()
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let telling = ["error", "invalid", "fail", "unknown", "cannot", "not "];
+    lines
+        .iter()
         .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().to_string())
+        .find(|l| {
+            let l = l.to_lowercase();
+            telling.iter().any(|t| l.contains(t))
+        })
+        .or(lines.last())
+        .map(|l| l.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(level: u8, text: &str) -> Line {
+        Line {
+            level,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn ejection_needs_an_error_level_disable() {
+        let clean = [
+            line(6, "sched_ext: BPF scheduler \"simple\" enabled"),
+            line(
+                6,
+                "sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)",
+            ),
+        ];
+        assert_eq!(ejection(&clean, "disabled"), None);
+        let stall = [
+            line(6, "sched_ext: BPF scheduler \"qmap\" enabled"),
+            line(
+                3,
+                "sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)",
+            ),
+            line(3, "sched_ext: qmap: init[1] failed to run for 5.088s"),
+        ];
+        let r = ejection(&stall, "disabled").unwrap();
+        assert!(r.starts_with("runnable task stall (kernel: "), "{r}");
+        assert!(r.contains("failed to run for 5.088s"), "{r}");
+    }
+
+    #[test]
+    fn telling_line_prefers_errors() {
+        assert_eq!(
+            last_line("starting\nlibbpf: failed to load\nbye\n").as_deref(),
+            Some("libbpf: failed to load")
+        );
+        assert_eq!(last_line("a\nb\n\n").as_deref(), Some("b"));
+        assert_eq!(last_line(""), None);
+    }
 }
