@@ -46,7 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let meta = cache::Entry::open(&key)
         .ok_or_else(|| anyhow::anyhow!("entry {key} vanished"))?
         .metadata()?;
-    let cold = meta.timings.get("total_s").copied().unwrap_or(f64::NAN);
+    let cold = meta.cold_total_s.unwrap_or(f64::NAN);
     let build = meta.timings.get("build_s").copied().unwrap_or(f64::NAN);
     let files: u64 = meta.files.values().map(|f| f.size).sum();
     println!(
@@ -63,11 +63,11 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         files as f64 / (1 << 20) as f64
     );
     println!(
-        "cold build (metadata.json): total {cold:.0} s (make {build:.0} s){}",
+        "cold build (metadata.json): total {cold:.0} s; last build: make {build:.0} s{}",
         if meta.incremental {
-            " [incremental rebuild]"
+            " (incremental rebuild)"
         } else {
-            ""
+            " (cold)"
         }
     );
     println!("ratio cold/hit: {:.0}x", cold * 1000.0 / median);

@@ -6,13 +6,12 @@
 
 use super::bad_input;
 use crate::cell::{self, CellRequest};
+use crate::sched::{self, ResolvedSched};
 use crate::topology::Topology;
 use crate::vm::select::{self, BackendChoice};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use ktstr_guest::protocol::{
-    CellSpec, FILES_DIR, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch,
-};
+use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
 use ktstr_matrix::result::{CellResult, Outcome};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,10 +26,11 @@ pub struct Args {
     /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
     #[arg(long = "config")]
     pub configs: Vec<String>,
-    /// Scheduler binary to start in the guest before the scenario (default: none, i.e. EEVDF).
+    /// Scheduler spec (docs/schedulers.md): eevdf (the default), kernel:scx_simple, scx_rusty[@1.1.4],
+    /// cargo:CRATE@VER or a path; arguments after ':', e.g. 'scx_rusty:-u 5000 -v'.
     #[arg(long)]
     pub sched: Option<String>,
-    /// Argument for the scheduler (repeatable).
+    /// Extra argument for the scheduler, appended to the spec's (repeatable).
     #[arg(long = "sched-arg", allow_hyphen_values = true)]
     pub sched_args: Vec<String>,
     /// Scenario from the catalogue.
@@ -70,35 +70,48 @@ pub struct Args {
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = kernel_image(&args.kernel, &args.configs)?;
+    // Everything cheap is checked before the kernel is resolved (which may build for minutes).
     let topology = parse_topology(&args.topology)?;
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
     let mut files = includes(&args.include)?;
-    let scheduler = match &args.sched {
-        None => None,
-        Some(spec) => {
-            let (name, path) = scheduler_binary(spec)?;
-            let guest = format!("{FILES_DIR}/{name}");
-            files.push((path, guest.clone()));
-            Some(SchedulerLaunch {
-                name,
-                path: guest,
-                args: args.sched_args.clone(),
-                attach_timeout_ms: ATTACH_TIMEOUT.as_millis() as u64,
-            })
-        }
-    };
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
-            "--sched-arg given without --sched: name the scheduler binary",
+            "--sched-arg given without --sched: name the scheduler",
         ));
+    }
+    if let Some(spec) = &args.sched {
+        sched::validate_spec(spec).map_err(sched_err)?;
     }
     check_cache_writable()?;
     let selected = select_backend(args.backend)?;
     eprintln!("ktstr: {}", selected.why);
-
+    let resolved_kernel = super::kernel::resolve_args(&args.kernel, &args.configs)?;
+    let resolved = match &args.sched {
+        None => ResolvedSched::Eevdf,
+        Some(spec) => sched::resolve(spec, &resolved_kernel).map_err(sched_err)?,
+    };
+    let scheduler = match resolved {
+        ResolvedSched::Eevdf => None,
+        ResolvedSched::Skipped { reason } => return skipped(&args, reason),
+        ResolvedSched::Binary {
+            name,
+            path,
+            args: mut sched_args,
+        } => {
+            let guest = crate::initramfs::guest_path_for(&path, "");
+            files.push((path, guest.clone()));
+            sched_args.extend(args.sched_args.iter().cloned());
+            Some(SchedulerLaunch {
+                name,
+                path: guest,
+                args: sched_args,
+                attach_timeout_ms: ATTACH_TIMEOUT.as_millis() as u64,
+            })
+        }
+    };
+    let kernel = resolved_kernel.image;
     let attach = if scheduler.is_some() {
         ATTACH_TIMEOUT
     } else {
@@ -147,7 +160,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 /// `--kernel` -> a bootable image. The one place kernel specs are resolved for run/shell.
-pub(crate) fn kernel_image(spec: &str, configs: &[String]) -> anyhow::Result<PathBuf> {
+pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
+    kernel_image_with(spec, &[])
+}
+
+/// `--kernel` + `--config`: every spec form goes through `kernel::resolve` (built and cached).
+pub(crate) fn kernel_image_with(spec: &str, configs: &[String]) -> anyhow::Result<PathBuf> {
     Ok(super::kernel::resolve_args(spec, configs)?.image)
 }
 
@@ -188,19 +206,31 @@ pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
     })
 }
 
-/// A scheduler given as a path (helper F routes names through `sched::resolve`).
-fn scheduler_binary(spec: &str) -> anyhow::Result<(String, PathBuf)> {
-    let path = PathBuf::from(spec);
-    if !path.is_file() {
-        return Err(bad_input(format!(
-            "--sched {spec}: no such file; pass the path of a scheduler binary (e.g. target/release/scx_rusty)"
-        )));
+/// Scheduler errors: bad specs and missing host packages exit 2, build failures exit 1.
+fn sched_err(e: sched::SchedError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(format!("--sched: {e}"))
+    } else {
+        anyhow::Error::new(e).context("--sched")
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sched".into());
-    Ok((name, path))
+}
+
+/// A scheduler this kernel cannot run (no sched_ext): a skipped cell, not a failure.
+fn skipped(args: &Args, reason: String) -> anyhow::Result<i32> {
+    let result = CellResult {
+        format_version: ktstr_matrix::result::RESULT_FORMAT_VERSION,
+        outcome: Outcome::Skipped,
+        reason: Some(reason),
+        report: None,
+        console_tail: String::new(),
+        timings: Default::default(),
+        backend: String::new(),
+    };
+    println!("{}", table(&result, args, Path::new("-")));
+    if let Some(out) = &args.json {
+        write_json(out, &result)?;
+    }
+    Ok(crate::exit::OK)
 }
 
 fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {

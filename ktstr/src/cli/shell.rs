@@ -8,7 +8,7 @@
 
 use super::bad_input;
 use super::run::{
-    check_cache_writable, default_console_log, includes, kernel_image, parse_duration,
+    check_cache_writable, default_console_log, includes, kernel_image_with, parse_duration,
     parse_topology, select_backend, write_json,
 };
 use crate::cell::{self, CellRequest};
@@ -65,7 +65,7 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = kernel_image(&args.kernel, &args.configs)?;
+    let kernel = kernel_image_with(&args.kernel, &args.configs)?;
     let topology = parse_topology(&args.topology)?;
     let files = includes(&args.include)?;
     if args.exec.is_none() && args.json.is_some() {

@@ -309,10 +309,13 @@ pub fn build_and_install(
         });
     }
     let version = conf.version.clone();
-    let configure_s = started.elapsed().as_secs_f64();
+    // Source identification/extraction and configure, everything before make.
+    let prepare_s = started.elapsed().as_secs_f64();
     // Keep the O= tree per key: rebuilding a corrupted entry is then an incremental make.
     let dir = cache::build_dir(key);
-    let incremental = dir.join("vmlinux").is_file() && dir.join(".config").is_file();
+    // Same key = same .config, so whatever a previous (even interrupted) build left is reusable:
+    // make deletes half-written targets when it is stopped.
+    let incremental = dir.join(".config").is_file();
     if incremental {
         conf.discard();
     } else {
@@ -381,7 +384,7 @@ pub fn build_and_install(
         std::fs::read_to_string(s.join(cache::CONFIG)).map_err(io("reading .config"))?;
     let sched_ext = config_text.lines().any(|l| l == "CONFIG_SCHED_CLASS_EXT=y");
     let mut timings = BTreeMap::new();
-    timings.insert("configure_s".to_string(), configure_s);
+    timings.insert("source_and_configure_s".to_string(), prepare_s);
     timings.insert("build_s".to_string(), build_s);
     timings.insert("install_s".to_string(), t.elapsed().as_secs_f64());
     timings.insert("total_s".to_string(), started.elapsed().as_secs_f64());

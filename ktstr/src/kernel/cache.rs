@@ -64,6 +64,9 @@ pub struct Metadata {
     pub incremental: bool,
     pub created_unix: u64,
     pub timings: BTreeMap<String, f64>,
+    /// Wall time of the last from-scratch build of this key (survives incremental rebuilds).
+    #[serde(default)]
+    pub cold_total_s: Option<f64>,
     pub files: BTreeMap<String, FileInfo>,
     pub inputs: Inputs,
 }
@@ -102,6 +105,13 @@ impl Metadata {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            cold_total_s: if incremental {
+                Entry::open(key)
+                    .and_then(|e| e.metadata().ok())
+                    .and_then(|m| m.cold_total_s)
+            } else {
+                timings.get("total_s").copied()
+            },
             timings,
             files,
             inputs: inputs.clone(),
