@@ -154,6 +154,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     Ok(if result.outcome == Outcome::Pass {
         crate::exit::OK
+    } else if crate::cancel::requested() {
+        crate::exit::INTERRUPTED
     } else {
         crate::exit::FAILURE
     })

@@ -218,23 +218,29 @@ fn check_name(spec: &str, name: &str) -> Result<(), SchedError> {
     }
 }
 
-/// The closest known names to `name` (Jaro-Winkler >= 0.8, best first, at most 3).
+/// The closest known names to `name`, best first, at most 3. Compared without the common
+/// `kernel:` and `scx_` prefixes, which would otherwise make every scx name look close.
 pub fn suggestions(name: &str) -> Vec<String> {
+    fn core(s: &str) -> &str {
+        let s = s.strip_prefix("kernel:").unwrap_or(s);
+        s.strip_prefix("scx_").unwrap_or(s)
+    }
     let mut cands: Vec<(f64, String)> = KNOWN_CRATES
         .iter()
         .map(|c| c.to_string())
         .chain(KERNEL_TOOLS.iter().map(|t| format!("kernel:{t}")))
         .chain(std::iter::once("eevdf".to_string()))
-        .map(|c| {
-            // Compare against the bare tool name too, so `scx_simpel` finds `kernel:scx_simple`.
-            let bare = c.strip_prefix("kernel:").unwrap_or(&c);
-            let score = strsim::jaro_winkler(name, bare).max(strsim::jaro_winkler(name, &c));
-            (score, c)
-        })
+        .map(|c| (strsim::jaro_winkler(core(name), core(&c)), c))
         .filter(|(s, _)| *s >= 0.8)
         .collect();
     cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-    cands.into_iter().take(3).map(|(_, c)| c).collect()
+    let best = cands.first().map_or(0.0, |c| c.0);
+    cands
+        .into_iter()
+        .take_while(|(s, _)| *s >= best - 0.08)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 #[cfg(test)]
@@ -320,6 +326,8 @@ mod tests {
         assert_eq!(suggestions("scx_simpel")[0], "kernel:scx_simple");
         assert_eq!(suggestions("scx_bpflnd")[0], "scx_bpfland");
         assert!(suggestions("zzzzzz").is_empty());
+        assert_eq!(suggestions("scx_simpel"), ["kernel:scx_simple"]);
+        assert_eq!(suggestions("scx_lavdd"), ["scx_lavd"]);
     }
 
     #[test]
