@@ -62,6 +62,7 @@ pub fn write_boot_params(
     initrd: Initrd,
     cmdline: &str,
     memory_mib: u32,
+    acpi_rsdp: u64,
 ) -> Result<(), String> {
     let limit = kernel
         .setup_header
@@ -94,6 +95,7 @@ pub fn write_boot_params(
     if params.hdr.kernel_alignment == 0 {
         params.hdr.kernel_alignment = 0x0100_0000;
     }
+    params.acpi_rsdp_addr = acpi_rsdp;
     let map = layout::e820_map(memory_mib);
     for (i, &(addr, size, kind)) in map.iter().enumerate() {
         params.e820_table[i] = boot_e820_entry {

@@ -4,6 +4,7 @@
 //! [`mptable`], [`serial`] (COM1 console, COM2 results) and the [`vcpu`] threads. [`probe`]
 //! decides whether this host's /dev/kvm can run a stock kernel at all.
 
+pub mod acpi;
 pub mod boot_params;
 pub mod cmos;
 pub mod cpuid;
@@ -68,10 +69,15 @@ fn kvm_err(what: &str, e: impl std::fmt::Display) -> VmError {
 
 /// Checks the parts of `cfg` this backend cannot honour, before any work.
 pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
-    if cfg.topology.nodes > 1 {
+    if cfg.topology.nodes > 1
+        && u64::from(cfg.memory_mib) < u64::from(cfg.topology.nodes) * u64::from(layout::MIN_MEMORY_MIB)
+    {
         return Err(VmError::Config(format!(
-            "topology {}: the kvm backend describes CPUs with an MP table and has no ACPI SRAT yet, so it cannot show {} NUMA nodes; use --backend qemu or 1 node",
-            cfg.topology, cfg.topology.nodes
+            "--memory-mib {} gives each of the {} NUMA nodes of {} less than {} MiB; raise --memory-mib",
+            cfg.memory_mib,
+            cfg.topology.nodes,
+            cfg.topology,
+            layout::MIN_MEMORY_MIB
         )));
     }
     if cfg.memory_mib < layout::MIN_MEMORY_MIB {
@@ -119,16 +125,17 @@ pub fn build_vm(
     // 3. Initrd, command line, zero page with e820.
     let initrd = boot_params::load_initrd(&mem, &cfg.initramfs, cfg.memory_mib, &kernel)
         .map_err(|e| cfg_err(&cfg.initramfs.display().to_string(), e))?;
+    // 7. ACPI (MADT, SRAT/SLIT) and the MP table for kernels built without ACPI: the CPUs by
+    //    APIC ID, the IOAPIC, the IRQ routing, the NUMA nodes.
+    let apic = ApicLayout::new(cfg.topology);
+    mptable::write(&mem, &apic).map_err(VmError::Config)?;
+    let rsdp = acpi::write(&mem, &apic, cfg.memory_mib).map_err(VmError::Config)?;
     let cmdline = command_line(cfg);
-    boot_params::write_boot_params(&mem, &kernel, initrd, &cmdline, cfg.memory_mib)
+    boot_params::write_boot_params(&mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)
         .map_err(VmError::Config)?;
 
     // 4. Page tables and GDT for the 64-bit entry.
     regs::write_boot_tables(&mem).map_err(VmError::Config)?;
-
-    // 7. MP table: the CPUs (by APIC ID), the IOAPIC and the IRQ routing.
-    let apic = ApicLayout::new(cfg.topology);
-    mptable::write(&mem, &apic).map_err(VmError::Config)?;
 
     // 8. UARTs with irqfds into the in-kernel PIC/IOAPIC.
     let uarts = create_uarts(&vm, cfg, start)?;
@@ -164,10 +171,8 @@ pub fn build_vm(
 }
 
 fn command_line(cfg: &VmConfig) -> String {
-    let mut items = super::cmdline::base();
-    items.extend(KVM_CMDLINE.iter().map(|s| s.to_string()));
-    items.extend(cfg.cmdline_extra.iter().cloned());
-    items.join(" ")
+    let ours: Vec<String> = KVM_CMDLINE.iter().map(|s| s.to_string()).collect();
+    super::cmdline::compose(&ours, &cfg.cmdline_extra).join(" ")
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
@@ -297,6 +302,7 @@ impl Backend for KvmBackend {
             stop: AtomicBool::new(false),
             uarts: vm.uarts.clone(),
             cmos: cmos::Cmos::default(),
+            pm: acpi::Pm::default(),
         });
         let (tx, rx) = mpsc::channel();
         let mut threads = Vec::new();
