@@ -1,1 +1,95 @@
 //! Shared helpers for ktstr's end-to-end tests (which boot real kernels).
+//!
+//! Everything goes through the normal cache (`KTSTR_CACHE_DIR` if set, else ~/.cache/ktstr), so
+//! the Debian kernel and the one cold sched_ext build are shared by every test of a CI run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `ktstr` binary of this build: `target/<profile>/ktstr`, next to `target/<profile>/deps/`
+/// where the test executables live.
+pub fn ktstr_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("ktstr");
+    assert!(
+        bin.is_file(),
+        "{} missing: run `cargo build -p ktstr` first",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `ktstr ARGS`, echoing the command and its output to the test log.
+pub fn ktstr(args: &[&str]) -> Output {
+    let out = Command::new(ktstr_bin())
+        .args(args)
+        .output()
+        .expect("running ktstr");
+    eprintln!(
+        "$ ktstr {}\n-> {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        args.join(" "),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Debian's prebuilt cloud kernel (fetched once into the cache). `KTSTR_DEBIAN_DEB` names a
+/// local .deb to use instead of `apt-get download`.
+pub fn debian_kernel() -> &'static ktstr::kernel::debian::DebianKernel {
+    static K: OnceLock<ktstr::kernel::debian::DebianKernel> = OnceLock::new();
+    K.get_or_init(|| {
+        let deb = std::env::var_os("KTSTR_DEBIAN_DEB").map(PathBuf::from);
+        ktstr::kernel::debian::fetch(deb.as_deref())
+            .unwrap_or_else(|e| panic!("fetching the Debian cloud kernel: {e}"))
+    })
+}
+
+/// `--kernel <Debian cloud vmlinuz>` (6.12, no sched_ext).
+pub fn debian_kernel_args() -> Vec<&'static str> {
+    static P: OnceLock<String> = OnceLock::new();
+    let path = P.get_or_init(|| debian_kernel().vmlinuz.to_string_lossy().into_owned());
+    vec!["--kernel", path.as_str()]
+}
+
+/// The sched_ext kernel every test of a run shares: 6.12 + `sched_ext,steal-time`, built by
+/// ktstr on first use and a cache hit afterwards.
+pub fn sched_ext_kernel_args() -> Vec<&'static str> {
+    vec!["--kernel", "6.12", "--config", "sched_ext,steal-time"]
+}
+
+/// True if a process with this pid exists (and is not a zombie).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 is the state; a zombie (Z) or dead (X) process is not running anything.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Pids of running `qemu-system-*` processes whose command line contains `needle`.
+pub fn qemu_pids_with(needle: &str) -> Vec<u32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.starts_with("qemu-system") || c.contains("/qemu-system")
+            }) && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                && pid_alive(*pid)
+        })
+        .collect()
+}

@@ -4,7 +4,7 @@
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Boot time per backend / machine type (spawn -> agent, spawn -> result).
-    Boot,
+    Boot(super::bench_boot::Args),
     /// Own kvm backend vs QEMU with KVM, inside a nested (TCG + emulated SVM) L1 guest.
     Vmm(super::bench_vmm::Args),
     /// Cache-hit kernel resolution time against the cold build it replaces.
@@ -15,6 +15,7 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> anyhow::Result<i32> {
     match cmd {
+        Command::Boot(a) => super::bench_boot::run(a),
         Command::Vmm(a) => super::bench_vmm::run(a),
         Command::Cache(a) => super::bench_cache::run(a),
         Command::Matrix(a) => super::bench_matrix::run(a),

@@ -3,6 +3,7 @@
 //! Errors marked with [`BadInput`] exit with `exit::USAGE`, others with `exit::FAILURE`.
 
 mod bench;
+mod bench_boot;
 mod bench_cache;
 mod bench_matrix;
 mod bench_vmm;

@@ -144,6 +144,10 @@ fn exit_code(r: &CellResult) -> i32 {
     let code = r.report.as_ref().and_then(|rep| rep.exit_code);
     match (r.outcome, code) {
         (Outcome::Pass, Some(c)) => c,
+        _ if crate::cancel::requested() => {
+            eprintln!("ktstr: interrupted; the VM was stopped");
+            crate::exit::INTERRUPTED
+        }
         _ => {
             let outcome = format!("{:?}", r.outcome).to_lowercase();
             eprintln!(

@@ -110,19 +110,43 @@ impl QemuBackend {
         })
     }
 
+    /// The machine type `cfg` actually runs on: microvm has no SRAT (its ACPI tables describe
+    /// CPUs, not NUMA), so a topology with more than one node falls back to q35.
+    pub fn machine_for(&self, cfg: &VmConfig) -> Machine {
+        if self.machine == Machine::Microvm && cfg.topology.nodes > 1 {
+            Machine::Q35
+        } else {
+            self.machine
+        }
+    }
+
+    fn describe_for(&self, machine: Machine) -> String {
+        let accel = match self.accel {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        };
+        format!("qemu-{accel}/{}", machine.name())
+    }
+
     /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode.
     pub fn args(&self, cfg: &VmConfig, con: &str, res: &str) -> Vec<String> {
+        let machine = self.machine_for(cfg);
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         push(&["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"]);
-        push(&["-M", self.machine.arg()]);
+        push(&["-M", machine.arg()]);
+        if machine != Machine::Microvm {
+            // SeaBIOS mirrors its screen to the first serial port (banner, clear-screen escapes);
+            // that would land in the console log and on `shell --exec`'s stdout.
+            push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
+        }
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         }
         push(&["-kernel", &cfg.kernel.to_string_lossy()]);
         push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
-        let backend_extra = if self.machine == Machine::Microvm && self.accel == Accel::Tcg {
+        let backend_extra = if machine == Machine::Microvm && self.accel == Accel::Tcg {
             cmdline::microvm_extra()
         } else {
             Vec::new()
@@ -149,7 +173,7 @@ impl QemuBackend {
         // type (microvm's built-in UART only provides COM1).
         a.extend(["-device".into(), "isa-serial,chardev=con,index=0".into()]);
         a.extend(["-device".into(), "isa-serial,chardev=res,index=1".into()]);
-        if self.machine == Machine::Microvm {
+        if machine == Machine::Microvm {
             // microvm's own UART would be a second COM1; ours above replaces it.
             let m = a.iter().position(|x| x == "-M").map(|i| i + 1);
             if let Some(i) = m {
@@ -199,11 +223,7 @@ fn topology_args(cfg: &VmConfig) -> Vec<String> {
 
 impl Backend for QemuBackend {
     fn describe(&self) -> String {
-        let accel = match self.accel {
-            Accel::Tcg => "tcg",
-            Accel::Kvm => "kvm",
-        };
-        format!("qemu-{accel}/{}", self.machine.name())
+        self.describe_for(self.machine)
     }
 
     fn run(&self, cfg: &VmConfig) -> Result<VmRun, VmError> {
@@ -267,6 +287,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         &format!("/dev/fd/{res_fd}"),
     );
     let affinity = cfg.cpu_budget.map(budget_cpuset);
+    let described = be.describe_for(be.machine_for(cfg));
     let parent = std::process::id() as libc::pid_t;
 
     let mut cmd = Command::new(&be.binary);
@@ -313,7 +334,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             }
         } else {
             VmError::Spawn {
-                backend: be.describe(),
+                backend: described.clone(),
                 reason: e.to_string(),
             }
         }
@@ -485,7 +506,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         && messages.is_empty();
     if failed_to_start {
         return Err(VmError::Spawn {
-            backend: be.describe(),
+            backend: described.clone(),
             reason: format!(
                 "{} exited with {}: {}",
                 be.binary.display(),
@@ -495,6 +516,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         });
     }
     let mut console_tail = console.tail();
+    // QEMU warns that fw_cfg names should start with "opt/"; etc/sercon-port is SeaBIOS's own.
+    let qemu_stderr: String = qemu_stderr
+        .lines()
+        .filter(|l| !l.contains("etc/sercon-port"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     if !qemu_stderr.trim().is_empty() {
         console_tail.push_str("--- qemu stderr ---\n");
         console_tail.push_str(qemu_stderr.trim_end());
@@ -510,7 +537,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         to_agent,
         to_result,
         wall,
-        backend: be.describe(),
+        backend: described.clone(),
     })
 }
 
@@ -645,5 +672,15 @@ mod tests {
         assert!(a.contains(&"-no-reboot".to_string()));
         let pc = be(Machine::Pc).args(&cfg("1n1l2c1t"), "a", "b");
         assert!(!after(&pc, "-append")[0].contains("tsc_early_khz"));
+        assert!(after(&pc, "-fw_cfg").contains(&"name=etc/sercon-port,string=0"));
+    }
+
+    #[test]
+    fn numa_moves_microvm_to_q35() {
+        let b = be(Machine::Microvm);
+        assert_eq!(b.machine_for(&cfg("2n1l1c1t")), Machine::Q35);
+        assert_eq!(b.machine_for(&cfg("1n2l1c1t")), Machine::Microvm);
+        let a = b.args(&cfg("2n1l1c1t"), "a", "b");
+        assert_eq!(after(&a, "-M"), ["q35"]);
     }
 }

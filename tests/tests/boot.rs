@@ -1,0 +1,242 @@
+//! The boot path end to end on Debian's prebuilt cloud kernel (6.12, no sched_ext) under QEMU:
+//! `ktstr shell --exec` output and exit status, `ktstr run --scenario smoke`, topology as the
+//! guest sees it, a kernel panic and the watchdog as results with evidence, no QEMU left behind
+//! (watchdog, Ctrl-C, ktstr killed), and bad input refused with exit 2 before any VM.
+
+use ktstr_e2e as e2e;
+use ktstr_matrix::result::{CellResult, Outcome};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kernel() -> &'static str {
+    e2e::debian_kernel_args()[1]
+}
+
+fn shell(extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["shell", "--kernel", kernel()];
+    args.extend_from_slice(extra);
+    let out = e2e::ktstr(&args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read_result(p: &Path) -> CellResult {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).expect("CellResult JSON")
+}
+
+#[test]
+fn exec_prints_the_requested_cpu_count() {
+    let (code, stdout, _) = shell(&["--topology", "1n1l3c1t", "--exec", "nproc"]);
+    assert_eq!(code, 0);
+    // The kernel is quiet: stdout is the command's output alone.
+    assert_eq!(stdout.trim(), "3", "stdout: {stdout:?}");
+}
+
+#[test]
+fn exec_exits_with_the_commands_status() {
+    let (code, _, _) = shell(&["--exec", "exit 3"]);
+    assert_eq!(code, 3);
+}
+
+#[test]
+fn two_llcs_show_as_two_packages() {
+    let (code, stdout, _) = shell(&[
+        "--topology",
+        "1n2l2c1t",
+        "--exec",
+        "nproc; cat /sys/devices/system/cpu/cpu*/topology/physical_package_id | sort -u | wc -l",
+    ]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines, ["4", "2"], "stdout: {stdout:?}");
+}
+
+#[test]
+fn two_nodes_show_as_two_numa_nodes() {
+    let (code, stdout, _) = shell(&[
+        "--topology",
+        "2n1l1c1t",
+        "--exec",
+        "cat /sys/devices/system/node/node1/cpulist",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), "1", "stdout: {stdout:?}");
+}
+
+#[test]
+fn run_smoke_gives_every_worker_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = e2e::ktstr(&[
+        "run",
+        "--kernel",
+        kernel(),
+        "--scenario",
+        "smoke",
+        "--duration",
+        "2s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let r = read_result(&json);
+    assert_eq!(r.outcome, Outcome::Pass, "{r:#?}");
+    let sc = r.report.as_ref().and_then(|g| g.scenario.as_ref()).expect("scenario report");
+    assert_eq!(sc.name, "smoke");
+    assert!(!sc.workers.is_empty());
+    for w in &sc.workers {
+        assert!(w.work_units > 0, "worker {} did no work: {sc:#?}", w.id);
+    }
+    let (agent, result) = (r.timings.to_agent_ms.unwrap(), r.timings.to_result_ms.unwrap());
+    assert!(agent < result && result <= r.timings.wall_ms, "{:?}", r.timings);
+    // The table names the outcome.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
+}
+
+#[test]
+fn kernel_panic_is_crashed_with_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let (code, _, stderr) = shell(&[
+        "--exec",
+        "echo c > /proc/sysrq-trigger",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    let r = read_result(&json);
+    assert_eq!(r.outcome, Outcome::Crashed, "{r:#?}");
+    assert!(r.reason.as_deref().unwrap_or("").contains("Kernel panic"), "{r:#?}");
+    assert!(r.console_tail.contains("sysrq"), "tail: {}", r.console_tail);
+    assert!(stderr.contains("crashed"));
+}
+
+/// Pids of `qemu-system-*` children of `parent`.
+fn qemu_children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            ppid == Some(parent) && comm.starts_with("qemu-system")
+        })
+        .collect()
+}
+
+/// Starts `ktstr shell --exec 'sleep 1000'` and waits until its QEMU is running.
+fn start_sleeper(extra: &[&str], json: &Path) -> (Child, u32) {
+    let child = Command::new(e2e::ktstr_bin())
+        .args(["shell", "--kernel", kernel(), "--exec", "sleep 1000", "--json"])
+        .arg(json)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(q) = qemu_children(child.id()).first() {
+            return (child, *q);
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no qemu appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_gone(pid: u32, within: Duration) {
+    let start = Instant::now();
+    while e2e::pid_alive(pid) {
+        assert!(start.elapsed() < within, "qemu {pid} still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn watchdog_times_out_and_leaves_no_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let (mut child, qemu) = start_sleeper(&["--timeout", "25s"], &json);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    assert!(!e2e::pid_alive(qemu), "qemu {qemu} outlived its cell");
+    let r = read_result(&json);
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:#?}");
+    assert!(r.timings.wall_ms >= 25_000.0);
+    assert!(!r.console_tail.is_empty() || r.reason.is_some());
+}
+
+#[test]
+fn ctrl_c_and_kill_leave_no_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ctrl-C: ktstr kills and reaps QEMU, then exits.
+    let (mut child, qemu) = start_sleeper(&[], &dir.path().join("a.json"));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let start = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "Ctrl-C exits 128+SIGINT");
+    wait_gone(qemu, Duration::from_secs(1));
+    // ktstr SIGKILLed: QEMU's parent-death signal takes it down.
+    let (mut child, qemu) = start_sleeper(&[], &dir.path().join("b.json"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_gone(qemu, Duration::from_secs(5));
+}
+
+/// Bad input: exit 2, one line naming the input, no VM (so it is fast).
+fn refused(args: &[&str], envs: &[(&str, &str)], names: &str) {
+    let start = Instant::now();
+    let mut c = Command::new(e2e::ktstr_bin());
+    c.args(args);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("$ ktstr {args:?} {envs:?}\n{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains(names), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+}
+
+#[test]
+fn bad_input_exits_2_before_booting() {
+    let k = kernel();
+    refused(
+        &["shell", "--kernel", "/nonexistent/bzImage", "--exec", "true"],
+        &[],
+        "/nonexistent/bzImage",
+    );
+    refused(&["shell", "--kernel", "/etc/passwd", "--exec", "true"], &[], "not a kernel image");
+    refused(&["run", "--kernel", k, "--topology", "1n2x"], &[], "--topology");
+    refused(&["shell", "--kernel", k, "--topology", "0n1l1c1t"], &[], "--topology");
+    refused(
+        &["run", "--kernel", k, "--duration", "1s"],
+        &[("PATH", "/nonexistent")],
+        "apt-get install qemu-system-x86",
+    );
+    refused(
+        &["run", "--kernel", k, "--duration", "1s"],
+        &[("KTSTR_CACHE_DIR", "/etc/passwd/cache")],
+        "KTSTR_CACHE_DIR",
+    );
+    refused(&["run", "--kernel", k, "--scenario", "nope"], &[], "nope");
+    refused(&["shell", "--kernel", k, "-i", "/nonexistent/file"], &[], "/nonexistent/file");
+}
