@@ -234,3 +234,57 @@ fn power_off() -> ! {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn shell_exec_reports_exit_codes_and_signal_deaths() {
+        assert_eq!(shell::run(Some("true")), Ok(0));
+        assert_eq!(shell::run(Some("exit 3")), Ok(3));
+        assert_eq!(shell::run(Some("kill -9 $$")), Ok(128 + 9));
+    }
+
+    #[test]
+    fn scenario_runs_in_a_forked_child_and_reports_back() {
+        let run = ScenarioRun {
+            scheduler: None,
+            scenario: "smoke".into(),
+            params: [("workers".to_string(), serde_json::json!(2))].into(),
+            duration_ms: 300,
+            thresholds: BTreeMap::new(),
+        };
+        let r = runner::run(&run).unwrap();
+        assert_eq!(r.workers.len(), 2);
+        assert!(r.workers.iter().all(|w| w.work_units > 0));
+        assert!(r.checks.iter().all(|c| c.passed), "{:?}", r.checks);
+    }
+
+    #[test]
+    fn a_scenario_error_comes_back_as_an_error() {
+        let run = ScenarioRun {
+            scheduler: None,
+            scenario: "cpuset".into(),
+            params: [("groups".to_string(), serde_json::json!(64))].into(),
+            duration_ms: 100,
+            thresholds: BTreeMap::new(),
+        };
+        // 64 groups exceed this host's CPUs, or cgroups/cpuset are unavailable: either way a
+        // readable error naming the scenario, carried through the pipe.
+        let e = runner::run(&run).unwrap_err();
+        assert!(e.contains("cpuset"), "{e}");
+    }
+
+    #[test]
+    fn ending_descriptions_read_as_sentences() {
+        let e = SchedulerEnding::Ejected {
+            reason: "runnable task stall".into(),
+        };
+        assert_eq!(
+            describe_ending(&e),
+            "was ejected by the kernel: runnable task stall"
+        );
+    }
+}
