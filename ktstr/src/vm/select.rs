@@ -1,11 +1,19 @@
 //! Picking a backend for `--backend auto|kvm|qemu`, with one line saying which and why.
 //!
-//! This first version knows only QEMU and always uses TCG: an openable /dev/kvm is not proof that
-//! KVM can run a stock kernel (this project's dev machines have a software KVM that cannot), and
-//! the probe that proves it comes with the own KVM backend.
+//! An openable /dev/kvm is not proof that KVM can run a stock kernel (software KVMs such as
+//! kvm-pvm fail on xsave/int3/cmpxchg16b/VEX), so `auto` and `kvm` first run the probe guest of
+//! [`super::kvm::probe`] (milliseconds on real hardware, once per process):
+//! - probe passes: `auto` picks the own kvm backend, `qemu` uses `-accel kvm`;
+//! - the probe guest ran but died on an instruction: this KVM cannot run stock kernels, and QEMU
+//!   would use the same KVM, so `auto`/`qemu` use TCG and `kvm` is refused;
+//! - the probe could not even set up its VM (an ioctl our VMM needs is missing) while /dev/kvm
+//!   opens: `auto` falls back to QEMU with `-accel kvm`, whose setup path differs;
+//! - no /dev/kvm: TCG.
 
+use super::kvm::{KvmBackend, probe};
 use super::qemu::{Accel, Machine, QemuBackend};
 use super::{Backend, VmError};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BackendChoice {
@@ -49,23 +57,81 @@ pub fn qemu_machine() -> Result<Machine, VmError> {
     }
 }
 
+/// Options the backends take from the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectOpts {
+    /// kvm backend: pin vCPUs and use huge pages (`--no-perf-mode` turns it off).
+    pub perf_mode: bool,
+}
+
+impl Default for SelectOpts {
+    fn default() -> Self {
+        SelectOpts { perf_mode: true }
+    }
+}
+
+/// The probe's verdict, computed once per process.
+pub fn kvm_verdict() -> &'static Result<(), probe::ProbeError> {
+    static VERDICT: OnceLock<Result<(), probe::ProbeError>> = OnceLock::new();
+    VERDICT.get_or_init(probe::probe)
+}
+
+/// QEMU with `-accel kvm` on the configured machine type.
+pub fn qemu_kvm_backend() -> Result<Box<dyn Backend>, VmError> {
+    Ok(Box::new(QemuBackend::new(qemu_machine()?, Accel::Kvm)?))
+}
+
+fn qemu_tcg(why: String) -> Result<Selected, VmError> {
+    let be = QemuBackend::new(qemu_machine()?, Accel::Tcg)?;
+    Ok(Selected {
+        why: format!("backend {}: {why}", be.describe()),
+        backend: Box::new(be),
+    })
+}
+
 pub fn select(choice: BackendChoice) -> Result<Selected, VmError> {
-    match choice {
-        BackendChoice::Kvm => Err(VmError::Config(
-            "--backend kvm: the own KVM backend is not available in this build; use --backend qemu"
+    select_with(choice, SelectOpts::default())
+}
+
+pub fn select_with(choice: BackendChoice, opts: SelectOpts) -> Result<Selected, VmError> {
+    let kvm = || KvmBackend {
+        perf_mode: opts.perf_mode,
+    };
+    match (choice, kvm_verdict()) {
+        (BackendChoice::Kvm, Ok(())) => Ok(Selected {
+            why: "backend kvm: requested; /dev/kvm passed the probe (xsave, int3, cmpxchg16b, VEX)"
                 .into(),
-        )),
-        BackendChoice::Auto | BackendChoice::Qemu => {
-            let machine = qemu_machine()?;
-            let be = QemuBackend::new(machine, Accel::Tcg)?;
-            let why = format!(
-                "backend {}: TCG, since KVM is not proven able to run a stock kernel here",
-                be.describe()
-            );
+            backend: Box::new(kvm()),
+        }),
+        (BackendChoice::Kvm, Err(probe::ProbeError::NoDevice(e))) => Err(VmError::MissingTool {
+            tool: "/dev/kvm".into(),
+            fix: format!(
+                "{e}; load kvm-intel or kvm-amd and make /dev/kvm accessible, or use --backend qemu"
+            ),
+        }),
+        (BackendChoice::Kvm, Err(e)) => Err(VmError::Config(format!(
+            "--backend kvm: this /dev/kvm cannot run a stock kernel ({e}); use --backend qemu (TCG) or auto"
+        ))),
+        (BackendChoice::Auto, Ok(())) => Ok(Selected {
+            why: "backend kvm: /dev/kvm passed the probe (xsave, int3, cmpxchg16b, VEX)".into(),
+            backend: Box::new(kvm()),
+        }),
+        (BackendChoice::Qemu, Ok(())) | (BackendChoice::Auto, Err(probe::ProbeError::Setup(_))) => {
+            let be = QemuBackend::new(qemu_machine()?, Accel::Kvm)?;
+            let why = match kvm_verdict() {
+                Err(e) => format!(
+                    "backend {}: the own VMM could not set up a VM ({e}), QEMU drives KVM its own way",
+                    be.describe()
+                ),
+                Ok(()) => format!("backend {}: /dev/kvm passed the probe", be.describe()),
+            };
             Ok(Selected {
-                backend: Box::new(be),
                 why,
+                backend: Box::new(be),
             })
         }
+        (BackendChoice::Auto | BackendChoice::Qemu, Err(e)) => qemu_tcg(format!(
+            "TCG, since /dev/kvm cannot run a stock kernel here ({e})"
+        )),
     }
 }
