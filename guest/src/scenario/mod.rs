@@ -288,13 +288,54 @@ pub fn run(
         checks: Vec::new(),
     };
     metrics::add_common_aggregates(&mut report);
+    report
+        .metrics
+        .insert("clock_resolution_us".into(), clock_resolution_us());
     report.checks = evaluate_checks(&info, &report, thresholds);
+    for c in report.checks.iter_mut() {
+        if c.metric == "clock_resolution_us" && !c.passed {
+            c.message.push_str(&format!(
+                " (clocksource '{}'): gaps and latencies are quantized to the tick and \
+                 meaningless; under TCG the TSC watchdog can demote the TSC on a loaded host, \
+                 boot with tsc=reliable",
+                current_clocksource()
+            ));
+        }
+    }
     Ok(report)
 }
 
-/// The checks every CPU-consuming scenario carries: nobody starved, nobody waited too long.
+/// Resolution of CLOCK_MONOTONIC in microseconds: 0.001 with a high-resolution clocksource, the
+/// tick (e.g. 4000) when the kernel fell back to jiffies.
+pub fn clock_resolution_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_getres writes into the timespec we pass.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64) / 1e3
+}
+
+fn current_clocksource() -> String {
+    std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The checks every scenario carries: nobody starved, nobody waited too long, and the clock
+/// was fine enough for the figures to mean something.
 pub(crate) fn progress_checks() -> Vec<CheckInfo> {
     vec![
+        CheckInfo {
+            metric: "clock_resolution_us".into(),
+            op: CheckOp::AtMost,
+            default_threshold: Some(100.0),
+            per_worker: false,
+            doc: "CLOCK_MONOTONIC resolution (clock_getres): a jiffies clocksource makes every \
+                  gap and latency figure a multiple of the tick"
+                .into(),
+        },
         CheckInfo {
             metric: "work_units".into(),
             op: CheckOp::AtLeast,
@@ -378,6 +419,12 @@ pub(crate) fn common_metrics() -> Vec<MetricInfo> {
             false,
         ),
         m("total_migrations", "count", "sum of migrations", false),
+        m(
+            "clock_resolution_us",
+            "us",
+            "CLOCK_MONOTONIC resolution in the guest",
+            false,
+        ),
     ]
 }
 

@@ -258,3 +258,42 @@ fn percentile_is_nearest_rank() {
     assert_eq!(percentile(&[7], 1.0), Some(7));
     assert_eq!(percentile(&[], 50.0), None);
 }
+
+#[test]
+fn failing_per_worker_check_names_each_offender() {
+    let info = catalogue()
+        .into_iter()
+        .find(|s| s.name == "cpuset")
+        .unwrap();
+    let worker = |id: u32, foreign: f64| crate::protocol::WorkerMetrics {
+        id,
+        group: format!("set{id}"),
+        work_units: 10,
+        longest_gap_ms: 1.0,
+        extra: [("isolation_violations".to_string(), foreign)].into(),
+        ..Default::default()
+    };
+    let report = ScenarioReport {
+        name: "cpuset".into(),
+        duration_ms: 100,
+        workers: vec![worker(0, 0.0), worker(1, 2.0)],
+        metrics: [("clock_resolution_us".to_string(), 0.001)].into(),
+        checks: vec![],
+    };
+    let checks = evaluate_checks(&info, &report, &BTreeMap::new());
+    let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
+    assert_eq!(failed.len(), 1, "{checks:?}");
+    assert_eq!(failed[0].worker, Some(1));
+    assert_eq!(
+        failed[0].message,
+        "worker 1 (set1): isolation_violations = 2 is above the maximum 0"
+    );
+    // An override relaxes it.
+    let t: BTreeMap<String, f64> = [("isolation_violations".to_string(), 2.0)].into();
+    assert!(evaluate_checks(&info, &report, &t).iter().all(|c| c.passed));
+}
+
+#[test]
+fn this_host_has_a_fine_clock() {
+    assert!(clock_resolution_us() <= 1.0, "{}", clock_resolution_us());
+}
