@@ -1,8 +1,314 @@
 //! The nested test harness: an L1 guest (Debian's cloud kernel under QEMU TCG with `-cpu max`,
-//! which emulates SVM with nested paging) loads kvm.ko/kvm-amd.ko from the same package and runs
-//! this ktstr binary, which boots an L2 kernel with the own `kvm` backend. It is how the VMM is
+//! which emulates SVM with nested paging) loads irqbypass/kvm/kvm-amd from the same package and
+//! runs a ktstr binary, which boots an L2 kernel with the own `kvm` backend. It is how the VMM is
 //! tested end to end (and benchmarked) on machines whose /dev/kvm cannot run real kernels.
+//!
+//! L1 is an ordinary ktstr VM: the guest agent runs a shell script (`Mode::Shell`) whose output
+//! goes to the L1 console; the inner ktstr reports back through marker lines on that console
+//! ([`RunRecord`] lines, [`JSON_PREFIX`] lines with a file's JSON), parsed from the console log.
 
 pub mod record;
 
 pub use record::RunRecord;
+
+use crate::initramfs::{self, InitramfsSpec};
+use crate::kernel::debian;
+use crate::topology::Topology;
+use crate::vm::qemu::{Accel, QemuBackend};
+use crate::vm::{Backend, ConsoleMode, VmConfig, VmError, VmRun};
+use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+/// Where things are inside L1.
+pub const KTSTR_PATH: &str = "/nested/ktstr";
+pub const L2_KERNEL_PATH: &str = "/nested/l2-kernel";
+const MODULES_DIR: &str = "/nested/mods";
+/// Marker for a JSON document the script emits (see [`emit_json`]).
+pub const JSON_PREFIX: &str = "KTSTR-NESTED-JSON ";
+/// kvm modules in load order; the vendor module that does not match the (emulated) CPU fails to
+/// load, which is expected.
+const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
+/// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
+const QEMU_FIRMWARE: [&str; 8] = [
+    "/usr/share/qemu/bios-microvm.bin",
+    "/usr/share/qemu/qboot.rom",
+    "/usr/share/qemu/linuxboot_dma.bin",
+    "/usr/share/qemu/linuxboot.bin",
+    "/usr/share/qemu/kvmvapic.bin",
+    "/usr/share/qemu/pvh.bin",
+    "/usr/share/seabios/bios-256k.bin",
+    "/usr/share/seabios/bios.bin",
+];
+
+#[derive(Debug, Error)]
+pub enum NestedError {
+    #[error("Debian cloud kernel for L1: {0}")]
+    Debian(#[from] debian::DebianError),
+    #[error("L1 initramfs: {0}")]
+    Initramfs(#[from] initramfs::InitramfsError),
+    #[error("L1 VM: {0}")]
+    Vm(#[from] VmError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> NestedError {
+    let what = what.into();
+    move |source| NestedError::Io { what, source }
+}
+
+/// One L1 boot.
+#[derive(Debug, Clone)]
+pub struct L1Request {
+    /// The ktstr binary to run inside L1 (`target/<profile>/ktstr`, or the current executable).
+    pub ktstr_bin: PathBuf,
+    /// The L2 kernel, at [`L2_KERNEL_PATH`] in L1; `None` = the L1 (Debian) kernel itself.
+    pub l2_kernel: Option<PathBuf>,
+    /// Extra (host, L1 path) files.
+    pub files: Vec<(PathBuf, String)>,
+    /// Pack qemu-system-x86_64 (+ libraries, firmware) into L1 for `qemu -accel kvm` runs.
+    pub with_qemu: bool,
+    /// Shell commands run in L1 after the kvm modules are loaded; `$KTSTR` and `$L2_KERNEL` are
+    /// set. The script's exit status is the L1 result's exit code.
+    pub script: String,
+    pub timeout: Duration,
+    pub console_log: PathBuf,
+    pub memory_mib: u32,
+    pub cpus: u32,
+}
+
+impl L1Request {
+    pub fn new(ktstr_bin: PathBuf, script: String, console_log: PathBuf) -> Self {
+        L1Request {
+            ktstr_bin,
+            l2_kernel: None,
+            files: Vec::new(),
+            with_qemu: false,
+            script,
+            timeout: Duration::from_secs(600),
+            console_log,
+            memory_mib: 2048,
+            cpus: 2,
+        }
+    }
+}
+
+/// What came back from L1.
+#[derive(Debug)]
+pub struct L1Outcome {
+    pub run: VmRun,
+    /// The whole L1 console.
+    pub console: String,
+    pub records: Vec<RunRecord>,
+    /// Documents emitted with [`emit_json`], in order.
+    pub json: Vec<serde_json::Value>,
+    /// Exit status of the L1 script (from the agent's result), if it got that far.
+    pub exit_code: Option<i32>,
+}
+
+/// A script line that prints the JSON file `path` as one marker line on the L1 console.
+pub fn emit_json(path: &str) -> String {
+    format!("echo \"{JSON_PREFIX}$(tr -d '\\n' < {path})\"")
+}
+
+/// A script line running one inner ktstr command (which must accept `--json FILE`) and emitting
+/// `{"label": .., "exit": <status>, "result": <the JSON file or null>}` on the console.
+pub fn case(label: &str, command: &str) -> String {
+    format!(
+        "rm -f /tmp/{label}.json; {command} --json /tmp/{label}.json; rc=$?; \
+         r=$(tr -d '\\n' < /tmp/{label}.json 2>/dev/null); \
+         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":${{r:-null}}}}\"\n"
+    )
+}
+
+/// Every JSON document a console carries.
+pub fn parse_json(console: &str) -> Vec<serde_json::Value> {
+    console
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(JSON_PREFIX)?;
+            serde_json::from_str(l[at + JSON_PREFIX.len()..].trim_end()).ok()
+        })
+        .collect()
+}
+
+/// Decompressed kvm modules of the Debian package, cached next to it.
+fn modules(deb: &debian::DebianKernel) -> Result<Vec<(PathBuf, String)>, NestedError> {
+    let dir = crate::paths::debian_dir()
+        .join("nested-modules")
+        .join(&deb.release);
+    std::fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
+    let mut out = Vec::new();
+    for name in MODULES {
+        let sub = if name == "irqbypass" {
+            "kernel/virt/lib"
+        } else {
+            "kernel/arch/x86/kvm"
+        };
+        let xz = deb.modules_dir.join(sub).join(format!("{name}.ko.xz"));
+        let ko = dir.join(format!("{name}.ko"));
+        if !ko.exists() {
+            let f = std::fs::File::open(&xz).map_err(io(xz.display().to_string()))?;
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut xz2::read::XzDecoder::new(f), &mut bytes)
+                .map_err(io(format!("decompressing {}", xz.display())))?;
+            let tmp = dir.join(format!(".{name}.ko.tmp{}", std::process::id()));
+            std::fs::write(&tmp, &bytes).map_err(io(tmp.display().to_string()))?;
+            std::fs::rename(&tmp, &ko).map_err(io(ko.display().to_string()))?;
+        }
+        out.push((ko, format!("{MODULES_DIR}/{name}.ko")));
+    }
+    Ok(out)
+}
+
+/// A debug-info-free copy of `bin` (a debug ktstr is ~90 MB, mostly DWARF, which L1 would have
+/// to unpack under TCG); the original when `strip` is unavailable.
+fn stripped(bin: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("ktstr");
+    let ok = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&out)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok { out } else { bin.to_path_buf() }
+}
+
+fn qemu_files() -> Result<Vec<(PathBuf, String)>, NestedError> {
+    let qemu = crate::vm::qemu::find_binary()?;
+    let mut files = vec![(qemu, "/usr/bin/qemu-system-x86_64".to_string())];
+    for fw in QEMU_FIRMWARE {
+        let p = Path::new(fw);
+        if p.exists() {
+            // Resolve symlinks: the initramfs gets the bytes under the name QEMU looks for.
+            let real = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            files.push((real, fw.to_string()));
+        }
+    }
+    Ok(files)
+}
+
+/// The script L1's agent runs.
+fn l1_script(user: &str) -> String {
+    let mut s = String::from("export HOME=/tmp KTSTR_CACHE_DIR=/tmp/ktstr-cache\n");
+    s.push_str(&format!("export KTSTR={KTSTR_PATH} L2_KERNEL={L2_KERNEL_PATH}\n"));
+    for m in MODULES {
+        s.push_str(&format!(
+            "insmod {MODULES_DIR}/{m}.ko 2>/dev/null || echo \"nested: insmod {m} failed\"\n"
+        ));
+    }
+    s.push_str("[ -e /dev/kvm ] || echo 'nested: no /dev/kvm in L1'\n");
+    s.push_str(user);
+    s
+}
+
+/// Boots L1 and runs `req.script` in it.
+pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
+    let deb = debian::fetch(None)?;
+    let tmp = tempfile::tempdir().map_err(io("temp dir"))?;
+    let mut files = vec![(stripped(&req.ktstr_bin, tmp.path()), KTSTR_PATH.to_string())];
+    files.push((
+        req.l2_kernel.clone().unwrap_or_else(|| deb.vmlinuz.clone()),
+        L2_KERNEL_PATH.to_string(),
+    ));
+    files.extend(modules(&deb)?);
+    if req.with_qemu {
+        files.extend(qemu_files()?);
+    }
+    files.extend(req.files.iter().cloned());
+    let spec = InitramfsSpec::new(
+        CellSpec {
+            protocol_version: PROTOCOL_VERSION,
+            mode: Mode::Shell {
+                exec: Some(l1_script(&req.script)),
+            },
+        },
+        files,
+    );
+    let initrd = initramfs::build(&spec)?;
+    let backend = QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?;
+    let cfg = VmConfig {
+        kernel: deb.vmlinuz.clone(),
+        initramfs: initrd,
+        topology: Topology {
+            nodes: 1,
+            llcs_per_node: 1,
+            cores_per_llc: req.cpus,
+            threads_per_core: 1,
+        },
+        memory_mib: req.memory_mib,
+        // L1's own boot messages are noise here and slow under TCG; the inner output is not
+        // kernel output, so it still reaches the console.
+        cmdline_extra: crate::vm::cmdline::quiet(),
+        console: ConsoleMode::Capture {
+            log: req.console_log.clone(),
+        },
+        timeout: req.timeout,
+        cpu_budget: None,
+    };
+    let run = backend.run(&cfg)?;
+    let console = std::fs::read_to_string(&req.console_log).unwrap_or_default();
+    let exit_code = run.messages.iter().find_map(|m| match m {
+        ktstr_guest::protocol::GuestMessage::Result(r) => r.exit_code,
+        _ => None,
+    });
+    Ok(L1Outcome {
+        records: RunRecord::parse_all(&console),
+        json: parse_json(&console),
+        console,
+        exit_code,
+        run,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_loads_modules_before_the_user_part() {
+        let s = l1_script("echo hi");
+        let kvm = s.find("kvm.ko").unwrap();
+        let amd = s.find("kvm-amd.ko").unwrap();
+        assert!(s.find("irqbypass.ko").unwrap() < kvm && kvm < amd);
+        assert!(s.ends_with("echo hi"));
+        let line = emit_json("/tmp/r.json");
+        assert!(line.contains(JSON_PREFIX) && line.contains("/tmp/r.json"));
+        let console = format!("junk\n{JSON_PREFIX}{{\"a\":1}}\r\n");
+        assert_eq!(parse_json(&console), vec![serde_json::json!({"a": 1})]);
+    }
+}
+
+#[cfg(test)]
+mod case_tests {
+    use super::*;
+
+    /// The emitted line is valid JSON once the shell has expanded it (checked with busybox sh).
+    #[test]
+    fn case_line_expands_to_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = case("t1", "printf '{\\n\"x\": 2}' > \"$1\" #")
+            .replace("/tmp/", &format!("{}/", dir.path().display()));
+        // `--json FILE` lands in "$1"-less position; emulate with a function taking the flag.
+        let script = format!("f() {{ printf '{{\\n\"x\": 2}}' > \"$2\"; return 3; }}\n{}", script.replace("printf '{\\n\"x\": 2}' > \"$1\" #", "f"));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let docs = parse_json(&text);
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"label": "t1", "exit": 3, "result": {"x": 2}})],
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! The own kvm backend end to end, nested: L1 = Debian's cloud kernel under QEMU TCG (`-cpu max`
+//! emulates SVM with nested paging) with kvm/kvm-amd loaded; inside it this build's ktstr boots
+//! L2 (the same Debian kernel) with `--backend auto` / `--backend kvm`.
+//!
+//! TCG L1 is slow, so all cases share ONE L1 boot (a script running each inner command in turn);
+//! every #[test] checks its own case from that boot's console. Also checks, on the host, that
+//! `--backend auto` refuses this host's /dev/kvm when the probe fails.
+
+use ktstr::nested::{self, L1Request};
+use ktstr_e2e as e2e;
+use ktstr_matrix::result::{CellResult, Outcome};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Marker the topology case's L2 command prints: online CPUs, packages, cores per package.
+const TOPO_MARK: &str = "KTSTR-TOPO";
+
+fn l1() -> &'static nested::L1Outcome {
+    static L1: OnceLock<nested::L1Outcome> = OnceLock::new();
+    L1.get_or_init(|| {
+        let common = "--kernel $L2_KERNEL --memory-mib 256";
+        let mut script = String::new();
+        // boot + smoke, and auto must pick kvm here (L1's /dev/kvm is hardware-style SVM).
+        script += &nested::case(
+            "smoke",
+            &format!("$KTSTR run --backend auto {common} --scenario smoke --duration 2s --topology 1n1l2c1t"),
+        );
+        // The topology as L2 sees it.
+        let topo_cmd = format!(
+            "echo {TOPO_MARK} $(nproc) $(cat /sys/devices/system/cpu/cpu*/topology/physical_package_id | sort -u | wc -l) $(grep -l . /sys/devices/system/cpu/cpu*/topology/core_id | wc -l)"
+        );
+        script += &nested::case(
+            "topology",
+            &format!("$KTSTR shell --backend kvm {common} --topology 1n2l2c1t --exec '{topo_cmd}'"),
+        );
+        // 8 spinning vCPUs on 2 host CPUs: PV steal time must show.
+        script += &nested::case(
+            "steal",
+            &format!("$KTSTR run --backend kvm {common} --scenario steal --duration 3s --topology 1n1l8c1t --cpu-budget 2"),
+        );
+        // A kernel panic ends as crashed, a guest that never reports as timeout.
+        script += &nested::case(
+            "panic",
+            &format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
+        );
+        script += &nested::case(
+            "hang",
+            &format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
+        );
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let mut req = L1Request::new(e2e::ktstr_bin(), script, dir.join("l1-console.log"));
+        req.timeout = Duration::from_secs(1200);
+        e2e::debian_kernel();
+        let out = nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
+        eprintln!(
+            "L1 ended {:?} after {:?}; console at {}",
+            out.run.end,
+            out.run.wall,
+            req.console_log.display()
+        );
+        out
+    })
+}
+
+/// The CellResult of case `label`, with the console as evidence when it is missing.
+fn case(label: &str) -> (i64, Option<CellResult>) {
+    let out = l1();
+    let doc = out
+        .json
+        .iter()
+        .find(|d| d["label"] == label)
+        .unwrap_or_else(|| panic!("case {label} never reported; L1 console:\n{}", out.console));
+    let result = match &doc["result"] {
+        serde_json::Value::Null => None,
+        r => Some(serde_json::from_value(r.clone()).expect("CellResult JSON")),
+    };
+    (doc["exit"].as_i64().unwrap_or(-1), result)
+}
+
+#[test]
+fn auto_picks_kvm_in_l1_and_smoke_passes() {
+    let (_, r) = case("smoke");
+    let r = r.expect("smoke result");
+    assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+    assert!(r.backend.starts_with("kvm"), "backend {}", r.backend);
+    let to_agent = r.timings.to_agent_ms.expect("time to agent");
+    let to_result = r.timings.to_result_ms.expect("time to result");
+    assert!(to_agent > 0.0 && to_agent < to_result, "{:?}", r.timings);
+    eprintln!("nested kvm: agent after {to_agent:.0} ms, result after {to_result:.0} ms");
+}
+
+#[test]
+fn topology_1n2l2c1t_is_visible_in_l2() {
+    let (code, _) = case("topology");
+    assert_eq!(code, 0);
+    let line = l1()
+        .console
+        .lines()
+        .find(|l| l.starts_with(TOPO_MARK) || l.contains(&format!("{TOPO_MARK} 4")))
+        .unwrap_or_else(|| panic!("no {TOPO_MARK} line in:\n{}", l1().console));
+    let nums: Vec<u32> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // 4 CPUs online, 2 packages (one per LLC), 4 CPUs with a core id.
+    assert_eq!(nums, vec![4, 2, 4], "{line}");
+}
+
+#[test]
+fn eight_vcpus_on_a_budget_of_two_accumulate_steal() {
+    let (_, r) = case("steal");
+    let r = r.expect("steal result");
+    let report = r.report.as_ref().expect("guest report");
+    let scen = report.scenario.as_ref().expect("scenario report");
+    let steal = scen
+        .metrics
+        .iter()
+        .find(|(k, _)| k.contains("steal"))
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no steal metric in {:?}", scen.metrics));
+    assert!(steal > 0.0, "steal {steal}: {:?}", scen.metrics);
+    assert_eq!(report.kernel.online_cpus, 8);
+}
+
+#[test]
+fn guest_panic_is_crashed() {
+    let (_, r) = case("panic");
+    let r = r.expect("panic result");
+    assert_eq!(r.outcome, Outcome::Crashed, "{r:?}");
+    assert!(r.console_tail.contains("Kernel panic") || r.console_tail.contains("sysrq"));
+}
+
+#[test]
+fn hung_guest_is_timeout() {
+    let (_, r) = case("hang");
+    let r = r.expect("hang result");
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+}
+
+/// On the host: the choice line names the backend, and the probe's verdict decides it. Where the
+/// probe fails (a software KVM such as this project's dev machines'), auto must not pick kvm.
+#[test]
+fn auto_backend_follows_the_probe_on_the_host() {
+    let verdict = ktstr::vm::select::kvm_verdict();
+    let sel = ktstr::vm::select::select(ktstr::vm::select::BackendChoice::Auto).expect("select");
+    eprintln!("{} (probe: {verdict:?})", sel.why);
+    match verdict {
+        Ok(()) => assert!(sel.why.starts_with("backend kvm"), "{}", sel.why),
+        Err(_) => assert!(sel.why.contains("tcg") || sel.why.contains("kvm"), "{}", sel.why),
+    }
+    if let Err(ktstr::vm::kvm::probe::ProbeError::Guest(_)) = verdict {
+        assert!(
+            !sel.why.starts_with("backend kvm"),
+            "a KVM that failed the probe guest must not be chosen: {}",
+            sel.why
+        );
+        assert!(sel.why.to_lowercase().contains("tcg"), "{}", sel.why);
+    }
+}
