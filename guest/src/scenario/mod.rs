@@ -502,3 +502,79 @@ pub(crate) fn wake_checks() -> Vec<CheckInfo> {
 }
 #[cfg(test)]
 mod tests;
+
+/// The catalogue as Markdown (docs/scenarios.md is generated from this).
+pub fn catalogue_markdown() -> String {
+    use std::fmt::Write;
+    let mut s = String::from(
+        "# Scenarios\n\n<!-- generated: cargo run -p ktstr-guest --example catalogue_md > docs/scenarios.md -->\n\n\
+         Every scenario runs forked worker processes for `--duration`, measures each worker \
+         (work units, CPU time, longest gap without progress measured in the worker itself, \
+         migrations) and evaluates checks. Parameters: `--param NAME=VALUE`. Thresholds are \
+         overridden by metric name; a check without a default is off until given a threshold.\n\n\
+         The default gap bound is 2000 ms: above the host-preemption noise of QEMU TCG on a \
+         shared host, far below the 30 s sched_ext watchdog. When a scheduler was started, \
+         the check `scheduler_attached` (it is still attached at the end) is added.\n",
+    );
+    for i in catalogue() {
+        let _ = write!(s, "\n## `{}`\n\n{}.", i.name, i.purpose);
+        if i.needs_cgroup {
+            s.push_str(" Needs a writable cgroup v2 hierarchy.");
+        }
+        s.push_str("\n\n");
+        if i.params.is_empty() {
+            s.push_str("Parameters: none.\n\n");
+        } else {
+            s.push_str("| parameter | range | default | meaning |\n|---|---|---|---|\n");
+            for p in &i.params {
+                let range = match p.kind {
+                    ParamKind::Int { min, max } => format!("{min}..={max}"),
+                    ParamKind::Float { min, max } => format!("{min}..={max}"),
+                };
+                let _ = writeln!(
+                    s,
+                    "| `{}` | {range} | {} | {} |",
+                    p.name, p.default_doc, p.doc
+                );
+            }
+            s.push('\n');
+        }
+        s.push_str("| check | passes when | default threshold | meaning |\n|---|---|---|---|\n");
+        for c in &i.checks {
+            let op = match c.op {
+                CheckOp::AtLeast => ">=",
+                CheckOp::AtMost => "<=",
+            };
+            let scope = if c.per_worker {
+                "each worker's"
+            } else {
+                "the aggregate"
+            };
+            let dflt = c
+                .default_threshold
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "off".into());
+            let _ = writeln!(
+                s,
+                "| `{}` | {scope} value {op} threshold | {dflt} | {} |",
+                c.metric, c.doc
+            );
+        }
+        s.push_str("\nMetrics: ");
+        let names: Vec<String> = i
+            .metrics
+            .iter()
+            .map(|m| {
+                format!(
+                    "`{}` ({}{})",
+                    m.name,
+                    m.unit,
+                    if m.per_worker { ", per worker" } else { "" }
+                )
+            })
+            .collect();
+        s.push_str(&names.join(", "));
+        s.push_str(".\n");
+    }
+    s
+}

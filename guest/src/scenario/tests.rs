@@ -297,3 +297,13 @@ fn failing_per_worker_check_names_each_offender() {
 fn this_host_has_a_fine_clock() {
     assert!(clock_resolution_us() <= 1.0, "{}", clock_resolution_us());
 }
+
+#[test]
+fn docs_scenarios_md_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/scenarios.md");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == catalogue_markdown(),
+        "docs/scenarios.md is stale: cargo run -p ktstr-guest --example catalogue_md > docs/scenarios.md"
+    );
+}
