@@ -2,36 +2,18 @@
 //! the guest agent, a real sched_ext scheduler), and resume after the ktstr process is killed.
 //!
 //! Kernels: Debian's prebuilt cloud kernel (no sched_ext: its scheduler cells must be skipped with
-//! a reason) and a 6.12 sched_ext kernel built through ktstr's kernel cache (shared with the other
-//! e2e tests of the same run via KTSTR_CACHE_DIR).
+//! a reason) and the 6.12 `sched_ext+steal-time` kernel built through ktstr's kernel cache, the
+//! same recipe as `ktstr_e2e::sched_ext_kernel_args`, so one cold build serves every e2e test.
 
+use ktstr_e2e::ktstr_bin;
 use ktstr_matrix::result::Outcome;
 use ktstr_matrix::store;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn ktstr_bin() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or(root.join("target"), PathBuf::from);
-    for profile in ["debug", "release"] {
-        let p = target.join(profile).join("ktstr");
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "no ktstr binary under {}: run `cargo build -p ktstr` first",
-        target.display()
-    );
-}
-
-/// Debian's cloud kernel: `KTSTR_DEBIAN_DEB` names a local .deb, else apt-get download.
 fn debian_image() -> PathBuf {
-    let deb = std::env::var_os("KTSTR_DEBIAN_DEB").map(PathBuf::from);
-    ktstr::kernel::debian::fetch(deb.as_deref())
-        .expect("Debian cloud kernel")
-        .vmlinuz
+    ktstr_e2e::debian_kernel().vmlinuz.clone()
 }
 
 fn load(out: &Path) -> store::Loaded {
@@ -44,7 +26,13 @@ fn real_matrix_end_to_end() {
     let out = tempfile::tempdir().unwrap();
     let kernels = format!("image:{},6.12", deb.display());
     let run = Command::new(ktstr_bin())
-        .args(["matrix", "--kernels", &kernels, "--configs", "sched_ext"])
+        .args([
+            "matrix",
+            "--kernels",
+            &kernels,
+            "--configs",
+            "sched_ext+steal-time",
+        ])
         .args([
             "--scheds",
             "eevdf,kernel:scx_simple",
@@ -204,7 +192,8 @@ fn resume_after_kill_does_not_rerun_finished_cells() {
     args(&mut cmd);
     let run = cmd.arg("--resume").output().unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    // 0 or 1: what is checked here is resumption, not the scenario's verdict.
+    assert!(matches!(run.status.code(), Some(0) | Some(1)), "{stderr}");
     assert!(
         stderr.contains(&format!("resume: {done} of 4 cells already done")),
         "{stderr}"

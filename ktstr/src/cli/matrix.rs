@@ -157,16 +157,27 @@ impl Progress {
     }
 }
 
+impl Progress {
+    /// indicatif draws nothing when stderr is not a terminal (CI logs); the per-cell lines must
+    /// still appear there.
+    fn line(&self, s: String) {
+        if self.bar.is_hidden() {
+            eprintln!("{s}");
+        } else {
+            self.bar.println(s);
+        }
+    }
+}
+
 impl Subscriber for Progress {
     fn on_event(&self, ev: &Event) {
         match ev {
-            Event::Prepare(s) => self.bar.println(format!("prepare: {s}")),
+            Event::Prepare(s) => self.line(format!("prepare: {s}")),
             Event::Start { total, resumed } => {
                 self.bar.set_length(*total as u64);
                 self.bar.set_position(*resumed as u64);
                 if *resumed > 0 {
-                    self.bar
-                        .println(format!("resume: {resumed} of {total} cells already done"));
+                    self.line(format!("resume: {resumed} of {total} cells already done"));
                 }
             }
             Event::CellStarted { .. } => {}
@@ -186,7 +197,7 @@ impl Subscriber for Progress {
                     .as_deref()
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default();
-                self.bar.println(format!(
+                self.line(format!(
                     "[{done}/{total}] {outcome:<7} {} ({:.1} s){reason}",
                     record.key.label(),
                     elapsed.as_secs_f64()
@@ -199,9 +210,9 @@ impl Subscriber for Progress {
                     String::new()
                 });
             }
-            Event::Cancelled => self
-                .bar
-                .println("interrupted: no new cells start; run again with --resume to continue"),
+            Event::Cancelled => self.line(
+                "interrupted: no new cells start; run again with --resume to continue".into(),
+            ),
             Event::Finished { wall } => {
                 self.bar.finish_and_clear();
                 eprintln!("ran in {:.1} s", wall.as_secs_f64());
