@@ -61,6 +61,9 @@ pub struct Args {
     /// Confine the VM's vCPU threads to this many host CPUs.
     #[arg(long)]
     pub cpu_budget: Option<u32>,
+    /// kvm backend: no vCPU pinning, no huge pages (performance mode is the default).
+    #[arg(long)]
+    pub no_perf_mode: bool,
     /// Host watchdog for the whole VM (default: duration + boot allowance + attach timeout).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -85,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         sched::validate_spec(spec).map_err(sched_err)?;
     }
     check_cache_writable()?;
-    let selected = select_backend(args.backend)?;
+    let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
     eprintln!("ktstr: {}", selected.why);
     let resolved_kernel = super::kernel::resolve_args(&args.kernel, &args.configs)?;
     let resolved = match &args.sched {
@@ -176,8 +179,13 @@ pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
         .map_err(|e| bad_input(format!("--topology: {e}")))
 }
 
-pub(crate) fn select_backend(choice: BackendChoice) -> anyhow::Result<select::Selected> {
-    select::select(choice).map_err(|e| bad_input(format!("--backend: {e}")))
+/// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
+pub(crate) fn select_backend_with(
+    choice: BackendChoice,
+    perf_mode: bool,
+) -> anyhow::Result<select::Selected> {
+    select::select_with(choice, select::SelectOpts { perf_mode })
+        .map_err(|e| bad_input(format!("--backend: {e}")))
 }
 
 /// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file.

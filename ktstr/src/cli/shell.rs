@@ -9,7 +9,7 @@
 use super::bad_input;
 use super::run::{
     check_cache_writable, default_console_log, includes, kernel_image_with, parse_duration,
-    parse_topology, select_backend, write_json,
+    parse_topology, select_backend_with, write_json,
 };
 use crate::cell::{self, CellRequest};
 use crate::initramfs::{self, InitramfsSpec};
@@ -58,6 +58,9 @@ pub struct Args {
     pub console_log: Option<PathBuf>,
     #[arg(long)]
     pub cpu_budget: Option<u32>,
+    /// kvm backend: no vCPU pinning, no huge pages.
+    #[arg(long)]
+    pub no_perf_mode: bool,
 }
 
 /// "No timeout" for an interactive shell: a VM left open for a month is still ended.
@@ -74,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     check_cache_writable()?;
-    let selected = select_backend(args.backend)?;
+    let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
     eprintln!("ktstr: {}", selected.why);
     let cmdline_extra = if args.dmesg {
         Vec::new()
