@@ -86,14 +86,25 @@ fn run_smoke_gives_every_worker_work() {
     assert_eq!(out.status.code(), Some(0));
     let r = read_result(&json);
     assert_eq!(r.outcome, Outcome::Pass, "{r:#?}");
-    let sc = r.report.as_ref().and_then(|g| g.scenario.as_ref()).expect("scenario report");
+    let sc = r
+        .report
+        .as_ref()
+        .and_then(|g| g.scenario.as_ref())
+        .expect("scenario report");
     assert_eq!(sc.name, "smoke");
     assert!(!sc.workers.is_empty());
     for w in &sc.workers {
         assert!(w.work_units > 0, "worker {} did no work: {sc:#?}", w.id);
     }
-    let (agent, result) = (r.timings.to_agent_ms.unwrap(), r.timings.to_result_ms.unwrap());
-    assert!(agent < result && result <= r.timings.wall_ms, "{:?}", r.timings);
+    let (agent, result) = (
+        r.timings.to_agent_ms.unwrap(),
+        r.timings.to_result_ms.unwrap(),
+    );
+    assert!(
+        agent < result && result <= r.timings.wall_ms,
+        "{:?}",
+        r.timings
+    );
     // The table names the outcome.
     assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
 }
@@ -111,7 +122,10 @@ fn kernel_panic_is_crashed_with_evidence() {
     assert_eq!(code, 1);
     let r = read_result(&json);
     assert_eq!(r.outcome, Outcome::Crashed, "{r:#?}");
-    assert!(r.reason.as_deref().unwrap_or("").contains("Kernel panic"), "{r:#?}");
+    assert!(
+        r.reason.as_deref().unwrap_or("").contains("Kernel panic"),
+        "{r:#?}"
+    );
     assert!(r.console_tail.contains("sysrq"), "tail: {}", r.console_tail);
     assert!(stderr.contains("crashed"));
 }
@@ -135,9 +149,18 @@ fn qemu_children(parent: u32) -> Vec<u32> {
 }
 
 /// Starts `ktstr shell --exec 'sleep 1000'` and waits until its QEMU is running.
+// The child is returned to the caller, which waits for it; clippy cannot see across the return.
+#[allow(clippy::zombie_processes)]
 fn start_sleeper(extra: &[&str], json: &Path) -> (Child, u32) {
-    let child = Command::new(e2e::ktstr_bin())
-        .args(["shell", "--kernel", kernel(), "--exec", "sleep 1000", "--json"])
+    let mut child = Command::new(e2e::ktstr_bin())
+        .args([
+            "shell",
+            "--kernel",
+            kernel(),
+            "--exec",
+            "sleep 1000",
+            "--json",
+        ])
         .arg(json)
         .args(extra)
         .stdout(Stdio::null())
@@ -149,7 +172,11 @@ fn start_sleeper(extra: &[&str], json: &Path) -> (Child, u32) {
         if let Some(q) = qemu_children(child.id()).first() {
             return (child, *q);
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "no qemu appeared");
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no qemu appeared within 60 s");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -213,20 +240,42 @@ fn refused(args: &[&str], envs: &[(&str, &str)], names: &str) {
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     assert!(lines[0].contains(names), "{stderr}");
-    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
 fn bad_input_exits_2_before_booting() {
     let k = kernel();
     refused(
-        &["shell", "--kernel", "/nonexistent/bzImage", "--exec", "true"],
+        &[
+            "shell",
+            "--kernel",
+            "/nonexistent/bzImage",
+            "--exec",
+            "true",
+        ],
         &[],
         "/nonexistent/bzImage",
     );
-    refused(&["shell", "--kernel", "/etc/passwd", "--exec", "true"], &[], "not a kernel image");
-    refused(&["run", "--kernel", k, "--topology", "1n2x"], &[], "--topology");
-    refused(&["shell", "--kernel", k, "--topology", "0n1l1c1t"], &[], "--topology");
+    refused(
+        &["shell", "--kernel", "/etc/passwd", "--exec", "true"],
+        &[],
+        "not a kernel image",
+    );
+    refused(
+        &["run", "--kernel", k, "--topology", "1n2x"],
+        &[],
+        "--topology",
+    );
+    refused(
+        &["shell", "--kernel", k, "--topology", "0n1l1c1t"],
+        &[],
+        "--topology",
+    );
     refused(
         &["run", "--kernel", k, "--duration", "1s"],
         &[("PATH", "/nonexistent")],
@@ -238,5 +287,9 @@ fn bad_input_exits_2_before_booting() {
         "KTSTR_CACHE_DIR",
     );
     refused(&["run", "--kernel", k, "--scenario", "nope"], &[], "nope");
-    refused(&["shell", "--kernel", k, "-i", "/nonexistent/file"], &[], "/nonexistent/file");
+    refused(
+        &["shell", "--kernel", k, "-i", "/nonexistent/file"],
+        &[],
+        "/nonexistent/file",
+    );
 }

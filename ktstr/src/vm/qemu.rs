@@ -15,10 +15,11 @@ use super::console::{Console, CrashKind};
 use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun, cmdline};
 use ktstr_guest::frame::Decoder;
 use ktstr_guest::protocol::GuestMessage;
+use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,9 @@ pub struct QemuBackend {
     pub binary: PathBuf,
     pub machine: Machine,
     pub accel: Accel,
+    /// Boot a bzImage's kernel as an ELF through its PVH entry, decompressed once on the host
+    /// (see `kernel::image::extract_pvh_vmlinux`); `false` boots the bzImage as given.
+    pub pvh: bool,
 }
 
 /// `KTSTR_QEMU` or `qemu-system-x86_64` on PATH.
@@ -107,6 +111,7 @@ impl QemuBackend {
             binary: find_binary()?,
             machine,
             accel,
+            pvh: true,
         })
     }
 
@@ -125,7 +130,8 @@ impl QemuBackend {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
         };
-        format!("qemu-{accel}/{}", machine.name())
+        let format = if self.pvh { "" } else { ",bzimage" };
+        format!("qemu-{accel}/{}{format}", machine.name())
     }
 
     /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode.
@@ -144,7 +150,12 @@ impl QemuBackend {
             Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         }
-        push(&["-kernel", &cfg.kernel.to_string_lossy()]);
+        let kernel = if self.pvh {
+            pvh_kernel(&cfg.kernel)
+        } else {
+            cfg.kernel.clone()
+        };
+        push(&["-kernel", &kernel.to_string_lossy()]);
         push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
         let backend_extra = if machine == Machine::Microvm && self.accel == Accel::Tcg {
             cmdline::microvm_extra()
@@ -541,6 +552,40 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     })
 }
 
+/// The kernel QEMU should load for `image`: for a bzImage whose payload is a PVH-capable ELF, that
+/// ELF (cached under `<cache>/vmlinux/<sha256 of the bzImage>.elf`); otherwise `image` itself.
+/// Any failure (unknown compression, no PVH note, unwritable cache) falls back to `image`: the
+/// bzImage always boots, only slower.
+pub fn pvh_kernel(image: &Path) -> PathBuf {
+    let Ok(bytes) = std::fs::read(image) else {
+        return image.to_path_buf();
+    };
+    if !matches!(
+        crate::kernel::image::classify(&bytes),
+        Ok(crate::kernel::image::ImageKind::BzImage { .. })
+    ) {
+        return image.to_path_buf();
+    }
+    let dir = crate::paths::cache_root().join("vmlinux");
+    let out = dir.join(format!("{}.elf", hex::encode(Sha256::digest(&bytes))));
+    if out.is_file() {
+        return out;
+    }
+    let write = |elf: &[u8]| -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".vmlinux-")
+            .tempfile_in(&dir)?;
+        std::io::Write::write_all(&mut tmp, elf)?;
+        tmp.persist(&out).map_err(|e| e.error)?;
+        Ok(())
+    };
+    match crate::kernel::image::extract_pvh_vmlinux(&bytes) {
+        Ok(elf) if write(&elf).is_ok() => out,
+        _ => image.to_path_buf(),
+    }
+}
+
 /// A close-on-exec pipe as (read end, write end); the child un-sets close-on-exec on the write
 /// ends it needs (std::io::pipe would do, but it is newer than the workspace MSRV).
 fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
@@ -603,6 +648,7 @@ mod tests {
             binary: QEMU.into(),
             machine: m,
             accel: Accel::Tcg,
+            pvh: false,
         }
     }
 
