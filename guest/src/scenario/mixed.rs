@@ -14,7 +14,7 @@ impl Scenario for Mixed {
         let mut metrics = super::common_metrics();
         metrics.extend(super::wake_metrics());
         let mut checks = super::progress_checks();
-        checks.extend(super::wake_checks());
+        super::wake_checks(&mut checks);
         ScenarioInfo {
             name: "mixed".into(),
             purpose: "interactive sleepers (sleep, short burst) alongside CPU-bound batch \

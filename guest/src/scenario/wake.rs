@@ -15,7 +15,7 @@ impl Scenario for Wake {
         let mut metrics = super::common_metrics();
         metrics.extend(super::wake_metrics());
         let mut checks = super::progress_checks();
-        checks.extend(super::wake_checks());
+        super::wake_checks(&mut checks);
         ScenarioInfo {
             name: "wake".into(),
             purpose: "pipe ping-pong pairs: wake-up latency p50/p99/max and round trips".into(),
