@@ -46,7 +46,15 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let meta = cache::Entry::open(&key)
         .ok_or_else(|| anyhow::anyhow!("entry {key} vanished"))?
         .metadata()?;
-    let cold = meta.cold_total_s.unwrap_or(f64::NAN);
+    // Entries from before `cold_total_s` existed: their own total is the cold time unless incremental.
+    let cold = meta
+        .cold_total_s
+        .or_else(|| {
+            (!meta.incremental)
+                .then(|| meta.timings.get("total_s").copied())
+                .flatten()
+        })
+        .unwrap_or(f64::NAN);
     let build = meta.timings.get("build_s").copied().unwrap_or(f64::NAN);
     let files: u64 = meta.files.values().map(|f| f.size).sum();
     println!(
