@@ -68,6 +68,23 @@ fn two_nodes_show_as_two_numa_nodes() {
     assert_eq!(stdout.trim(), "1", "stdout: {stdout:?}");
 }
 
+/// A dynamically linked host binary runs in the guest: its shared-library closure (here libc,
+/// libselinux, libpcre2 and the ELF interpreter) came along, at the default and at a custom path.
+#[test]
+fn included_dynamic_binary_runs_with_its_libraries() {
+    let (code, stdout, _) = shell(&[
+        "-i",
+        "/bin/ls",
+        "-i",
+        "/bin/ls:/opt/tools/myls",
+        "--exec",
+        "/ktstr/files/ls /ktstr/files && /opt/tools/myls -d /opt/tools",
+    ]);
+    assert_eq!(code, 0, "stdout: {stdout}");
+    let lines: Vec<&str> = stdout.lines().map(str::trim).collect();
+    assert_eq!(lines, ["ls", "/opt/tools"], "stdout: {stdout:?}");
+}
+
 #[test]
 fn run_smoke_gives_every_worker_work() {
     let dir = tempfile::tempdir().unwrap();
@@ -206,8 +223,18 @@ fn watchdog_times_out_and_leaves_no_qemu() {
 #[test]
 fn ctrl_c_and_kill_leave_no_qemu() {
     let dir = tempfile::tempdir().unwrap();
-    // Ctrl-C: ktstr kills and reaps QEMU, then exits.
-    let (mut child, qemu) = start_sleeper(&[], &dir.path().join("a.json"));
+    // Ctrl-C: ktstr kills and reaps QEMU, then exits. (--cpu-budget 1 confines QEMU to 1 CPU.)
+    let (mut child, qemu) = start_sleeper(&["--cpu-budget", "1"], &dir.path().join("a.json"));
+    let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap();
+    let allowed = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    assert!(
+        allowed.parse::<u32>().is_ok(),
+        "one CPU allowed, got {allowed:?}"
+    );
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -315,6 +315,9 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     // (prctl, getppid, fcntl, sched_setaffinity) on values copied in before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            // The signal fires when the forking *thread* exits; every caller runs the VM to its
+            // end on the thread that spawned it (run_qemu reaps before returning), so that is
+            // only ever ktstr's death.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
