@@ -1,0 +1,90 @@
+//! The scenario catalogue in a real guest (Debian's prebuilt 6.12 cloud kernel, QEMU): the
+//! cgroup scenarios, which the host's unit tests cannot cover (they need a writable cgroup v2 with
+//! the cpuset controller, which the agent sets up as PID 1), and a bad parameter refused before
+//! any boot.
+
+use ktstr_e2e as e2e;
+use ktstr_guest::protocol::ScenarioReport;
+use ktstr_matrix::result::CellResult;
+
+fn run(scenario: &str, params: &[&str]) -> (CellResult, ScenarioReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut args = vec![
+        "run",
+        e2e::debian_kernel_args()[0],
+        e2e::debian_kernel_args()[1],
+        "--topology",
+        "1n1l2c1t",
+        "--scenario",
+        scenario,
+        "--duration",
+        "2s",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    for p in params {
+        args.extend(["--param", p]);
+    }
+    e2e::ktstr(&args);
+    let text = std::fs::read_to_string(&json).expect("result JSON");
+    let r: CellResult = serde_json::from_str(&text).expect("CellResult JSON");
+    let sc = r
+        .report
+        .as_ref()
+        .and_then(|g| g.scenario.clone())
+        .unwrap_or_else(|| panic!("no scenario report: {r:#?}"));
+    (r, sc)
+}
+
+fn assert_everyone_progressed(sc: &ScenarioReport) {
+    assert!(!sc.workers.is_empty());
+    for w in &sc.workers {
+        assert!(w.work_units > 0, "worker {} starved: {sc:#?}", w.id);
+    }
+    let failed: Vec<_> = sc.checks.iter().filter(|c| !c.passed).collect();
+    assert!(failed.is_empty(), "failed checks: {failed:#?}");
+}
+
+#[test]
+fn steady_moves_workers_into_cgroups() {
+    let (_, sc) = run("steady", &["cgroups=2", "workers=4"]);
+    assert_everyone_progressed(&sc);
+    let groups: Vec<&str> = sc.workers.iter().map(|w| w.group.as_str()).collect();
+    assert_eq!(groups, ["cg0", "cg1", "cg0", "cg1"]);
+    assert!(sc.metrics.contains_key("cgroup_spread"), "{:?}", sc.metrics);
+}
+
+#[test]
+fn cpuset_workers_stay_on_their_cpus() {
+    let (_, sc) = run("cpuset", &["groups=2", "workers_per_group=2"]);
+    assert_everyone_progressed(&sc);
+    assert_eq!(sc.metrics["isolation_violations"], 0.0);
+    // Two sets of one CPU each: a worker seen on a second CPU would have escaped its set.
+    for w in &sc.workers {
+        assert_eq!(w.extra["cpus_seen"], 1.0, "{w:?}");
+        assert_eq!(w.extra["isolation_violations"], 0.0, "{w:?}");
+    }
+    let check = sc
+        .checks
+        .iter()
+        .find(|c| c.metric == "isolation_violations")
+        .expect("isolation check");
+    assert!(check.passed, "{check:?}");
+}
+
+#[test]
+fn out_of_range_param_is_refused_before_boot() {
+    let out = e2e::ktstr(&[
+        "run",
+        e2e::debian_kernel_args()[0],
+        e2e::debian_kernel_args()[1],
+        "--scenario",
+        "wake",
+        "--param",
+        "pairs=100000",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pairs") && err.contains("1..=256"), "{err}");
+}
