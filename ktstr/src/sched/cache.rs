@@ -127,6 +127,14 @@ pub fn sha256_file(p: &Path) -> Result<String, SchedError> {
     Ok(hex::encode(h.finalize()))
 }
 
+/// Appends `line` to a build log (how long the build took, for later reading); best effort.
+pub fn append_line(log: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = fs::OpenOptions::new().append(true).open(log) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
 /// The last `n` lines of a build log, for the error message.
 pub fn log_tail(p: &Path, n: usize) -> String {
     let text = fs::read_to_string(p).unwrap_or_default();

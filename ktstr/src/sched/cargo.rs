@@ -72,7 +72,9 @@ pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedEr
         }
         let _ = fs::remove_dir_all(&root);
         fs::rename(&tmp_root, &root).map_err(|e| io_err(&root, e))?;
-        eprintln!("ktstr: built {name} {version} in {:.0?}", t0.elapsed());
+        let took = format!("ktstr: built {name} {version} in {:.0?}", t0.elapsed());
+        eprintln!("{took}");
+        super::cache::append_line(&log, &took);
     }
     if !bin.is_file() {
         return Err(SchedError::Build {

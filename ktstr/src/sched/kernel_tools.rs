@@ -3,7 +3,7 @@
 //! results are cached per kernel key.
 
 use super::SchedError;
-use super::cache::{Cache, Entry, io_err, log_tail};
+use super::cache::{Cache, Entry, append_line, io_err, log_tail};
 use super::spec::KERNEL_TOOLS;
 use super::toolchain::{self, BuildKind};
 use std::fs;
@@ -84,7 +84,9 @@ pub fn ensure(
             tail: log_tail(&log, 15),
         });
     }
-    eprintln!("ktstr: built tools/sched_ext in {:.1?}", t0.elapsed());
+    let took = format!("ktstr: built tools/sched_ext in {:.1?}", t0.elapsed());
+    eprintln!("{took}");
+    append_line(&log, &took);
     let bin_dir = out.join("build/bin");
     let origin = format!("linux {version} tools/sched_ext ({kernel_key})");
     let mut wanted = None;
