@@ -24,7 +24,22 @@ pub struct Args {
     pub min_effect: f64,
 }
 
+fn check_dir(d: &Path) -> anyhow::Result<()> {
+    if !d.join(store::RESULTS_FILE).is_file() {
+        return Err(bad_input(format!(
+            "{} has no {}: pass the --out directory of a `ktstr matrix` run",
+            d.display(),
+            store::RESULTS_FILE
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    check_dir(&args.dir)?;
+    if let Some(b) = &args.other {
+        check_dir(b)?;
+    }
     match &args.other {
         None => render_dir(&args.dir, args.baseline.as_deref(), args.min_effect),
         Some(b) => {
