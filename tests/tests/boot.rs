@@ -315,6 +315,17 @@ fn bad_input_exits_2_before_booting() {
     );
     refused(&["run", "--kernel", k, "--scenario", "nope"], &[], "nope");
     refused(
+        &[
+            "run",
+            "--kernel",
+            k,
+            "--console-log",
+            "/proc/nope/console.log",
+        ],
+        &[],
+        "--console-log",
+    );
+    refused(
         &["shell", "--kernel", k, "-i", "/nonexistent/file"],
         &[],
         "/nonexistent/file",

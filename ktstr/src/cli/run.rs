@@ -88,6 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         sched::validate_spec(spec).map_err(sched_err)?;
     }
     check_cache_writable()?;
+    check_console_log(args.console_log.as_deref())?;
     let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
     eprintln!("ktstr: {}", selected.why);
     let resolved_kernel = super::kernel::resolve_args(&args.kernel, &args.configs)?;
@@ -280,6 +281,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: a duration must be positive"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--console-log` must be creatable before anything boots (else the run ends as an error).
+pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(p) = path else { return Ok(()) };
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            bad_input(format!(
+                "--console-log {}: cannot write it ({e}); give a path in a writable directory",
+                p.display()
+            ))
+        })
 }
 
 pub(crate) fn default_console_log() -> PathBuf {

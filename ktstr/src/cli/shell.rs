@@ -77,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     check_cache_writable()?;
+    super::run::check_console_log(args.console_log.as_deref())?;
     let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
     eprintln!("ktstr: {}", selected.why);
     let cmdline_extra = if args.dmesg {
