@@ -45,7 +45,11 @@ pub fn classify(line: &str) -> Option<CrashKind> {
     }
     // e.g. `sched_ext: BPF scheduler "simple" errored, disabling`,
     // `sched_ext: simple: runnable task stall (...)`.
+    // A normal detach (our SIGINT at the end of a run) prints `disabled (unregistered from user
+    // space)` at info level: the same "disabled (" shape as an error exit, but not a fault.
+    const CLEAN_EXITS: &[&str] = &["unregistered from", "disabled by sysrq"];
     if msg.contains("sched_ext:")
+        && !CLEAN_EXITS.iter().any(|p| msg.contains(p))
         && ["error", "errored", "stall", "disabled (", "fatal"]
             .iter()
             .any(|p| msg.contains(p))
@@ -183,6 +187,17 @@ mod tests {
         assert_eq!(
             classify("[ 0.2] sched_ext: BPF scheduler \"x\" enabled"),
             None
+        );
+        // The kernel's words for a normal detach, and for real error exits (kernel/sched/ext.c).
+        assert_eq!(
+            classify(
+                "[ 9.1] sched_ext: BPF scheduler \"simple\" disabled (unregistered from user space)"
+            ),
+            None
+        );
+        assert_eq!(
+            classify("[ 9.1] sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)"),
+            Some(CrashKind::SchedExt)
         );
     }
 
