@@ -262,9 +262,8 @@ pub fn single(dir: &str, loaded: &Loaded, baseline: Option<&str>, t: &Thresholds
                     configs: c.configs.clone(),
                     baseline,
                 },
-                records: loaded
-                    .cells
-                    .iter()
+                records: latest_per_key(loaded)
+                    .into_iter()
                     .filter(|r| r.key.column() == *c)
                     .collect(),
             }
@@ -293,9 +292,8 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
                     configs: c.configs.clone(),
                     baseline,
                 },
-                records: loaded
-                    .cells
-                    .iter()
+                records: latest_per_key(loaded)
+                    .into_iter()
                     .filter(|r| r.key.column() == c)
                     .collect(),
             });
@@ -312,6 +310,23 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
         notices,
         t,
     )
+}
+
+/// One record per cell key (the last stored): a cell re-run with rebuilt inputs (a new id) replaces
+/// the earlier one instead of adding a second sample for the same repeat.
+fn latest_per_key(l: &Loaded) -> Vec<&CellRecord> {
+    let mut idx: std::collections::HashMap<&CellKey, usize> = Default::default();
+    let mut out: Vec<&CellRecord> = Vec::new();
+    for r in &l.cells {
+        match idx.get(&r.key) {
+            Some(&i) => out[i] = r,
+            None => {
+                idx.insert(&r.key, out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
 }
 
 /// Columns in spec order, plus any that only appear in records (e.g. from an older spec).

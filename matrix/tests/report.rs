@@ -191,3 +191,16 @@ fn newer_format_version_is_refused_clearly() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_rerun_cell_replaces_the_old_sample_for_its_key() {
+    let mut loaded = store::read(&golden_dir().join("results.jsonl")).unwrap();
+    let before = report::single("out", &loaded, None, &Thresholds::default());
+    // The same cell again with a rebuilt kernel (new inputs, new id) and a changed value.
+    let mut again = loaded.cells[0].clone();
+    again.inputs.kernel = "rebuilt".into();
+    again.id = ktstr_matrix::plan::cell_id(&again.key, &again.inputs);
+    loaded.cells.push(again);
+    let after = report::single("out", &loaded, None, &Thresholds::default());
+    assert_eq!(after.summary.cells, before.summary.cells);
+}
