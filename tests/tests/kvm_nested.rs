@@ -38,14 +38,15 @@ fn l1() -> &'static nested::L1Outcome {
             "steal",
             &format!("$KTSTR run --backend kvm {common} --scenario steal --duration 3s --topology 1n1l8c1t --cpu-budget 2"),
         );
-        // A kernel panic ends as crashed, a guest that never reports as timeout.
-        script += &nested::case(
-            "panic",
-            &format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
-        );
+        // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
+        // last: its trace reaches L1's console, whose crash watch then ends L1.
         script += &nested::case(
             "hang",
             &format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
+        );
+        script += &nested::case(
+            "panic",
+            &format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
         );
         let dir = tempfile::tempdir().expect("temp dir").keep();
         let mut req = L1Request::new(e2e::ktstr_bin(), script, dir.join("l1-console.log"));

@@ -6,7 +6,7 @@
 //! times per backend and prints one `KTSTR-VMM {json}` line per boot on its stdout (= the L1
 //! console); the host side collects those lines and prints medians and the ratio.
 
-use crate::nested::RunRecord;
+use crate::nested::{self, RunRecord};
 use crate::topology::Topology;
 use crate::vm::{Backend, ConsoleMode, VmConfig};
 use anyhow::Context;
@@ -54,13 +54,33 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.runs == 0 {
         return Err(super::bad_input("--runs 0: use at least 1"));
     }
-    anyhow::bail!("host side of `ktstr bench vmm` is not wired yet")
+    for b in &args.backends {
+        if b != "kvm" && b != "qemu-kvm" {
+            return Err(super::bad_input(format!(
+                "--backends: unknown backend {b:?}; use kvm and/or qemu-kvm"
+            )));
+        }
+    }
+    let log = std::env::temp_dir().join(format!("ktstr-bench-vmm-{}.log", std::process::id()));
+    eprintln!("L1 console: {}", log.display());
+    let (_, text) = nested::bench::bench(&nested::bench::BenchRequest {
+        ktstr_bin: std::env::current_exe().context("locating the ktstr binary")?,
+        l2_kernel: args.kernel.clone(),
+        runs: args.runs,
+        backends: args.backends.clone(),
+        topology: args.topology,
+        console_log: log,
+    })?;
+    println!("{text}");
+    Ok(crate::exit::OK)
 }
 
 /// One backend by name, as the nested harness and the benchmark name them.
 pub fn backend_by_name(name: &str, perf_mode: bool) -> anyhow::Result<Box<dyn Backend>> {
     match name {
         "kvm" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode })),
+        "qemu-kvm" => crate::vm::select::qemu_kvm_backend()
+            .map_err(|e| anyhow::anyhow!("qemu with -accel kvm: {e}")),
         other => Err(super::bad_input(format!(
             "unknown backend {other:?} for the vmm benchmark: use kvm or qemu-kvm"
         ))),

@@ -7,6 +7,7 @@
 //! goes to the L1 console; the inner ktstr reports back through marker lines on that console
 //! ([`RunRecord`] lines, [`JSON_PREFIX`] lines with a file's JSON), parsed from the console log.
 
+pub mod bench;
 pub mod record;
 
 pub use record::RunRecord;

@@ -1,0 +1,173 @@
+//! `ktstr bench vmm`, host side: one L1 boot (see the module above) in which the same L2 kernel
+//! and initramfs are booted `runs` times per backend; medians of host-side time to the agent's
+//! first frame and to the result frame, and the kvm / qemu ratio.
+
+use super::{L1Request, NestedError, RunRecord, run_l1};
+use crate::initramfs::{self, InitramfsSpec};
+use crate::topology::Topology;
+use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const L2_INITRD: &str = "/nested/l2-initrd";
+
+#[derive(Debug, Clone)]
+pub struct BenchRequest {
+    pub ktstr_bin: PathBuf,
+    /// L2 kernel; `None` = the Debian cloud kernel L1 runs.
+    pub l2_kernel: Option<PathBuf>,
+    pub runs: u32,
+    /// `kvm`, `qemu-kvm`.
+    pub backends: Vec<String>,
+    pub topology: Topology,
+    pub console_log: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendFigures {
+    pub backend: String,
+    pub ok_runs: usize,
+    pub failed_runs: usize,
+    pub median_to_agent_ms: Option<f64>,
+    pub median_to_result_ms: Option<f64>,
+}
+
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// Per-backend medians over the runs that produced a result.
+pub fn figures(records: &[RunRecord], backends: &[String]) -> Vec<BackendFigures> {
+    backends
+        .iter()
+        .map(|b| {
+            let mine: Vec<&RunRecord> = records.iter().filter(|r| &r.backend == b).collect();
+            let ok: Vec<&&RunRecord> = mine.iter().filter(|r| r.to_result_ms.is_some()).collect();
+            BackendFigures {
+                backend: b.clone(),
+                ok_runs: ok.len(),
+                failed_runs: mine.len() - ok.len(),
+                median_to_agent_ms: median(ok.iter().filter_map(|r| r.to_agent_ms).collect()),
+                median_to_result_ms: median(ok.iter().filter_map(|r| r.to_result_ms).collect()),
+            }
+        })
+        .collect()
+}
+
+/// Markdown table + ratio line.
+pub fn render(figs: &[BackendFigures], runs: u32, topology: Topology) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let mut s = format!(
+        "vmm boot benchmark (nested: L1 = Debian cloud kernel under QEMU TCG, {runs} runs per backend, L2 topology {topology})\n\n| backend | ok/failed | median spawn->agent (ms) | median spawn->result (ms) |\n|---|---|---|---|\n"
+    );
+    for f in figs {
+        let _ = writeln!(
+            s,
+            "| {} | {}/{} | {} | {} |",
+            f.backend,
+            f.ok_runs,
+            f.failed_runs,
+            ms(f.median_to_agent_ms),
+            ms(f.median_to_result_ms)
+        );
+    }
+    let get = |name: &str| figs.iter().find(|f| f.backend == name);
+    if let (Some(k), Some(q)) = (get("kvm"), get("qemu-kvm")) {
+        for (what, a, b) in [
+            ("agent", k.median_to_agent_ms, q.median_to_agent_ms),
+            ("result", k.median_to_result_ms, q.median_to_result_ms),
+        ] {
+            if let (Some(a), Some(b)) = (a, b) {
+                let _ = writeln!(s, "\nratio kvm/qemu-kvm, spawn->{what}: {:.2}", a / b);
+            }
+        }
+    }
+    s
+}
+
+pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), NestedError> {
+    // The L2 initramfs is built here, once, so every backend boots the same bytes. Its agent
+    // runs `true` and reports at once: the figures are boot cost, not workload.
+    let l2 = initramfs::build(&InitramfsSpec::new(
+        CellSpec {
+            protocol_version: PROTOCOL_VERSION,
+            mode: Mode::Shell {
+                exec: Some("true".into()),
+            },
+        },
+        Vec::new(),
+    ))?;
+    let script = format!(
+        "$KTSTR bench vmm --guest-side --kernel $L2_KERNEL --initramfs {L2_INITRD} --runs {} --backends {} --topology {} --memory-mib 256\n",
+        req.runs,
+        req.backends.join(","),
+        req.topology
+    );
+    let mut l1 = L1Request::new(req.ktstr_bin.clone(), script, req.console_log.clone());
+    l1.l2_kernel = req.l2_kernel.clone();
+    l1.files.push((l2, L2_INITRD.to_string()));
+    l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
+    l1.timeout = Duration::from_secs(300 + 120 * u64::from(req.runs) * req.backends.len() as u64);
+    let out = run_l1(&l1)?;
+    let figs = figures(&out.records, &req.backends);
+    let mut text = render(&figs, req.runs, req.topology);
+    for r in out.records.iter().filter(|r| r.to_result_ms.is_none()) {
+        let _ = writeln!(
+            text,
+            "\nfailed run {} #{}: end {}, error {:?}, crash {:?}\n{}",
+            r.backend,
+            r.run,
+            r.end,
+            r.error,
+            r.crash_line,
+            r.console_tail.as_deref().unwrap_or("")
+        );
+    }
+    if out.records.is_empty() {
+        let _ = writeln!(
+            text,
+            "\nno inner runs reported; L1 console tail:\n{}",
+            out.run.console_tail
+        );
+    }
+    Ok((figs, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(backend: &str, agent: f64, result: Option<f64>) -> RunRecord {
+        let mut r = RunRecord::from_error(backend, 0, "");
+        r.to_agent_ms = Some(agent);
+        r.to_result_ms = result;
+        r
+    }
+
+    #[test]
+    fn medians_and_ratio() {
+        let recs = vec![
+            rec("kvm", 100.0, Some(150.0)),
+            rec("kvm", 300.0, Some(350.0)),
+            rec("kvm", 200.0, Some(250.0)),
+            rec("kvm", 999.0, None),
+            rec("qemu-kvm", 400.0, Some(500.0)),
+        ];
+        let f = figures(&recs, &["kvm".into(), "qemu-kvm".into()]);
+        assert_eq!(f[0].median_to_agent_ms, Some(200.0));
+        assert_eq!((f[0].ok_runs, f[0].failed_runs), (3, 1));
+        let text = render(&f, 3, Topology::default());
+        assert!(text.contains("spawn->agent: 0.50"), "{text}");
+        assert_eq!(median(vec![1.0, 4.0]), Some(2.5));
+    }
+}
