@@ -138,7 +138,7 @@ pub fn extract_pvh_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>, String> {
     } else if payload.starts_with(b"\x1f\x8b") {
         flate2::read::GzDecoder::new(payload).read_to_end(&mut out)
     } else if payload.starts_with(b"\xfd7zXZ\x00") {
-        xz2::read::XzDecoder::new(payload).read_to_end(&mut out)
+        xz_one_stream(payload, &mut out)
     } else {
         return Err(format!(
             "payload compression {:02x?} is not zstd, gzip or xz",
@@ -153,6 +153,32 @@ pub fn extract_pvh_vmlinux(bzimage: &[u8]) -> Result<Vec<u8>, String> {
         return Err("the kernel has no PVH entry (CONFIG_PVH is off)".into());
     }
     Ok(out)
+}
+
+/// Decodes the first xz stream of `input`. xz2's reader fails on the kernel's trailing size word
+/// after the stream, so the stream is driven directly and stopped at its end.
+fn xz_one_stream(mut input: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    use xz2::stream::{Action, Status, Stream};
+    let mut s = Stream::new_stream_decoder(u64::MAX, 0).map_err(std::io::Error::other)?;
+    loop {
+        if out.capacity() - out.len() < 1 << 20 {
+            out.reserve(16 << 20);
+        }
+        let (in0, out0) = (s.total_in(), s.total_out());
+        let status = s
+            .process_vec(input, out, Action::Run)
+            .map_err(std::io::Error::other)?;
+        input = &input[(s.total_in() - in0) as usize..];
+        if status == Status::StreamEnd {
+            return Ok(out.len());
+        }
+        if s.total_in() == in0 && s.total_out() == out0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "xz stream ends early",
+            ));
+        }
+    }
 }
 
 /// True if the ELF has the Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18) QEMU boots through.
@@ -206,6 +232,19 @@ mod tests {
         arm[5] = 1;
         arm[18] = 183; // aarch64
         assert!(classify(&arm).is_err());
+    }
+
+    #[test]
+    fn xz_stream_with_trailing_size_word_decodes() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut enc = Vec::new();
+        std::io::Read::read_to_end(&mut xz2::read::XzEncoder::new(&data[..], 6), &mut enc).unwrap();
+        enc.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        let mut out = Vec::new();
+        xz_one_stream(&enc, &mut out).unwrap();
+        assert_eq!(out, data);
+        let mut out = Vec::new();
+        assert!(xz_one_stream(&enc[..enc.len() / 2], &mut out).is_err());
     }
 
     /// Debian's cloud kernel when a test run has it extracted (the e2e tests fetch it).

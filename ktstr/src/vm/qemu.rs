@@ -571,21 +571,30 @@ pub fn pvh_kernel(image: &Path) -> PathBuf {
     }
     let dir = crate::paths::cache_root().join("vmlinux");
     let out = dir.join(format!("{}.elf", hex::encode(Sha256::digest(&bytes))));
+    // Remembers "this image has no usable PVH ELF" so the payload is not decompressed per boot.
+    let negative = out.with_extension("bzimage-only");
     if out.is_file() {
         return out;
     }
-    let write = |elf: &[u8]| -> std::io::Result<()> {
+    if negative.is_file() {
+        return image.to_path_buf();
+    }
+    let write = |path: &Path, data: &[u8]| -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".vmlinux-")
             .tempfile_in(&dir)?;
-        std::io::Write::write_all(&mut tmp, elf)?;
-        tmp.persist(&out).map_err(|e| e.error)?;
+        std::io::Write::write_all(&mut tmp, data)?;
+        tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     };
     match crate::kernel::image::extract_pvh_vmlinux(&bytes) {
-        Ok(elf) if write(&elf).is_ok() => out,
-        _ => image.to_path_buf(),
+        Ok(elf) if write(&out, &elf).is_ok() => out,
+        Ok(_) => image.to_path_buf(),
+        Err(why) => {
+            let _ = write(&negative, why.as_bytes());
+            image.to_path_buf()
+        }
     }
 }
 
