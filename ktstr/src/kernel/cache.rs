@@ -319,6 +319,22 @@ pub fn lock(name: &str) -> Result<Lock, KernelError> {
     Ok(Lock { _file: file })
 }
 
+/// Shared lock on `name`: marks a source tree as in use so `gc` (which needs it exclusively) skips
+/// it while builds read it.
+pub fn lock_shared(name: &str) -> Result<Lock, KernelError> {
+    let dir = crate::paths::kernels_dir().join(".locks");
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    fs4::FileExt::lock_shared(&file).map_err(io(format!("locking {}", path.display())))?;
+    Ok(Lock { _file: file })
+}
+
 fn try_lock(name: &str) -> Option<Lock> {
     let path = crate::paths::kernels_dir()
         .join(".locks")

@@ -239,7 +239,7 @@ fn resolve_or_plan(
         return Ok(Outcome::Kernel(entry.resolved(true)));
     }
     let mut progress = build::Progress::new(opts.progress, spec_str);
-    let tree = source::materialize(&src, &mut progress)?;
+    let (tree, _tree_in_use) = source::materialize_in_use(&src, &mut progress)?;
     let conf = configure::configure(&tree, opts.base_config.as_deref(), &parts, &mut progress)?;
     let key = cache::content_key(&src.identity, &conf.normalized, &toolchain);
     if opts.plan_only {

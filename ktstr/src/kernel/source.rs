@@ -498,6 +498,29 @@ pub fn tree_version(tree: &Path) -> Option<String> {
 
 // ---- materialize -----------------------------------------------------------------------------
 
+/// Name of the lock guarding an extracted tree (exclusive: extraction, gc; shared: in use).
+pub fn tree_lock_name(src: &Source) -> String {
+    format!("tree-{}", src.identity.replace(':', "-"))
+}
+
+/// The extracted tree of a source, held in use (shared lock) until the returned guard drops.
+pub fn materialize_in_use(
+    src: &Source,
+    progress: &mut Progress,
+) -> Result<(PathBuf, Option<super::cache::Lock>), KernelError> {
+    if src.kind == "path" {
+        return Ok((PathBuf::from(&src.location), None));
+    }
+    loop {
+        let tree = materialize(src, progress)?;
+        let guard = super::cache::lock_shared(&tree_lock_name(src))?;
+        // gc may have removed it between extraction and the shared lock.
+        if tree.join("Makefile").is_file() {
+            return Ok((tree, Some(guard)));
+        }
+    }
+}
+
 /// The extracted tree of a source (extracting or exporting it on first use).
 pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, KernelError> {
     if src.kind == "path" {
@@ -510,7 +533,7 @@ pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, Ker
     let parent = trees_dir();
     std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
     // One extraction per identity even with concurrent resolutions.
-    let _lock = super::cache::lock(&format!("tree-{}", src.identity.replace(':', "-")))?;
+    let _lock = super::cache::lock(&tree_lock_name(src))?;
     if dest.join("Makefile").is_file() {
         return Ok(dest);
     }
