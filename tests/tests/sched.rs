@@ -79,6 +79,12 @@ fn assert_pass(r: &Run) {
         .result
         .as_ref()
         .unwrap_or_else(|| panic!("no result; stderr:\n{}", r.stderr));
+    if let Some(s) = res.report.as_ref().and_then(|g| g.scheduler.as_ref()) {
+        eprintln!(
+            "{} attach: {:?} ms, ending {:?}",
+            s.name, s.attach_ms, s.ending
+        );
+    }
     assert_eq!(
         res.outcome,
         Outcome::Pass,
@@ -106,7 +112,6 @@ fn kernel_scx_simple_attaches_and_steady_passes() {
         "root/ops names the scheduler"
     );
     assert_eq!(s.ending, SchedulerEnding::StillAttached);
-    eprintln!("kernel:scx_simple attach: {:?} ms", s.attach_ms);
 }
 
 #[test]
@@ -127,7 +132,6 @@ fn scx_rusty_from_crates_io_attaches_and_passes_steady_and_wake() {
             s.ops
         );
         assert_eq!(s.ending, SchedulerEnding::StillAttached, "{scenario}");
-        eprintln!("scx_rusty ({scenario}) attach: {:?} ms", s.attach_ms);
     }
 }
 
