@@ -638,6 +638,10 @@ fn budget_cpuset(k: u32) -> libc::cpu_set_t {
 }
 
 #[cfg(test)]
+#[path = "qemu_tests.rs"]
+mod fake_qemu_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::topology::Topology;

@@ -1,0 +1,108 @@
+//! The QEMU backend's run loop against a stand-in `qemu-system-x86_64` (a shell script that writes
+//! to the chardev paths it is given): garbage on the result channel, a crash line followed by a
+//! hang, and the watchdog. Real QEMU boots are covered by tests/tests/boot.rs; these pin the
+//! orchestration paths a real guest rarely takes, in a second each.
+
+use super::*;
+use crate::cell::judge;
+use crate::topology::Topology;
+use ktstr_matrix::result::Outcome;
+use std::os::unix::fs::PermissionsExt;
+
+/// A fake QEMU running `body` with $CON and $RES set to the console and result chardev paths.
+fn fake(dir: &Path, body: &str) -> QemuBackend {
+    let script = dir.join("qemu-system-x86_64");
+    let text = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in\n  file,id=con,path=*) CON=${{a#file,id=con,path=}};;\n  file,id=res,path=*) RES=${{a#file,id=res,path=}};;\nesac; done\n{body}\n"
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    QemuBackend {
+        binary: script,
+        machine: Machine::Pc,
+        accel: Accel::Tcg,
+        pvh: false,
+    }
+}
+
+fn cfg(dir: &Path, timeout: Duration) -> VmConfig {
+    VmConfig {
+        kernel: "/nonexistent/k".into(),
+        initramfs: "/nonexistent/i".into(),
+        topology: Topology::default(),
+        memory_mib: 64,
+        cmdline_extra: vec![],
+        console: ConsoleMode::Capture {
+            log: dir.join("console.log"),
+        },
+        timeout,
+        cpu_budget: None,
+    }
+}
+
+#[test]
+fn garbage_on_the_result_channel_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = fake(
+        dir.path(),
+        "echo booting > $CON; printf 'noise\\n@@KTSTR 5 00000000\\nhello\\n' > $RES",
+    );
+    let t = Duration::from_secs(20);
+    let run = be.run(&cfg(dir.path(), t)).unwrap();
+    assert_eq!(run.end, VmEnd::Shutdown);
+    assert!(run.messages.is_empty());
+    assert!(
+        run.frame_errors.iter().any(|e| e.contains("checksum")),
+        "{:?}",
+        run.frame_errors
+    );
+    assert!(run.console_tail.contains("booting"));
+    let r = judge(&run, t);
+    assert_eq!(r.outcome, Outcome::Error);
+    assert!(r.reason.unwrap().contains("checksum"));
+}
+
+#[test]
+fn crash_line_then_hang_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = fake(
+        dir.path(),
+        "echo '[ 1.0] Kernel panic - not syncing: test' > $CON; exec sleep 60",
+    );
+    let t = Duration::from_secs(30);
+    let run = be.run(&cfg(dir.path(), t)).unwrap();
+    assert!(
+        run.wall < CRASH_GRACE + Duration::from_secs(5),
+        "{:?}",
+        run.wall
+    );
+    assert!(run.crash_line.as_deref().unwrap().contains("Kernel panic"));
+    let log = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
+    assert!(log.contains("Kernel panic"));
+    assert_eq!(judge(&run, t).outcome, Outcome::Crashed);
+}
+
+#[test]
+fn watchdog_kills_a_silent_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = fake(dir.path(), "exec sleep 60");
+    let t = Duration::from_millis(500);
+    let run = be.run(&cfg(dir.path(), t)).unwrap();
+    assert_eq!(run.end, VmEnd::TimedOut);
+    assert!(
+        run.wall >= t && run.wall < Duration::from_secs(5),
+        "{:?}",
+        run.wall
+    );
+    assert_eq!(judge(&run, t).outcome, Outcome::Timeout);
+}
+
+#[test]
+fn qemu_failing_to_start_is_a_spawn_error_with_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = fake(dir.path(), "echo 'qemu: could not load kernel' >&2; exit 1");
+    let err = be
+        .run(&cfg(dir.path(), Duration::from_secs(10)))
+        .unwrap_err();
+    assert!(err.to_string().contains("could not load kernel"), "{err}");
+}
