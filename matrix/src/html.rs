@@ -127,7 +127,9 @@ pub fn html(r: &Report) -> String {
                             .map(|d| format!("{d:+.1}%"))
                             .unwrap_or_else(|| "n/a".into());
                         let p = c.p_worse.map(|p| format!(" p={p:.3}")).unwrap_or_default();
-                        if c.verdict == Verdict::Regression {
+                        if c.verdict == Verdict::WorseThanEevdf {
+                            format!("<span class=\"reg\">{d}{p} worse than eevdf</span>")
+                        } else if c.verdict == Verdict::Regression {
                             format!("<span class=\"reg\">{d}{p} regression</span>")
                         } else {
                             format!("{d}{p}")

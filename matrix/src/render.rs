@@ -27,6 +27,8 @@ fn fmt_cmp(c: &Comparison, prefix: &str) -> String {
     let mark = match c.verdict {
         Verdict::Regression => " REGRESSION",
         Verdict::Improvement => " better",
+        Verdict::WorseThanEevdf => " worse",
+        Verdict::BetterThanEevdf => " better",
         _ => "",
     };
     format!("{prefix}{d}{mark}")

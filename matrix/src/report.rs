@@ -137,6 +137,22 @@ pub enum Verdict {
     TooFewRepeats,
     /// The metric has no known direction.
     Undirected,
+    /// Against `eevdf` only: significantly worse than EEVDF on the same kernel. Informative (a
+    /// scheduler is not expected to match EEVDF everywhere); it does not fail the run.
+    WorseThanEevdf,
+    /// Against `eevdf` only: significantly better than EEVDF on the same kernel.
+    BetterThanEevdf,
+}
+
+/// A regression is a change of the kernel or scheduler under test against its baseline column;
+/// a difference from EEVDF is reported under its own verdicts instead.
+fn against_eevdf(mut c: Comparison) -> Comparison {
+    c.verdict = match c.verdict {
+        Verdict::Regression => Verdict::WorseThanEevdf,
+        Verdict::Improvement => Verdict::BetterThanEevdf,
+        v => v,
+    };
+    c
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -428,8 +444,9 @@ fn build(
                 let vs_eevdf = (sched != EEVDF)
                     .then(|| by_sched.get(EEVDF).and_then(|e| e.get(&inp.column.id)))
                     .flatten()
-                    .map(|ys| compare_samples(EEVDF, xs, ys, direction, t));
-                for c in vs_baseline.iter().chain(&vs_eevdf) {
+                    .map(|ys| compare_samples(EEVDF, xs, ys, direction, t))
+                    .map(against_eevdf);
+                for c in vs_baseline.iter() {
                     if c.verdict == Verdict::Regression {
                         regressions.push(Regression {
                             scenario: scenario.clone(),
