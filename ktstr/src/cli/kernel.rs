@@ -154,7 +154,7 @@ fn list(json: bool) -> anyhow::Result<i32> {
         "spec",
         "config",
         "sched_ext",
-        "build",
+        "cold build",
         "image",
     ]);
     for (e, m) in &entries {
@@ -178,11 +178,12 @@ fn list(json: bool) -> anyhow::Result<i32> {
                 }
             })
             .collect();
-        let build = m
-            .timings
-            .get("total_s")
-            .map(|s| format!("{s:.0}s"))
-            .unwrap_or_default();
+        let build = match (m.cold_total_s, m.timings.get("total_s")) {
+            (Some(cold), _) => format!("{cold:.0}s"),
+            (None, Some(t)) if !m.incremental => format!("{t:.0}s"),
+            (None, Some(t)) => format!("{t:.0}s (incremental)"),
+            _ => String::new(),
+        };
         let mut spec = m.inputs.spec.clone();
         if !m.reproducible {
             spec.push_str(" (dirty, unreproducible)");

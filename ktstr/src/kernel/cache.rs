@@ -108,7 +108,10 @@ impl Metadata {
             cold_total_s: if incremental {
                 Entry::open(key)
                     .and_then(|e| e.metadata().ok())
-                    .and_then(|m| m.cold_total_s)
+                    .and_then(|m| {
+                        let own = (!m.incremental).then(|| m.timings.get("total_s").copied());
+                        m.cold_total_s.or(own.flatten())
+                    })
             } else {
                 timings.get("total_s").copied()
             },
