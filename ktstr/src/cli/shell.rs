@@ -140,6 +140,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(out) = &args.json {
         write_json(out, &result)?;
     }
+    // The default log was only a relay to stdout; it is kept (and named) when it is evidence.
+    if args.console_log.is_none() {
+        if result.outcome == Outcome::Pass {
+            let _ = std::fs::remove_file(&console_log);
+        } else {
+            eprintln!("ktstr: console log: {}", console_log.display());
+        }
+    }
     Ok(exit_code(&result))
 }
 
