@@ -12,6 +12,7 @@ pub mod cli;
 pub mod exit;
 pub mod initramfs;
 pub mod kernel;
+pub mod matrix_runner;
 pub mod nested;
 pub mod paths;
 pub mod sched;
