@@ -30,6 +30,16 @@ struct Run {
 
 /// Scenarios run 3 s (CI budget); a test that needs longer passes its own `--duration`.
 fn ktstr_run(kernel: &[&str], sched: &str, scenario: &str, extra: &[&str]) -> Run {
+    ktstr_run_env(kernel, sched, scenario, extra, &[])
+}
+
+fn ktstr_run_env(
+    kernel: &[&str],
+    sched: &str,
+    scenario: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let duration = if extra.contains(&"--duration") {
         &[][..]
     } else {
@@ -45,6 +55,7 @@ fn ktstr_run(kernel: &[&str], sched: &str, scenario: &str, extra: &[&str]) -> Ru
         .args(["--topology", "1n1l2c1t", "--json"])
         .arg(&json)
         .args(extra)
+        .envs(env.iter().copied())
         .stdin(Stdio::null());
     let out = cmd.output().expect("ktstr runs");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -256,4 +267,50 @@ fn out_of_range_scenario_parameters_exit_2_before_any_build() {
     );
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("cgroups"), "{}", r.stderr);
+}
+
+/// A crate that must be built: a missing compiler is named with the Debian package to install
+/// (exit 2) before cargo starts, and a failing `cargo install` is an error quoting cargo's own
+/// words and the log path (exit 1). Neither boots a VM.
+#[test]
+fn scheduler_build_problems_are_reported_before_any_boot() {
+    let kernel = e2e::sched_ext_kernel_args();
+    let spec = "cargo:scx_ktstr_no_such_crate@0.1.0";
+    let r = ktstr_run_env(
+        &kernel,
+        spec,
+        "steady",
+        &[],
+        &[("BPF_CLANG", "/nonexistent/clang")],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("apt-get install clang-19"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.result.is_none());
+
+    // Offline, so the test never asks the registry about a name that does not exist.
+    let r = ktstr_run_env(
+        &kernel,
+        spec,
+        "steady",
+        &[],
+        &[("CARGO_NET_OFFLINE", "true")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("scx_ktstr_no_such_crate 0.1.0 (cargo install) failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("could not find `scx_ktstr_no_such_crate`"),
+        "cargo's own words: {}",
+        r.stderr
+    );
+    assert!(r.result.is_none(), "no VM was started");
 }
