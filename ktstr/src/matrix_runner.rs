@@ -250,10 +250,17 @@ impl CellRunner for KtstrRunner {
                 plan.columns
                     .par_iter()
                     .map(|col| {
+                        // The kernel module's own progress display when builds do not run
+                        // side by side (separate bars would garble each other).
                         let opts = ResolveOptions {
                             jobs: per_build,
+                            progress: n == 1,
                             ..Default::default()
                         };
+                        say(format!(
+                            "kernel {}: resolving (a cold build takes minutes)",
+                            col.label()
+                        ));
                         let r = kernel::resolve(&col.kernel, &kernel_configs(col), &opts)
                             .map(with_distro_config);
                         match &r {
