@@ -108,7 +108,7 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         Vec::new(),
     ))?;
     let script = format!(
-        "$KTSTR bench vmm --guest-side --kernel $L2_KERNEL --initramfs {L2_INITRD} --runs {} --backends {} --topology {} --memory-mib 256\n",
+        "$KTSTR bench vmm --guest-side --kernel $L2_KERNEL --initramfs {L2_INITRD} --runs {} --backends {} --topology {} --memory-mib 256 --timeout-s 240\n",
         req.runs,
         req.backends.join(","),
         req.topology
@@ -117,7 +117,8 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
     l1.l2_kernel = req.l2_kernel.clone();
     l1.files.push((l2, L2_INITRD.to_string()));
     l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
-    l1.timeout = Duration::from_secs(300 + 120 * u64::from(req.runs) * req.backends.len() as u64);
+    // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
+    l1.timeout = Duration::from_secs(300 + 250 * u64::from(req.runs) * req.backends.len() as u64);
     let out = run_l1(&l1)?;
     let figs = figures(&out.records, &req.backends);
     let mut text = render(&figs, req.runs, req.topology);

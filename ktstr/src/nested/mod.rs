@@ -199,6 +199,8 @@ fn qemu_files() -> Result<Vec<(PathBuf, String)>, NestedError> {
 /// The script L1's agent runs.
 fn l1_script(user: &str) -> String {
     let mut s = String::from("export HOME=/tmp KTSTR_CACHE_DIR=/tmp/ktstr-cache\n");
+    // devtmpfs has no /dev/fd; QEMU's chardevs open the inherited pipes through it.
+    s.push_str("[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd\n");
     s.push_str(&format!("export KTSTR={KTSTR_PATH} L2_KERNEL={L2_KERNEL_PATH}\n"));
     for m in MODULES {
         s.push_str(&format!(
