@@ -23,6 +23,9 @@ pub fn base() -> Vec<String> {
         "i8042.nokbd",
         // The guest has no disks or network to wait for and no use for the entropy stall.
         "random.trust_cpu=on",
+        // Keep the TSC clocksource when the host is loaded: otherwise the clocksource watchdog
+        // swaps it for a 4 ms jiffies clock and every gap and latency figure is quantized.
+        "tsc=reliable",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -34,8 +37,6 @@ pub fn base() -> Vec<String> {
 /// hangs at "tsc: Marking TSC unstable"), so the TSC frequency is given. It must be the host's:
 /// TCG's rdtsc reads the host TSC, and a wrong value skews every guest clock (measured: a guest
 /// `sleep 20` took 13-19 s of host time with a fixed 2 GHz, 20.03 s with the host's rate).
-/// `tsc=reliable` keeps the clocksource watchdog from swapping the TSC for a 4 ms jiffies clock
-/// when the host is loaded, which would quantize every gap and latency figure.
 pub fn microvm_extra() -> Vec<String> {
     vec![
         format!("tsc_early_khz={}", host_tsc_khz()),
