@@ -70,13 +70,44 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         times.len(),
         files as f64 / (1 << 20) as f64
     );
+    let cold_s = if cold.is_nan() {
+        "unknown".to_string()
+    } else {
+        format!("{cold:.0} s")
+    };
     println!(
-        "cold build (metadata.json): total {cold:.0} s; last build: make {build:.0} s{}",
+        "cold build (metadata.json): {cold_s}; last build: make {build:.0} s{}",
         if meta.incremental {
             " (incremental rebuild)"
         } else {
             " (cold)"
         }
+    );
+    // Where a hit's time goes (medians over the same number of runs).
+    let spec = kernel::KernelSpec::parse(&a.kernel).map_err(super::kernel::to_cli)?;
+    let entry = cache::Entry::open(&key).ok_or_else(|| anyhow::anyhow!("entry {key} vanished"))?;
+    let part = |f: &mut dyn FnMut()| {
+        let mut t: Vec<f64> = (0..a.runs)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let identify = part(&mut || {
+        let _ = kernel::source::identify(&spec, &a.kernel, true);
+    });
+    let toolchain = part(&mut || {
+        let _ = kernel::build::toolchain_identity();
+    });
+    let verify = part(&mut || {
+        let _ = entry.verify();
+    });
+    println!(
+        "  of which: source identify {identify:.2} ms, toolchain versions {toolchain:.2} ms, sha256 verify {verify:.1} ms"
     );
     println!("ratio cold/hit: {:.0}x", cold * 1000.0 / median);
     Ok(crate::exit::OK)

@@ -89,8 +89,67 @@ impl Progress {
     }
 }
 
-/// Versions of the tools whose output ends up in the image; part of the cache key.
+const TOOLS: [&str; 4] = ["gcc", "ld", "pahole", "make"];
+
+/// (canonical path, size, mtime) of each tool: when none changed, neither did their versions.
+/// A distribution upgrade rewrites the drivers along with cc1/collect2, so the drivers suffice.
+fn tools_fingerprint() -> Vec<(String, u64, i128)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    TOOLS
+        .iter()
+        .map(|bin| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(bin))
+                .find(|p| p.is_file())
+                .and_then(|p| std::fs::canonicalize(p).ok())
+                .and_then(|p| {
+                    let m = std::fs::metadata(&p).ok()?;
+                    let mtime = m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128;
+                    Some((p.display().to_string(), m.size(), mtime))
+                })
+                .unwrap_or_else(|| (format!("missing {bin}"), 0, 0))
+        })
+        .collect()
+}
+
+/// Versions of the tools whose output ends up in the image; part of the cache key. Remembered per
+/// tools fingerprint: spawning four `--version`s is most of a cache hit's time otherwise.
 pub fn toolchain_identity() -> BTreeMap<String, String> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Memo {
+        fingerprint: Vec<(String, u64, i128)>,
+        identity: BTreeMap<String, String>,
+    }
+    let memo_path = crate::paths::kernels_dir().join("toolchain.json");
+    let fingerprint = tools_fingerprint();
+    if let Some(m) = std::fs::read(&memo_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Memo>(&b).ok())
+        && m.fingerprint == fingerprint
+    {
+        return m.identity;
+    }
+    let identity = toolchain_versions();
+    // Best effort: without the memo the next hit just spawns the tools again.
+    if let Some(dir) = memo_path.parent()
+        && std::fs::create_dir_all(dir).is_ok()
+        && let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+        && serde_json::to_writer(
+            &mut tmp,
+            &Memo {
+                fingerprint,
+                identity: identity.clone(),
+            },
+        )
+        .is_ok()
+    {
+        let _ = tmp.persist(&memo_path);
+    }
+    identity
+}
+
+fn toolchain_versions() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, args) in [
         ("cc", &["gcc", "--version"][..]),

@@ -192,6 +192,11 @@ impl Entry {
 
     /// Every file matches the size and sha256 recorded at install time.
     pub fn verify(&self) -> Result<(), String> {
+        self.verified().map(drop)
+    }
+
+    /// [`Entry::verify`], returning the metadata it read.
+    pub fn verified(&self) -> Result<Metadata, String> {
         let meta = self.metadata().map_err(|e| e.to_string())?;
         if meta.key != self.key {
             return Err(format!("metadata.json names key {}", meta.key));
@@ -213,12 +218,15 @@ impl Entry {
                 return Err(format!("{name} sha256 is {sum}, expected {}", info.sha256));
             }
         }
-        Ok(())
+        Ok(meta)
     }
 
     /// The entry as a resolved kernel; marks it used (for `gc --keep`).
     pub fn resolved(&self, cache_hit: bool) -> ResolvedKernel {
-        let meta = self.metadata().ok();
+        self.resolved_with(self.metadata().ok(), cache_hit)
+    }
+
+    pub fn resolved_with(&self, meta: Option<Metadata>, cache_hit: bool) -> ResolvedKernel {
         let _ = std::fs::File::create(self.dir.join(LAST_USED));
         ResolvedKernel {
             image: self.dir.join(IMAGE),

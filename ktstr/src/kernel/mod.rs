@@ -210,9 +210,9 @@ fn resolve_or_plan(
 
     // Fast path: this recipe was built before and its entry is intact.
     if let Some(entry) = cache::lookup_recipe(&recipe) {
-        match entry.verify() {
-            Ok(()) => {
-                let k = entry.resolved(true);
+        match entry.verified() {
+            Ok(meta) => {
+                let k = entry.resolved_with(Some(meta), true);
                 if opts.plan_only {
                     return Ok(Outcome::Plan(Plan {
                         key: entry.key.clone(),
