@@ -102,9 +102,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                         res
                     );
                 }
-                _ => s
-                    .failures
-                    .push(format!("{:?}: {}", r.outcome, r.reason.unwrap_or_default())),
+                _ => {
+                    // The console tail is the evidence for why a machine type failed to boot.
+                    let lines: Vec<&str> = r.console_tail.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
+                    s.failures.push(format!(
+                        "{:?}: {}\n  {tail}",
+                        r.outcome,
+                        r.reason.clone().unwrap_or_default()
+                    ))
+                }
             }
         }
     }
