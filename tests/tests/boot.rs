@@ -315,6 +315,24 @@ fn bad_input_exits_2_before_booting() {
     );
     refused(&["run", "--kernel", k, "--scenario", "nope"], &[], "nope");
     refused(
+        &["shell", "--kernel", k, "--memory-mib", "0"],
+        &[],
+        "--memory-mib",
+    );
+    refused(
+        &[
+            "run",
+            "--kernel",
+            k,
+            "--topology",
+            "4n1l1c1t",
+            "--memory-mib",
+            "200",
+        ],
+        &[],
+        "--memory-mib",
+    );
+    refused(
         &[
             "run",
             "--kernel",

@@ -75,6 +75,7 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn run(args: Args) -> anyhow::Result<i32> {
     // Everything cheap is checked before the kernel is resolved (which may build for minutes).
     let topology = parse_topology(&args.topology)?;
+    check_memory(args.memory_mib, &topology)?;
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
@@ -181,6 +182,22 @@ pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
 }
 
 /// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
+/// Below this a distribution kernel (~60 MB unpacked) plus the initramfs leaves the guest too
+/// little to run a scenario; QEMU would also silently turn 0 into its default.
+pub const MIN_MEMORY_MIB: u32 = 128;
+/// Per NUMA node, so no node is only kernel text.
+pub const MIN_NODE_MEMORY_MIB: u32 = 64;
+
+pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
+    if mib < MIN_MEMORY_MIB || mib / topology.nodes < MIN_NODE_MEMORY_MIB {
+        return Err(bad_input(format!(
+            "--memory-mib {mib}: give at least {} MiB for topology {topology} ({MIN_MEMORY_MIB} MiB, and {MIN_NODE_MEMORY_MIB} MiB per NUMA node)",
+            MIN_MEMORY_MIB.max(MIN_NODE_MEMORY_MIB * topology.nodes)
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn select_backend_with(
     choice: BackendChoice,
     perf_mode: bool,

@@ -70,6 +70,7 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let kernel = kernel_image_with(&args.kernel, &args.configs)?;
     let topology = parse_topology(&args.topology)?;
+    super::run::check_memory(args.memory_mib, &topology)?;
     let files = includes(&args.include)?;
     if args.exec.is_none() && args.json.is_some() {
         return Err(bad_input(
