@@ -34,6 +34,9 @@ const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// Extra command line items for this VMM: there is no PCI bus to scan, no i8042 to probe.
 const KVM_CMDLINE: [&str; 4] = ["pci=off", "i8042.noaux", "i8042.nomux", "i8042.dumbkbd"];
 
+/// After the Result frame, how long the guest may take to reboot before the VMM stops it.
+const RESULT_GRACE: Duration = Duration::from_secs(10);
+
 /// The kvm backend. Performance mode pins vCPUs and asks for huge pages.
 #[derive(Debug, Clone)]
 pub struct KvmBackend {
@@ -319,7 +322,17 @@ impl Backend for KvmBackend {
             }
         }
         let deadline = start + cfg.timeout;
+        let mut result_seen: Option<Instant> = None;
         while end.is_none() {
+            // The agent reboots right after its Result; a guest that hangs instead still ends
+            // with its result after a grace period, not as a timeout.
+            if result_seen.is_none() && serial::lock(&vm.uarts.com2).writer().to_result.is_some() {
+                result_seen = Some(Instant::now());
+            }
+            if result_seen.is_some_and(|t| t.elapsed() > RESULT_GRACE) {
+                end = Some(VmEnd::Shutdown);
+                break;
+            }
             if crate::cancel::requested() {
                 end = Some(VmEnd::Cancelled);
                 break;
@@ -396,6 +409,31 @@ fn forward_stdin(uarts: Arc<Uarts>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cfg(topology: &str, memory_mib: u32) -> VmConfig {
+        VmConfig {
+            kernel: "/nonexistent/bzImage".into(),
+            initramfs: "/nonexistent/initrd".into(),
+            topology: topology.parse().unwrap(),
+            memory_mib,
+            cmdline_extra: Vec::new(),
+            console: ConsoleMode::Interactive,
+            timeout: Duration::from_secs(1),
+            cpu_budget: None,
+        }
+    }
+
+    /// Bad input is refused before any KVM work, naming the input and the fix.
+    #[test]
+    fn validate_names_the_bad_input() {
+        let e = validate(&cfg("1n1l2c1t", 16)).unwrap_err().to_string();
+        assert!(e.contains("--memory-mib 16") && e.contains("at least"), "{e}");
+        let e = validate(&cfg("4n1l1c1t", 128)).unwrap_err().to_string();
+        assert!(e.contains("NUMA nodes") && e.contains("raise --memory-mib"), "{e}");
+        let e = validate(&cfg("1n64l3c1t", 4096)).unwrap_err().to_string();
+        assert!(e.contains("APIC IDs"), "{e}");
+        assert!(validate(&cfg("2n2l2c2t", 1024)).is_ok());
+    }
 
     #[test]
     fn placement_honours_budget_and_perf_mode() {
