@@ -487,6 +487,17 @@ pub fn gc(keep: usize, drop_build_trees: bool) -> GcReport {
             report.removed_source_trees += 1;
         }
     }
+    // Planned configs (`--plan`) are small; keep only those of kept kernels.
+    for e in std::fs::read_dir(crate::paths::kernels_dir().join("plans"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !kept_keys.iter().any(|k| name.starts_with(k.as_str())) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     let root = crate::paths::kernels_dir();
     for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();

@@ -244,10 +244,16 @@ fn resolve_or_plan(
     let key = cache::content_key(&src.identity, &conf.normalized, &toolchain);
     if opts.plan_only {
         let cached = cache::Entry::open(&key).is_some_and(|e| e.verify().is_ok());
+        // The configure dir is temporary: keep the planned .config where the user can read it.
+        let plans = crate::paths::kernels_dir().join("plans");
+        std::fs::create_dir_all(&plans).map_err(io(format!("creating {}", plans.display())))?;
+        let config = plans.join(format!("{key}.config"));
+        std::fs::copy(conf.build_dir.join(".config"), &config)
+            .map_err(io(format!("writing {}", config.display())))?;
         let plan = Plan {
             key,
             cached,
-            config: conf.build_dir.join(".config"),
+            config,
             version: conf.version.clone(),
         };
         progress.finish("planned");
