@@ -76,20 +76,22 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Pids of running `qemu-system-*` processes whose command line contains `needle`.
-pub fn qemu_pids_with(needle: &str) -> Vec<u32> {
+/// Pids of running `qemu-system-*` processes whose parent is `parent` (e.g. a spawned `ktstr`).
+pub fn qemu_children(parent: u32) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     rd.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                let c = String::from_utf8_lossy(&c);
-                c.starts_with("qemu-system") || c.contains("/qemu-system")
-            }) && std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
-                && pid_alive(*pid)
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Field 4 (after "pid (comm) state") is the parent pid.
+            let ppid = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            ppid == Some(parent) && comm.starts_with("qemu-system") && pid_alive(*pid)
         })
         .collect()
 }

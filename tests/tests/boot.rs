@@ -147,24 +147,6 @@ fn kernel_panic_is_crashed_with_evidence() {
     assert!(stderr.contains("crashed"));
 }
 
-/// Pids of `qemu-system-*` children of `parent`.
-fn qemu_children(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(") ")
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            ppid == Some(parent) && comm.starts_with("qemu-system")
-        })
-        .collect()
-}
-
 /// Starts `ktstr shell --exec 'sleep 1000'` and waits until its QEMU is running.
 // The child is returned to the caller, which waits for it; clippy cannot see across the return.
 #[allow(clippy::zombie_processes)]
@@ -186,7 +168,7 @@ fn start_sleeper(extra: &[&str], json: &Path) -> (Child, u32) {
         .unwrap();
     let start = Instant::now();
     loop {
-        if let Some(q) = qemu_children(child.id()).first() {
+        if let Some(q) = e2e::qemu_children(child.id()).first() {
             return (child, *q);
         }
         if start.elapsed() > Duration::from_secs(60) {
