@@ -18,6 +18,12 @@
         clang_19 llvm_19 pkg-config zlib cargo rustc git
       ];
 
+      # ktstr looks for linux-source-X.Y.tar.xz (Debian's naming) in KTSTR_DEBIAN_SRC_DIR.
+      kernelSources = pkgs.linkFarm "ktstr-kernel-sources" [
+        { name = "linux-source-6.12.tar.xz"; path = pkgs.linux_6_12.src; }
+        { name = "linux-source-6.1.tar.xz"; path = pkgs.linux_6_1.src; }
+      ];
+
       ktstr = pkgs.rustPlatform.buildRustPackage {
         pname = "ktstr";
         version = "0.1.0";
@@ -33,7 +39,7 @@
           wrapProgram $out/bin/ktstr \
             --prefix PATH : ${lib.makeBinPath runtimeDeps} \
             --set-default KTSTR_BUSYBOX ${pkgs.pkgsStatic.busybox}/bin/busybox \
-            --set-default KTSTR_KERNEL_SOURCE_6_12 ${pkgs.linux_6_12.src}
+            --set-default KTSTR_DEBIAN_SRC_DIR ${kernelSources}
         '';
       };
     in

@@ -215,7 +215,11 @@ pub fn assemble(spec: &InitramfsSpec) -> Result<Tree, InitramfsError> {
 }
 
 fn add_busybox(t: &mut Tree, path: Option<&Path>) -> Result<(), InitramfsError> {
-    let path = path.unwrap_or(Path::new(DEFAULT_BUSYBOX));
+    // `KTSTR_BUSYBOX` serves systems without Debian's layout (the nix package sets it).
+    let from_env = std::env::var_os("KTSTR_BUSYBOX").map(PathBuf::from);
+    let path = path
+        .or(from_env.as_deref())
+        .unwrap_or(Path::new(DEFAULT_BUSYBOX));
     let data = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => InitramfsError::NoBusybox(path.to_path_buf()),
         _ => InitramfsError::Input {
