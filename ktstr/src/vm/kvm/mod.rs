@@ -119,8 +119,11 @@ pub fn build_vm(
     };
     vm.create_pit2(pit).map_err(|e| kvm_err("KVM_CREATE_PIT2", e))?;
 
-    // 2. Kernel image.
-    let kernel = loader::load_kernel(&mem, &cfg.kernel).map_err(|reason| VmError::BadKernel {
+    // 2. Kernel image. A bzImage is swapped for its uncompressed ELF (extracted once on the host
+    //    and cached, shared with the qemu backend), so the guest skips self-decompression;
+    //    images that cannot be extracted boot as given.
+    let image = super::qemu::pvh_kernel(&cfg.kernel);
+    let kernel = loader::load_kernel(&mem, &image).map_err(|reason| VmError::BadKernel {
         path: cfg.kernel.clone(),
         reason,
     })?;
