@@ -109,6 +109,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     println!(
         "  of which: source identify {identify:.2} ms, toolchain versions {toolchain:.2} ms, sha256 verify {verify:.1} ms"
     );
-    println!("ratio cold/hit: {:.0}x", cold * 1000.0 / median);
+    if !cold.is_nan() {
+        println!("ratio cold/hit: {:.0}x", cold * 1000.0 / median);
+    }
     Ok(crate::exit::OK)
 }
