@@ -347,9 +347,9 @@ pub fn lock_shared(name: &str) -> Result<Lock, KernelError> {
 }
 
 fn try_lock(name: &str) -> Option<Lock> {
-    let path = crate::paths::kernels_dir()
-        .join(".locks")
-        .join(format!("{name}.lock"));
+    let dir = crate::paths::kernels_dir().join(".locks");
+    std::fs::create_dir_all(&dir).ok()?;
+    let path = dir.join(format!("{name}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
