@@ -4,6 +4,7 @@
 //! of [`ENTRY`]; the others read.
 
 use ktstr::kernel::{self, KernelSpec, ResolveOptions, cache, source};
+use ktstr_e2e::ktstr_bin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::RwLock;
@@ -13,22 +14,6 @@ const SPEC: &str = "6.12";
 const CONFIG: &str = "sched_ext,steal-time";
 
 static ENTRY: RwLock<()> = RwLock::new(());
-
-fn ktstr_bin() -> PathBuf {
-    // target/<profile>/deps/kernel-<hash> -> target/<profile>/ktstr
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("ktstr");
-    assert!(
-        bin.is_file(),
-        "{} missing: run `cargo build -p ktstr` first",
-        bin.display()
-    );
-    bin
-}
 
 fn ktstr(args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut c = Command::new(ktstr_bin());
