@@ -148,7 +148,11 @@ fn auto_backend_follows_the_probe_on_the_host() {
     eprintln!("{} (probe: {verdict:?})", sel.why);
     match verdict {
         Ok(()) => assert!(sel.why.starts_with("backend kvm"), "{}", sel.why),
-        Err(_) => assert!(sel.why.contains("tcg") || sel.why.contains("kvm"), "{}", sel.why),
+        Err(_) => assert!(
+            sel.why.contains("tcg") || sel.why.contains("kvm"),
+            "{}",
+            sel.why
+        ),
     }
     if let Err(ktstr::vm::kvm::probe::ProbeError::Guest(_)) = verdict {
         assert!(

@@ -201,7 +201,9 @@ fn l1_script(user: &str) -> String {
     let mut s = String::from("export HOME=/tmp KTSTR_CACHE_DIR=/tmp/ktstr-cache\n");
     // devtmpfs has no /dev/fd; QEMU's chardevs open the inherited pipes through it.
     s.push_str("[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd\n");
-    s.push_str(&format!("export KTSTR={KTSTR_PATH} L2_KERNEL={L2_KERNEL_PATH}\n"));
+    s.push_str(&format!(
+        "export KTSTR={KTSTR_PATH} L2_KERNEL={L2_KERNEL_PATH}\n"
+    ));
     for m in MODULES {
         s.push_str(&format!(
             "insmod {MODULES_DIR}/{m}.ko 2>/dev/null || echo \"nested: insmod {m} failed\"\n"
@@ -300,7 +302,10 @@ mod case_tests {
         let script = case("t1", "printf '{\\n\"x\": 2}' > \"$1\" #")
             .replace("/tmp/", &format!("{}/", dir.path().display()));
         // `--json FILE` lands in "$1"-less position; emulate with a function taking the flag.
-        let script = format!("f() {{ printf '{{\\n\"x\": 2}}' > \"$2\"; return 3; }}\n{}", script.replace("printf '{\\n\"x\": 2}' > \"$1\" #", "f"));
+        let script = format!(
+            "f() {{ printf '{{\\n\"x\": 2}}' > \"$2\"; return 3; }}\n{}",
+            script.replace("printf '{\\n\"x\": 2}' > \"$1\" #", "f")
+        );
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)

@@ -278,7 +278,10 @@ mod tests {
         let l = ApicLayout::new("2n1l2c1t".parse().unwrap());
         let m = madt(&l);
         assert_eq!(sum(&m), 0);
-        assert_eq!(u32::from_le_bytes(m[4..8].try_into().unwrap()) as usize, m.len());
+        assert_eq!(
+            u32::from_le_bytes(m[4..8].try_into().unwrap()) as usize,
+            m.len()
+        );
         let s = srat(&l, 512);
         assert_eq!(sum(&s), 0);
         // CPU 2 (first of node 1) is in proximity domain 1.

@@ -17,7 +17,11 @@ pub struct ApicLayout {
 
 fn order(n: u32) -> u32 {
     // Smallest b with 2^b >= n.
-    if n <= 1 { 0 } else { 32 - (n - 1).leading_zeros() }
+    if n <= 1 {
+        0
+    } else {
+        32 - (n - 1).leading_zeros()
+    }
 }
 
 impl ApicLayout {
@@ -132,7 +136,11 @@ pub fn for_vcpu(
             LEAF_CACHE_INTEL => {
                 let level = (e.eax >> 5) & 0x7;
                 // L1/L2 are per core, the last level cache is per package (= per LLC).
-                let sharing_bits = if level >= 3 { pkg_shift } else { layout.thread_bits };
+                let sharing_bits = if level >= 3 {
+                    pkg_shift
+                } else {
+                    layout.thread_bits
+                };
                 e.eax = (e.eax & 0x3fff)
                     | (((1u32 << sharing_bits) - 1) << 14)
                     | (((1u32 << layout.core_bits) - 1) << 26);
@@ -143,7 +151,11 @@ pub fn for_vcpu(
             }
             LEAF_AMD_CACHE => {
                 let level = (e.eax >> 5) & 0x7;
-                let sharing_bits = if level >= 3 { pkg_shift } else { layout.thread_bits };
+                let sharing_bits = if level >= 3 {
+                    pkg_shift
+                } else {
+                    layout.thread_bits
+                };
                 e.eax = (e.eax & !(0xfff << 14)) | (((1u32 << sharing_bits) - 1) << 14);
             }
             _ => {}

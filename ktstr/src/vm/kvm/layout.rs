@@ -87,11 +87,7 @@ pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestMemoryMma
             // SAFETY: `host .. host+len` is exactly one mapping owned by `mem`, alive for this
             // call; madvise only changes paging advice and cannot invalidate the mapping.
             unsafe {
-                libc::madvise(
-                    host.cast(),
-                    region.len() as usize,
-                    libc::MADV_HUGEPAGE,
-                );
+                libc::madvise(host.cast(), region.len() as usize, libc::MADV_HUGEPAGE);
             }
         }
     }
@@ -109,7 +105,10 @@ mod tests {
         assert_eq!(r[1].0, GuestAddress(FOUR_GIB));
         assert_eq!(r[0].1 as u64 + r[1].1 as u64, 4096 << 20);
         let e = e820_map(4096);
-        assert!(e.iter().all(|&(a, s, _)| a + s <= MMIO_GAP_START || a >= FOUR_GIB));
+        assert!(
+            e.iter()
+                .all(|&(a, s, _)| a + s <= MMIO_GAP_START || a >= FOUR_GIB)
+        );
         assert_eq!(low_ram_end(256), 256 << 20);
     }
 }

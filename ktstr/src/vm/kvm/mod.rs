@@ -10,8 +10,8 @@ pub mod cmos;
 pub mod cpuid;
 pub mod layout;
 pub mod loader;
-pub mod msrs;
 pub mod mptable;
+pub mod msrs;
 pub mod probe;
 pub mod regs;
 pub mod serial;
@@ -73,7 +73,8 @@ fn kvm_err(what: &str, e: impl std::fmt::Display) -> VmError {
 /// Checks the parts of `cfg` this backend cannot honour, before any work.
 pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
     if cfg.topology.nodes > 1
-        && u64::from(cfg.memory_mib) < u64::from(cfg.topology.nodes) * u64::from(layout::MIN_MEMORY_MIB)
+        && u64::from(cfg.memory_mib)
+            < u64::from(cfg.topology.nodes) * u64::from(layout::MIN_MEMORY_MIB)
     {
         return Err(VmError::Config(format!(
             "--memory-mib {} gives each of the {} NUMA nodes of {} less than {} MiB; raise --memory-mib",
@@ -95,12 +96,7 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 }
 
 /// Builds the VM in boot order. `start` is the instant the caller's timings count from.
-pub fn build_vm(
-    kvm: &Kvm,
-    cfg: &VmConfig,
-    perf_mode: bool,
-    start: Instant,
-) -> Result<Vm, VmError> {
+pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> Result<Vm, VmError> {
     validate(cfg)?;
     let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
 
@@ -117,7 +113,8 @@ pub fn build_vm(
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()
     };
-    vm.create_pit2(pit).map_err(|e| kvm_err("KVM_CREATE_PIT2", e))?;
+    vm.create_pit2(pit)
+        .map_err(|e| kvm_err("KVM_CREATE_PIT2", e))?;
 
     // 2. Kernel image. A bzImage is swapped for its uncompressed ELF (extracted once on the host
     //    and cached, shared with the qemu backend), so the guest skips self-decompression;
@@ -430,9 +427,15 @@ mod tests {
     #[test]
     fn validate_names_the_bad_input() {
         let e = validate(&cfg("1n1l2c1t", 16)).unwrap_err().to_string();
-        assert!(e.contains("--memory-mib 16") && e.contains("at least"), "{e}");
+        assert!(
+            e.contains("--memory-mib 16") && e.contains("at least"),
+            "{e}"
+        );
         let e = validate(&cfg("4n1l1c1t", 128)).unwrap_err().to_string();
-        assert!(e.contains("NUMA nodes") && e.contains("raise --memory-mib"), "{e}");
+        assert!(
+            e.contains("NUMA nodes") && e.contains("raise --memory-mib"),
+            "{e}"
+        );
         let e = validate(&cfg("1n64l3c1t", 4096)).unwrap_err().to_string();
         assert!(e.contains("APIC IDs"), "{e}");
         assert!(validate(&cfg("2n2l2c2t", 1024)).is_ok());

@@ -143,7 +143,9 @@ fn setup(kvm: &Kvm) -> Result<ProbeVm, String> {
     mem.write_slice(&gate, GuestAddress(IDT + 3 * 16))
         .map_err(|e| e.to_string())?;
 
-    let vcpu = vm.create_vcpu(0).map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let vcpu = vm
+        .create_vcpu(0)
+        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
@@ -183,10 +185,7 @@ fn run_guest(mut p: ProbeVm) -> Result<(), String> {
             }
             Err(e) if e.errno() == libc::EINTR => {}
             Err(e) => {
-                return Err(format!(
-                    "KVM_RUN failed during {}: {e}",
-                    stage_name(stage)
-                ));
+                return Err(format!("KVM_RUN failed during {}: {e}", stage_name(stage)));
             }
         }
     }
@@ -207,7 +206,10 @@ mod tests {
         assert!(t.elapsed() < PROBE_TIMEOUT + Duration::from_secs(1));
         eprintln!("probe verdict: {r:?}");
         if let Err(ProbeError::Guest(msg)) = &r {
-            assert!(msg.contains("failed at") || msg.contains("did not finish"), "{msg}");
+            assert!(
+                msg.contains("failed at") || msg.contains("did not finish"),
+                "{msg}"
+            );
         }
     }
 }

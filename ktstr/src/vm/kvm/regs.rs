@@ -111,7 +111,8 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<(), String> {
         rsi: ZERO_PAGE,
         ..Default::default()
     };
-    vcpu.set_regs(&regs).map_err(|e| format!("KVM_SET_REGS: {e}"))
+    vcpu.set_regs(&regs)
+        .map_err(|e| format!("KVM_SET_REGS: {e}"))
 }
 
 /// Power-on FPU state (x87 control word, MXCSR defaults) for every vCPU.

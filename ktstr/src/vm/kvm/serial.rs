@@ -258,7 +258,9 @@ mod tests {
             let port = if x & 1 == 0 {
                 COM2_BASE + (x >> 8) as u16 % 8
             } else {
-                COM1_BASE.wrapping_add((x >> 16) as u16 % 0x200).wrapping_sub(0x100)
+                COM1_BASE
+                    .wrapping_add((x >> 16) as u16 % 0x200)
+                    .wrapping_sub(0x100)
             };
             if x & 2 == 0 {
                 u.write(port, (x >> 24) as u8);
@@ -288,7 +290,8 @@ mod tests {
     fn console_detects_panics_and_bounds_lines() {
         let mut c = ConsoleSink::new(None, false);
         c.write_all(&vec![b'x'; 100_000]).unwrap();
-        c.write_all(b"\nKernel panic - not syncing: boom\nmore\n").unwrap();
+        c.write_all(b"\nKernel panic - not syncing: boom\nmore\n")
+            .unwrap();
         assert!(c.crash_line.as_deref().unwrap().contains("boom"));
         assert!(c.tail.iter().all(|l| l.len() <= MAX_LINE));
     }

@@ -127,9 +127,7 @@ pub fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VcpuStop {
             VcpuExit::Hlt => return VcpuStop::GuestShutdown("hlt".into()),
             VcpuExit::Intr | VcpuExit::IrqWindowOpen => {}
             VcpuExit::InternalError => {
-                return VcpuStop::Fault(
-                    "KVM internal error (instruction emulation failed)".into(),
-                );
+                return VcpuStop::Fault("KVM internal error (instruction emulation failed)".into());
             }
             VcpuExit::FailEntry(reason, cpu) => {
                 return VcpuStop::Fault(format!(
@@ -168,7 +166,8 @@ pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: as in `set_affinity`; sched_getaffinity fills the set we own.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: pid 0 = this thread; the size matches `set`.
-    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    let rc =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
     if rc != 0 {
         return Vec::new();
     }
