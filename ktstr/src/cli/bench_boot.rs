@@ -6,7 +6,7 @@
 //! during the benchmark hits every machine type alike. The initramfs is built once up front, so
 //! only booting is timed.
 
-use super::run::{kernel_image, parse_topology};
+use super::vm_args::{kernel_image, parse_topology};
 use crate::cell::{self, CellRequest};
 use crate::vm::Backend;
 use crate::vm::qemu::{Accel, Machine, QemuBackend};

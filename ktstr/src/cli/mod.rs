@@ -12,6 +12,7 @@ mod matrix;
 mod report;
 mod run;
 mod shell;
+mod vm_args;
 
 use clap::{Parser, Subcommand};
 use std::fmt;

@@ -5,10 +5,9 @@
 //! one line naming the input and the fix, exit code 2, and no VM is started.
 
 use super::bad_input;
+use super::vm_args::VmArgs;
 use crate::cell::{self, CellRequest};
 use crate::sched::{self, ResolvedSched};
-use crate::topology::Topology;
-use crate::vm::select::{self, BackendChoice};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
@@ -19,13 +18,8 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF (built and cached),
-    /// or image:FILE / a path to a bzImage or ELF vmlinux.
-    #[arg(long)]
-    pub kernel: String,
-    /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
-    #[arg(long = "config")]
-    pub configs: Vec<String>,
+    #[command(flatten)]
+    pub vm: VmArgs,
     /// Scheduler spec (docs/schedulers.md): eevdf (the default), kernel:scx_simple, scx_rusty[@1.1.4],
     /// cargo:CRATE@VER or a path; arguments after ':', e.g. 'scx_rusty:-u 5000 -v'.
     #[arg(long)]
@@ -42,28 +36,12 @@ pub struct Args {
     /// How long the scenario runs, e.g. 5s, 1500ms, 2m.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// VM topology NnNlNcNt: NUMA nodes, LLCs per node, cores per LLC, threads per core.
-    #[arg(long, default_value = "1n1l2c1t")]
-    pub topology: String,
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u32,
-    /// Extra file for the guest, HOST[:GUEST] (default guest path /ktstr/files/<name>).
-    #[arg(short = 'i', long = "include")]
-    pub include: Vec<String>,
     /// Write the JSON CellResult here.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Where the kernel console goes (default: a file in the temp dir, printed at the end).
     #[arg(long)]
     pub console_log: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Confine the VM's vCPU threads to this many host CPUs.
-    #[arg(long)]
-    pub cpu_budget: Option<u32>,
-    /// kvm backend: no vCPU pinning, no huge pages (performance mode is the default).
-    #[arg(long)]
-    pub no_perf_mode: bool,
     /// Host watchdog for the whole VM (default: duration + boot allowance + attach timeout).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -74,12 +52,11 @@ const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     // Everything cheap is checked before the kernel is resolved (which may build for minutes).
-    let topology = parse_topology(&args.topology)?;
-    check_memory(args.memory_mib, &topology)?;
+    let topology = args.vm.topology()?;
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
-    let mut files = includes(&args.include)?;
+    let mut files = args.vm.files()?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
             "--sched-arg given without --sched: name the scheduler",
@@ -88,11 +65,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(spec) = &args.sched {
         sched::validate_spec(spec).map_err(sched_err)?;
     }
-    check_cache_writable()?;
-    check_console_log(args.console_log.as_deref())?;
-    let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
-    eprintln!("ktstr: {}", selected.why);
-    let resolved_kernel = super::kernel::resolve_args(&args.kernel, &args.configs)?;
+    let selected = args.vm.preflight(args.console_log.as_deref())?;
+    let resolved_kernel = args.vm.resolve_kernel()?;
     let resolved = match &args.sched {
         None => ResolvedSched::Eevdf,
         Some(spec) => sched::resolve(spec, &resolved_kernel).map_err(sched_err)?,
@@ -140,9 +114,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         },
         files,
         topology,
-        memory_mib: args.memory_mib,
+        memory_mib: args.vm.memory_mib,
         timeout,
-        cpu_budget: args.cpu_budget,
+        cpu_budget: args.vm.cpu_budget,
         console_log: console_log.clone(),
         cmdline_extra: Vec::new(),
     };
@@ -163,74 +137,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         crate::exit::INTERRUPTED
     } else {
         crate::exit::FAILURE
-    })
-}
-
-/// `--kernel` -> a bootable image. The one place kernel specs are resolved for run/shell.
-pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
-    kernel_image_with(spec, &[])
-}
-
-/// `--kernel` + `--config`: every spec form goes through `kernel::resolve` (built and cached).
-pub(crate) fn kernel_image_with(spec: &str, configs: &[String]) -> anyhow::Result<PathBuf> {
-    Ok(super::kernel::resolve_args(spec, configs)?.image)
-}
-
-pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
-    s.parse::<Topology>()
-        .map_err(|e| bad_input(format!("--topology: {e}")))
-}
-
-/// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
-/// Below this a distribution kernel (~60 MB unpacked) plus the initramfs leaves the guest too
-/// little to run a scenario; QEMU would also silently turn 0 into its default.
-pub const MIN_MEMORY_MIB: u32 = 128;
-/// Per NUMA node, so no node is only kernel text.
-pub const MIN_NODE_MEMORY_MIB: u32 = 64;
-
-pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
-    if mib < MIN_MEMORY_MIB || mib / topology.nodes < MIN_NODE_MEMORY_MIB {
-        return Err(bad_input(format!(
-            "--memory-mib {mib}: give at least {} MiB for topology {topology} ({MIN_MEMORY_MIB} MiB, and {MIN_NODE_MEMORY_MIB} MiB per NUMA node)",
-            MIN_MEMORY_MIB.max(MIN_NODE_MEMORY_MIB * topology.nodes)
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn select_backend_with(
-    choice: BackendChoice,
-    perf_mode: bool,
-) -> anyhow::Result<select::Selected> {
-    select::select_with(choice, select::SelectOpts { perf_mode })
-        .map_err(|e| bad_input(format!("--backend: {e}")))
-}
-
-/// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file.
-pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    args.iter()
-        .map(|a| {
-            let (host, guest) = crate::initramfs::parse_include(a);
-            if !host.is_file() {
-                return Err(bad_input(format!(
-                    "-i {a}: {} is not a readable file; give HOST[:/GUEST/PATH]",
-                    host.display()
-                )));
-            }
-            Ok((host, guest))
-        })
-        .collect()
-}
-
-/// The initramfs cache must be writable before anything is built or booted.
-pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
-    let dir = crate::paths::initramfs_dir();
-    let probe = std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir));
-    probe.map(|_| ()).map_err(|e| {
-        bad_input(format!(
-            "cache directory {} is not writable ({e}): set KTSTR_CACHE_DIR to a writable directory",
-            dir.display()
-        ))
     })
 }
 
@@ -300,29 +206,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// `--console-log` must be creatable before anything boots (else the run ends as an error).
-pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
-    let Some(p) = path else { return Ok(()) };
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-        })
-        .map(|_| ())
-        .map_err(|e| {
-            bad_input(format!(
-                "--console-log {}: cannot write it ({e}); give a path in a writable directory",
-                p.display()
-            ))
-        })
-}
-
 pub(crate) fn default_console_log() -> PathBuf {
     std::env::temp_dir().join(format!("ktstr-console-{}.log", std::process::id()))
 }
@@ -370,7 +253,7 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
         "scheduler",
         args.sched.clone().unwrap_or_else(|| "eevdf (none)".into()),
     );
-    row("topology", args.topology.clone());
+    row("topology", args.vm.topology.clone());
     if let Some(rep) = &r.report {
         row("kernel", rep.kernel.release.clone());
         if let Some(s) = &rep.scheduler {

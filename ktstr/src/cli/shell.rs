@@ -7,13 +7,10 @@
 //! command's output (plus any panic).
 
 use super::bad_input;
-use super::run::{
-    check_cache_writable, default_console_log, includes, kernel_image_with, parse_duration,
-    parse_topology, select_backend_with, write_json,
-};
+use super::run::{default_console_log, parse_duration, write_json};
+use super::vm_args::VmArgs;
 use crate::cell::{self, CellRequest};
 use crate::initramfs::{self, InitramfsSpec};
-use crate::vm::select::BackendChoice;
 use crate::vm::{ConsoleMode, VmConfig, cmdline};
 use ktstr_guest::protocol::{CellSpec, GuestMessage, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::result::{CellResult, Outcome};
@@ -24,29 +21,14 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF (built and cached),
-    /// or image:FILE / a path to a bzImage or ELF vmlinux.
-    #[arg(long)]
-    pub kernel: String,
-    /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
-    #[arg(long = "config")]
-    pub configs: Vec<String>,
-    /// VM topology NnNlNcNt.
-    #[arg(long, default_value = "1n1l2c1t")]
-    pub topology: String,
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u32,
-    /// Extra file for the guest, HOST[:GUEST] (default guest path /ktstr/files/<name>).
-    #[arg(short = 'i', long = "include")]
-    pub include: Vec<String>,
+    #[command(flatten)]
+    pub vm: VmArgs,
     /// Run this command with /bin/sh -c in the guest and exit with its status.
     #[arg(long)]
     pub exec: Option<String>,
     /// Show kernel messages (otherwise the kernel boots quiet).
     #[arg(long)]
     pub dmesg: bool,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
     /// Host watchdog (default: 10 min with --exec, none interactively).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -56,11 +38,6 @@ pub struct Args {
     /// With --exec: where the kernel console goes (default: a file in the temp dir).
     #[arg(long)]
     pub console_log: Option<PathBuf>,
-    #[arg(long)]
-    pub cpu_budget: Option<u32>,
-    /// kvm backend: no vCPU pinning, no huge pages.
-    #[arg(long)]
-    pub no_perf_mode: bool,
 }
 
 /// "No timeout" for an interactive shell: a VM left open for a month is still ended.
@@ -68,19 +45,15 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = kernel_image_with(&args.kernel, &args.configs)?;
-    let topology = parse_topology(&args.topology)?;
-    super::run::check_memory(args.memory_mib, &topology)?;
-    let files = includes(&args.include)?;
+    let kernel = args.vm.resolve_kernel()?.image;
+    let topology = args.vm.topology()?;
+    let files = args.vm.files()?;
     if args.exec.is_none() && args.json.is_some() {
         return Err(bad_input(
             "--json needs --exec (an interactive shell has no result to write)",
         ));
     }
-    check_cache_writable()?;
-    super::run::check_console_log(args.console_log.as_deref())?;
-    let selected = select_backend_with(args.backend, !args.no_perf_mode)?;
-    eprintln!("ktstr: {}", selected.why);
+    let selected = args.vm.preflight(args.console_log.as_deref())?;
     let cmdline_extra = if args.dmesg {
         Vec::new()
     } else {
@@ -99,11 +72,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             kernel,
             initramfs,
             topology,
-            memory_mib: args.memory_mib,
+            memory_mib: args.vm.memory_mib,
             cmdline_extra,
             console: ConsoleMode::Interactive,
             timeout: args.timeout.unwrap_or(INTERACTIVE_TIMEOUT),
-            cpu_budget: args.cpu_budget,
+            cpu_budget: args.vm.cpu_budget,
         };
         let run = selected.backend.run(&cfg)?;
         let code = run.messages.iter().find_map(|m| match m {
@@ -121,9 +94,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cell,
         files,
         topology,
-        memory_mib: args.memory_mib,
+        memory_mib: args.vm.memory_mib,
         timeout: args.timeout.unwrap_or(EXEC_TIMEOUT),
-        cpu_budget: args.cpu_budget,
+        cpu_budget: args.vm.cpu_budget,
         console_log: console_log.clone(),
         cmdline_extra,
     };

@@ -1,0 +1,152 @@
+//! The VM arguments `run` and `shell` share (`--kernel`, `--config`, `--topology`,
+//! `--memory-mib`, `-i`, `--backend`, `--cpu-budget`, `--no-perf-mode`) and their checks, so both
+//! commands accept and reject the same inputs with the same messages.
+
+use super::bad_input;
+use crate::kernel::ResolvedKernel;
+use crate::topology::Topology;
+use crate::vm::select::{self, BackendChoice};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+pub struct VmArgs {
+    /// Kernel: a version (6.12, 6.12.117), path:DIR, tar:FILE, git:REPO#REF (built and cached),
+    /// or image:FILE / a path to a bzImage or ELF vmlinux.
+    #[arg(long)]
+    pub kernel: String,
+    /// Config fragments and CONFIG_X=V items for built kernels (e.g. sched_ext,steal-time).
+    #[arg(long = "config")]
+    pub configs: Vec<String>,
+    /// VM topology NnNlNcNt: NUMA nodes, LLCs per node, cores per LLC, threads per core.
+    #[arg(long, default_value = "1n1l2c1t")]
+    pub topology: String,
+    #[arg(long, default_value_t = 512)]
+    pub memory_mib: u32,
+    /// Extra file for the guest, HOST[:GUEST] (default guest path /ktstr/files/<name>).
+    #[arg(short = 'i', long = "include")]
+    pub include: Vec<String>,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Confine the VM's vCPU threads to this many host CPUs.
+    #[arg(long)]
+    pub cpu_budget: Option<u32>,
+    /// kvm backend: no vCPU pinning, no huge pages (performance mode is the default).
+    #[arg(long)]
+    pub no_perf_mode: bool,
+}
+
+impl VmArgs {
+    /// `--topology`, checked together with `--memory-mib` (which depends on the node count).
+    pub fn topology(&self) -> anyhow::Result<Topology> {
+        let topology = parse_topology(&self.topology)?;
+        check_memory(self.memory_mib, &topology)?;
+        Ok(topology)
+    }
+
+    /// `-i` files as (host, guest path).
+    pub fn files(&self) -> anyhow::Result<Vec<(PathBuf, String)>> {
+        includes(&self.include)
+    }
+
+    /// The host-side checks before anything is built or booted: a writable cache, a writable
+    /// `console_log` (the command's `--console-log`), a usable `--backend` (its choice printed).
+    pub fn preflight(&self, console_log: Option<&Path>) -> anyhow::Result<select::Selected> {
+        check_cache_writable()?;
+        check_console_log(console_log)?;
+        let selected = select_backend_with(self.backend, !self.no_perf_mode)?;
+        eprintln!("ktstr: {}", selected.why);
+        Ok(selected)
+    }
+
+    /// `--kernel` + `--config`: every spec form goes through `kernel::resolve` (built and cached).
+    /// Expensive: call it after the cheap checks.
+    pub fn resolve_kernel(&self) -> anyhow::Result<ResolvedKernel> {
+        super::kernel::resolve_args(&self.kernel, &self.configs)
+    }
+}
+
+/// `--kernel` -> a bootable image, for commands without `--config`.
+pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
+    Ok(super::kernel::resolve_args(spec, &[])?.image)
+}
+
+pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
+    s.parse::<Topology>()
+        .map_err(|e| bad_input(format!("--topology: {e}")))
+}
+
+/// Below this a distribution kernel (~60 MB unpacked) plus the initramfs leaves the guest too
+/// little to run a scenario; QEMU would also silently turn 0 into its default.
+pub const MIN_MEMORY_MIB: u32 = 128;
+/// Per NUMA node, so no node is only kernel text.
+pub const MIN_NODE_MEMORY_MIB: u32 = 64;
+
+pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
+    if mib < MIN_MEMORY_MIB || mib / topology.nodes < MIN_NODE_MEMORY_MIB {
+        return Err(bad_input(format!(
+            "--memory-mib {mib}: give at least {} MiB for topology {topology} ({MIN_MEMORY_MIB} MiB, and {MIN_NODE_MEMORY_MIB} MiB per NUMA node)",
+            MIN_MEMORY_MIB.max(MIN_NODE_MEMORY_MIB * topology.nodes)
+        )));
+    }
+    Ok(())
+}
+
+/// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
+pub(crate) fn select_backend_with(
+    choice: BackendChoice,
+    perf_mode: bool,
+) -> anyhow::Result<select::Selected> {
+    select::select_with(choice, select::SelectOpts { perf_mode })
+        .map_err(|e| bad_input(format!("--backend: {e}")))
+}
+
+/// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file.
+pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    args.iter()
+        .map(|a| {
+            let (host, guest) = crate::initramfs::parse_include(a);
+            if !host.is_file() {
+                return Err(bad_input(format!(
+                    "-i {a}: {} is not a readable file; give HOST[:/GUEST/PATH]",
+                    host.display()
+                )));
+            }
+            Ok((host, guest))
+        })
+        .collect()
+}
+
+/// The initramfs cache must be writable before anything is built or booted.
+pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
+    let dir = crate::paths::initramfs_dir();
+    let probe = std::fs::create_dir_all(&dir).and_then(|()| tempfile::tempfile_in(&dir));
+    probe.map(|_| ()).map_err(|e| {
+        bad_input(format!(
+            "cache directory {} is not writable ({e}): set KTSTR_CACHE_DIR to a writable directory",
+            dir.display()
+        ))
+    })
+}
+
+/// `--console-log` must be creatable before anything boots (else the run ends as an error).
+pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(p) = path else { return Ok(()) };
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            bad_input(format!(
+                "--console-log {}: cannot write it ({e}); give a path in a writable directory",
+                p.display()
+            ))
+        })
+}
