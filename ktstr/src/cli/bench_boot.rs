@@ -12,6 +12,7 @@ use crate::vm::Backend;
 use crate::vm::qemu::{Accel, Machine, QemuBackend};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::result::Outcome;
+use ktstr_matrix::stats::median;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -147,16 +148,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn summary(v: &[f64]) -> String {
-    if v.is_empty() {
+    let Some(med) = median(v) else {
         return "-".into();
-    }
+    };
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    let med = if s.len() % 2 == 1 {
-        s[s.len() / 2]
-    } else {
-        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
-    };
     let secs = |ms: f64| Duration::from_secs_f64(ms / 1000.0).as_secs_f64();
     format!(
         "{:.2} s ({:.2}-{:.2})",

@@ -6,6 +6,7 @@ use super::{L1Request, NestedError, RunRecord, run_l1};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::topology::Topology;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
+use ktstr_matrix::stats::median;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,19 +34,6 @@ pub struct BackendFigures {
     pub median_to_result_ms: Option<f64>,
 }
 
-pub fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 /// Per-backend medians over the runs that produced a result.
 pub fn figures(records: &[RunRecord], backends: &[String]) -> Vec<BackendFigures> {
     backends
@@ -57,8 +45,12 @@ pub fn figures(records: &[RunRecord], backends: &[String]) -> Vec<BackendFigures
                 backend: b.clone(),
                 ok_runs: ok.len(),
                 failed_runs: mine.len() - ok.len(),
-                median_to_agent_ms: median(ok.iter().filter_map(|r| r.to_agent_ms).collect()),
-                median_to_result_ms: median(ok.iter().filter_map(|r| r.to_result_ms).collect()),
+                median_to_agent_ms: median(
+                    &ok.iter().filter_map(|r| r.to_agent_ms).collect::<Vec<_>>(),
+                ),
+                median_to_result_ms: median(
+                    &ok.iter().filter_map(|r| r.to_result_ms).collect::<Vec<_>>(),
+                ),
             }
         })
         .collect()
@@ -169,6 +161,6 @@ mod tests {
         assert_eq!((f[0].ok_runs, f[0].failed_runs), (3, 1));
         let text = render(&f, 3, Topology::default());
         assert!(text.contains("spawn->agent: 0.50"), "{text}");
-        assert_eq!(median(vec![1.0, 4.0]), Some(2.5));
+        assert_eq!(median(&[1.0, 4.0]), Some(2.5));
     }
 }
