@@ -58,18 +58,13 @@ pub fn boot_allowance(cpus: u32) -> Duration {
 
 pub fn run_cell(req: &CellRequest, backend: &dyn Backend) -> CellResult {
     let started = Instant::now();
-    let error = |reason: String| CellResult {
-        format_version: RESULT_FORMAT_VERSION,
-        outcome: Outcome::Error,
-        reason: Some(reason),
-        report: None,
-        console_tail: String::new(),
-        timings: HostTimings {
+    let error = |reason: String| {
+        let timings = HostTimings {
             to_agent_ms: None,
             to_result_ms: None,
             wall_ms: ms(started.elapsed()),
-        },
-        backend: backend.describe(),
+        };
+        CellResult::error(reason, timings, backend.describe())
     };
     let spec = InitramfsSpec::new(req.cell.clone(), req.files.clone());
     let initramfs = match initramfs::build(&spec) {

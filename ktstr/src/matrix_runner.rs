@@ -11,7 +11,7 @@ use crate::vm::Backend;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
 use ktstr_matrix::engine::{Artifact, CellRunner, Event};
 use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell, Validator};
-use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
+use ktstr_matrix::result::{CellResult, HostTimings};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -416,14 +416,8 @@ impl CellRunner for KtstrRunner {
 
     fn run(&self, p: &Prepared, cell: &PlannedCell) -> CellResult {
         let col = cell.key.column();
-        let error = |reason: String| CellResult {
-            format_version: RESULT_FORMAT_VERSION,
-            outcome: Outcome::Error,
-            reason: Some(reason),
-            report: None,
-            console_tail: String::new(),
-            timings: HostTimings::default(),
-            backend: self.backend.describe(),
+        let error = |reason: String| {
+            CellResult::error(reason, HostTimings::default(), self.backend.describe())
         };
         let k = match p.kernels.get(&col) {
             Some(Ok(k)) => k,

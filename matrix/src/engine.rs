@@ -227,15 +227,7 @@ pub fn run<R: CellRunner>(
 }
 
 fn skipped(reason: &str) -> CellResult {
-    CellResult {
-        format_version: crate::result::RESULT_FORMAT_VERSION,
-        outcome: Outcome::Skipped,
-        reason: Some(reason.to_string()),
-        report: None,
-        console_tail: String::new(),
-        timings: Default::default(),
-        backend: String::new(),
-    }
+    CellResult::skipped(reason.to_string())
 }
 
 /// The store as a subscriber: appends each finished cell at once.

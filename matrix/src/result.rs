@@ -41,3 +41,37 @@ pub struct CellResult {
     /// Backend that ran it, e.g. `qemu-tcg/microvm`.
     pub backend: String,
 }
+
+impl CellResult {
+    /// ktstr could not run the cell (no guest report, no console evidence).
+    pub fn error(reason: String, timings: HostTimings, backend: String) -> Self {
+        Self::without_report(Outcome::Error, reason, timings, backend)
+    }
+
+    /// A cell that was not run (e.g. a scheduler this kernel cannot run); no backend involved.
+    pub fn skipped(reason: String) -> Self {
+        Self::without_report(
+            Outcome::Skipped,
+            reason,
+            HostTimings::default(),
+            String::new(),
+        )
+    }
+
+    fn without_report(
+        outcome: Outcome,
+        reason: String,
+        timings: HostTimings,
+        backend: String,
+    ) -> Self {
+        Self {
+            format_version: RESULT_FORMAT_VERSION,
+            outcome,
+            reason: Some(reason),
+            report: None,
+            console_tail: String::new(),
+            timings,
+            backend,
+        }
+    }
+}

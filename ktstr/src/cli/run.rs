@@ -151,15 +151,7 @@ fn sched_err(e: sched::SchedError) -> anyhow::Error {
 
 /// A scheduler this kernel cannot run (no sched_ext): a skipped cell, not a failure.
 fn skipped(args: &Args, reason: String) -> anyhow::Result<i32> {
-    let result = CellResult {
-        format_version: ktstr_matrix::result::RESULT_FORMAT_VERSION,
-        outcome: Outcome::Skipped,
-        reason: Some(reason),
-        report: None,
-        console_tail: String::new(),
-        timings: Default::default(),
-        backend: String::new(),
-    };
+    let result = CellResult::skipped(reason);
     println!("{}", table(&result, args, Path::new("-")));
     if let Some(out) = &args.json {
         write_json(out, &result)?;
