@@ -307,8 +307,8 @@ pub struct Lock {
     _file: std::fs::File,
 }
 
-/// Exclusive lock on `name`, waiting (with a notice) if another process holds it.
-pub fn lock(name: &str) -> Result<Lock, KernelError> {
+/// Opens (creating) the lock file for `name` in the kernel cache's `.locks` dir, not yet locked.
+fn lock_file(name: &str) -> Result<(std::fs::File, PathBuf), KernelError> {
     let dir = crate::paths::kernels_dir().join(".locks");
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let path = dir.join(format!("{name}.lock"));
@@ -318,6 +318,12 @@ pub fn lock(name: &str) -> Result<Lock, KernelError> {
         .write(true)
         .open(&path)
         .map_err(io(format!("opening {}", path.display())))?;
+    Ok((file, path))
+}
+
+/// Exclusive lock on `name`, waiting (with a notice) if another process holds it.
+pub fn lock(name: &str) -> Result<Lock, KernelError> {
+    let (file, path) = lock_file(name)?;
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => {}
         Err(_) => {
@@ -333,29 +339,13 @@ pub fn lock(name: &str) -> Result<Lock, KernelError> {
 /// Shared lock on `name`: marks a source tree as in use so `gc` (which needs it exclusively) skips
 /// it while builds read it.
 pub fn lock_shared(name: &str) -> Result<Lock, KernelError> {
-    let dir = crate::paths::kernels_dir().join(".locks");
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
+    let (file, path) = lock_file(name)?;
     fs4::FileExt::lock_shared(&file).map_err(io(format!("locking {}", path.display())))?;
     Ok(Lock { _file: file })
 }
 
 fn try_lock(name: &str) -> Option<Lock> {
-    let dir = crate::paths::kernels_dir().join(".locks");
-    std::fs::create_dir_all(&dir).ok()?;
-    let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ok()?;
+    let (file, _) = lock_file(name).ok()?;
     fs4::FileExt::try_lock(&file).ok()?;
     Some(Lock { _file: file })
 }
