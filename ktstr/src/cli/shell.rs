@@ -45,6 +45,7 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    let kernel = args.vm.resolve_kernel()?.image;
     let topology = args.vm.topology()?;
     let files = args.vm.files()?;
     if args.exec.is_none() && args.json.is_some() {
@@ -53,8 +54,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     let selected = args.vm.preflight(args.console_log.as_deref())?;
-    // Last: resolving may build a kernel for minutes, so every cheap check comes first.
-    let kernel = args.vm.resolve_kernel()?.image;
     let cmdline_extra = if args.dmesg {
         Vec::new()
     } else {
