@@ -11,7 +11,7 @@ use crate::vm::console::{CrashKind, classify};
 use crate::vm::{Backend, ConsoleMode, VmConfig, VmEnd, VmRun};
 use ktstr_guest::protocol::{CellSpec, GuestMessage, GuestReport, GuestStatus, PROTOCOL_VERSION};
 use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -56,7 +56,22 @@ pub fn boot_allowance(cpus: u32) -> Duration {
     Duration::from_secs(60 + 2 * u64::from(cpus))
 }
 
+/// Builds (or finds in the cache) the cell's initramfs, then boots it: see [`boot_cell`].
 pub fn run_cell(req: &CellRequest, backend: &dyn Backend) -> CellResult {
+    let spec = InitramfsSpec::new(req.cell.clone(), req.files.clone());
+    match initramfs::build(&spec) {
+        Ok(initramfs) => boot_cell(req, &initramfs, backend),
+        Err(e) => CellResult::error(
+            format!("initramfs: {e}"),
+            HostTimings::default(),
+            backend.describe(),
+        ),
+    }
+}
+
+/// Boots `initramfs`, which must be the image built from `req.cell` and `req.files` (callers that
+/// built it already, like the matrix runner, skip re-assembling and re-hashing it per cell).
+pub fn boot_cell(req: &CellRequest, initramfs: &Path, backend: &dyn Backend) -> CellResult {
     let started = Instant::now();
     let error = |reason: String| {
         let timings = HostTimings {
@@ -66,14 +81,9 @@ pub fn run_cell(req: &CellRequest, backend: &dyn Backend) -> CellResult {
         };
         CellResult::error(reason, timings, backend.describe())
     };
-    let spec = InitramfsSpec::new(req.cell.clone(), req.files.clone());
-    let initramfs = match initramfs::build(&spec) {
-        Ok(p) => p,
-        Err(e) => return error(format!("initramfs: {e}")),
-    };
     let cfg = VmConfig {
         kernel: req.kernel.clone(),
-        initramfs,
+        initramfs: initramfs.to_path_buf(),
         topology: req.topology,
         memory_mib: req.memory_mib,
         cmdline_extra: req.cmdline_extra.clone(),

@@ -129,8 +129,8 @@ enum SchedReady {
 pub struct Prepared {
     kernels: HashMap<Column, Result<ResolvedKernel, String>>,
     scheds: HashMap<(Column, String), SchedReady>,
-    /// (column, sched, scenario, params) -> initramfs hash or the failure.
-    initramfs: Mutex<HashMap<String, Result<String, String>>>,
+    /// (column, sched, scenario, params) -> the built initramfs or the failure.
+    initramfs: Mutex<HashMap<String, Result<PathBuf, String>>>,
 }
 
 impl KtstrRunner {
@@ -348,13 +348,6 @@ impl CellRunner for KtstrRunner {
             }
             let (spec, files) = self.cell_spec(cell, s);
             let r = initramfs::build(&InitramfsSpec::new(spec, files))
-                .map(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.split('.').next())
-                        .unwrap_or_default()
-                        .to_string()
-                })
                 .map_err(|e| format!("initramfs: {e}"));
             built += 1;
             prepared
@@ -402,7 +395,9 @@ impl CellRunner for KtstrRunner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&Self::initramfs_key(cell))
-            .and_then(|r| r.as_ref().ok().cloned())
+            .and_then(|r| r.as_ref().ok())
+            // The cache names each image by the sha256 of its inputs: `<hash>.cpio.zst`.
+            .and_then(|p| p.file_name()?.to_str()?.split('.').next().map(String::from))
             .unwrap_or_default();
         CellInputs {
             kernel,
@@ -428,14 +423,16 @@ impl CellRunner for KtstrRunner {
         if let SchedReady::Failed(e) = s {
             return error(e.clone());
         }
-        if let Some(Err(e)) = p
+        let initramfs = match p
             .initramfs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&Self::initramfs_key(cell))
         {
-            return error(e.clone());
-        }
+            Some(Ok(path)) => path.clone(),
+            Some(Err(e)) => return error(e.clone()),
+            None => return error("initramfs was not prepared".into()),
+        };
         let topology: Topology = match cell.key.topology.parse() {
             Ok(t) => t,
             Err(e) => return error(e.to_string()),
@@ -458,7 +455,7 @@ impl CellRunner for KtstrRunner {
             console_log: log,
             cmdline_extra: Vec::new(),
         };
-        cell::run_cell(&req, self.backend.as_ref())
+        cell::boot_cell(&req, &initramfs, self.backend.as_ref())
     }
 
     fn cell_estimate(&self, cell: &PlannedCell) -> Duration {
