@@ -5,7 +5,7 @@
 //! one line naming the input and the fix, exit code 2, and no VM is started.
 
 use super::bad_input;
-use super::vm_args::VmArgs;
+use super::vm_args::{VmArgs, announce};
 use crate::cell::{self, CellRequest};
 use crate::sched::{self, ResolvedSched};
 use anyhow::Context;
@@ -51,7 +51,9 @@ pub struct Args {
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    // Everything cheap is checked before the kernel is resolved (which may build for minutes).
+    // Everything cheap is checked before the kernel is resolved (which may build for minutes);
+    // the backend line is printed only once every input has been accepted.
+    let checked = args.vm.check_kernel()?;
     let topology = args.vm.topology()?;
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
@@ -66,11 +68,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         sched::validate_spec(spec).map_err(sched_err)?;
     }
     let selected = args.vm.preflight(args.console_log.as_deref())?;
-    let resolved_kernel = args.vm.resolve_kernel()?;
+    let resolved_kernel = args.vm.resolve_kernel(checked)?;
     let resolved = match &args.sched {
         None => ResolvedSched::Eevdf,
         Some(spec) => sched::resolve(spec, &resolved_kernel).map_err(sched_err)?,
     };
+    announce(&selected);
     let scheduler = match resolved {
         ResolvedSched::Eevdf => None,
         ResolvedSched::Skipped { reason } => return skipped(&args, reason),

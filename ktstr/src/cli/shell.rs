@@ -8,7 +8,7 @@
 
 use super::bad_input;
 use super::run::{default_console_log, parse_duration, write_json};
-use super::vm_args::VmArgs;
+use super::vm_args::{VmArgs, announce};
 use crate::cell::{self, CellRequest};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::vm::{ConsoleMode, VmConfig, cmdline};
@@ -45,7 +45,9 @@ const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let kernel = args.vm.resolve_kernel()?.image;
+    // Cheap checks first, silent; resolving the kernel may build it for minutes, so it comes
+    // after them; the backend line is printed only once every input has been accepted.
+    let checked = args.vm.check_kernel()?;
     let topology = args.vm.topology()?;
     let files = args.vm.files()?;
     if args.exec.is_none() && args.json.is_some() {
@@ -54,6 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     let selected = args.vm.preflight(args.console_log.as_deref())?;
+    let kernel = args.vm.resolve_kernel(checked)?.image;
+    announce(&selected);
     let cmdline_extra = if args.dmesg {
         Vec::new()
     } else {

@@ -3,7 +3,7 @@
 //! commands accept and reject the same inputs with the same messages.
 
 use super::bad_input;
-use crate::kernel::ResolvedKernel;
+use crate::kernel::{self, ResolvedKernel};
 use crate::topology::Topology;
 use crate::vm::select::{self, BackendChoice};
 use std::path::{Path, PathBuf};
@@ -49,20 +49,47 @@ impl VmArgs {
     }
 
     /// The host-side checks before anything is built or booted: a writable cache, a writable
-    /// `console_log` (the command's `--console-log`), a usable `--backend` (its choice printed).
+    /// `console_log` (the command's `--console-log`), a usable `--backend`. Silent: the choice is
+    /// printed by [`announce`] once every input (the kernel too) has been accepted, so bad input
+    /// stays one line on stderr.
     pub fn preflight(&self, console_log: Option<&Path>) -> anyhow::Result<select::Selected> {
         check_cache_writable()?;
         check_console_log(console_log)?;
-        let selected = select_backend_with(self.backend, !self.no_perf_mode)?;
-        eprintln!("ktstr: {}", selected.why);
-        Ok(selected)
+        select_backend_with(self.backend, !self.no_perf_mode)
+    }
+
+    /// `--kernel` + `--config` without building anything: the spec's syntax, the config
+    /// fragments and items, and a prebuilt image (which is resolved here already: that is a file
+    /// probe). Call it first; [`resolve_kernel`](Self::resolve_kernel) does the expensive part.
+    pub fn check_kernel(&self) -> anyhow::Result<CheckedKernel> {
+        let bad = |e: kernel::KernelError| bad_input(format!("--kernel {}: {e}", self.kernel));
+        let spec = kernel::KernelSpec::parse(&self.kernel).map_err(bad)?;
+        if spec.needs_build() {
+            kernel::spec::parse_configs(&self.configs, &kernel::spec::fragments_dir())
+                .map_err(|e| bad_input(format!("--config: {e}")))?;
+            return Ok(CheckedKernel(None));
+        }
+        self.resolve_kernel(CheckedKernel(None))
+            .map(|k| CheckedKernel(Some(k)))
     }
 
     /// `--kernel` + `--config`: every spec form goes through `kernel::resolve` (built and cached).
     /// Expensive: call it after the cheap checks.
-    pub fn resolve_kernel(&self) -> anyhow::Result<ResolvedKernel> {
-        super::kernel::resolve_args(&self.kernel, &self.configs)
+    pub fn resolve_kernel(&self, checked: CheckedKernel) -> anyhow::Result<ResolvedKernel> {
+        match checked.0 {
+            Some(k) => Ok(k),
+            None => super::kernel::resolve_args(&self.kernel, &self.configs),
+        }
     }
+}
+
+/// A `--kernel` that passed [`VmArgs::check_kernel`]: a prebuilt image already resolved, or a
+/// spec still to be resolved (maybe built).
+pub struct CheckedKernel(Option<ResolvedKernel>);
+
+/// Prints the backend choice: the last step before a VM starts, after all input was accepted.
+pub fn announce(selected: &select::Selected) {
+    eprintln!("ktstr: {}", selected.why);
 }
 
 /// `--kernel` -> a bootable image, for commands without `--config`.
