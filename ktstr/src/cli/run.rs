@@ -267,26 +267,25 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 "workers",
                 format!("{}: work {}", sc.workers.len(), work.join(" ")),
             );
-            let gap = sc
-                .workers
-                .iter()
-                .map(|w| w.longest_gap_ms)
-                .fold(0.0, f64::max);
-            row("max gap", format!("{gap:.1} ms"));
+            for (name, value) in metric_rows(sc) {
+                row(&name, value);
+            }
             let failed: Vec<&str> = sc
                 .checks
                 .iter()
                 .filter(|c| !c.passed)
                 .map(|c| c.message.as_str())
                 .collect();
-            row(
-                "checks",
-                format!(
-                    "{} ok, {} failed",
-                    sc.checks.len() - failed.len(),
-                    failed.len()
-                ),
+            let mut checks = format!(
+                "{} ok, {} failed",
+                sc.checks.len() - failed.len(),
+                failed.len()
             );
+            for f in &failed {
+                checks.push_str("\n");
+                checks.push_str(f);
+            }
+            row("checks", checks);
         }
     }
     let ms = |v: Option<f64>| {
@@ -307,9 +306,76 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     t
 }
 
+/// The scenario's aggregate metrics, by name (the `--json` and threshold names), in compact
+/// units. `workers` is left out: the workers row shows it.
+fn metric_rows(sc: &ktstr_guest::protocol::ScenarioReport) -> Vec<(String, String)> {
+    sc.metrics
+        .iter()
+        .filter(|(name, _)| name.as_str() != "workers")
+        .map(|(name, &v)| (name.clone(), fmt_metric(name, v)))
+        .collect()
+}
+
+/// Times (names ending `_us`/`_ms`) in the largest unit that keeps them >= 1; counts as
+/// integers; ratios with three decimals.
+fn fmt_metric(name: &str, v: f64) -> String {
+    let secs = if name.ends_with("_us") {
+        Some(v / 1e6)
+    } else if name.ends_with("_ms") {
+        Some(v / 1e3)
+    } else {
+        None
+    };
+    match secs {
+        Some(s) if s.abs() >= 1.0 => format!("{s:.2} s"),
+        Some(s) if s.abs() >= 1e-3 => format!("{:.2} ms", s * 1e3),
+        Some(s) if s.abs() >= 1e-6 || s == 0.0 => format!("{:.1} µs", s * 1e6),
+        Some(s) => format!("{:.0} ns", s * 1e9),
+        None if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
+        None => format!("{v:.3}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_show_sorted_in_compact_units() {
+        let sc = ktstr_guest::protocol::ScenarioReport {
+            name: "wake".into(),
+            duration_ms: 3000,
+            workers: Vec::new(),
+            metrics: [
+                ("wake_p99_us", 1234.5),
+                ("wake_p50_us", 48.25),
+                ("wake_max_us", 2_500_000.0),
+                ("max_gap_ms", 0.5),
+                ("fairness_spread", 0.04321),
+                ("total_migrations", 17.0),
+                ("clock_resolution_us", 0.001),
+                ("workers", 4.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            checks: Vec::new(),
+        };
+        let rows = metric_rows(&sc);
+        let got: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("clock_resolution_us", "1 ns"),
+                ("fairness_spread", "0.043"),
+                ("max_gap_ms", "500.0 µs"),
+                ("total_migrations", "17"),
+                ("wake_max_us", "2.50 s"),
+                ("wake_p50_us", "48.2 µs"),
+                ("wake_p99_us", "1.23 ms"),
+            ]
+        );
+    }
 
     #[test]
     fn durations_parse() {
