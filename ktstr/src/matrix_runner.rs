@@ -54,6 +54,26 @@ impl Validator for KtstrValidator {
     }
 }
 
+/// The cell's console log file name: its label plus its scenario parameters (two cells that
+/// differ only in parameters must not share a log), as a plain file name.
+fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
+    let mut name = key.label();
+    for (k, v) in &key.scenario.params {
+        name.push_str(&format!(" {k}={v}"));
+    }
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-=+,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{safe}.log")
+}
+
 fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
         .map(|(k, v)| {
@@ -438,10 +458,7 @@ impl CellRunner for KtstrRunner {
             Err(e) => return error(e.to_string()),
         };
         let (spec, files) = self.cell_spec(cell, s);
-        let log = self.logs_dir.join(format!(
-            "{}.log",
-            cell.key.label().replace([' ', '/', '@', '#', ':'], "_")
-        ));
+        let log = self.logs_dir.join(log_name(&cell.key));
         let _ = std::fs::create_dir_all(&self.logs_dir);
         let req = CellRequest {
             kernel: k.image.clone(),
@@ -462,5 +479,38 @@ impl CellRunner for KtstrRunner {
         // Measured under TCG: a tiny 6.12 reaches the agent in ~2 s, a Debian cloud kernel in
         // 3-6 s; plus the scheduler attach and teardown.
         Duration::from_millis(cell.key.duration_ms) + Duration::from_secs(6)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ktstr_matrix::plan::CellKey;
+    use ktstr_matrix::spec::ScenarioSel;
+
+    #[test]
+    fn cells_differing_only_in_params_get_their_own_log() {
+        let key = |params: &[(&str, &str)]| CellKey {
+            kernel: "6.12".into(),
+            configs: vec!["sched_ext".into()],
+            sched: "scx_rusty:-u 5000".into(),
+            scenario: ScenarioSel {
+                name: "wake".into(),
+                params: params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            topology: "1n1l2c1t".into(),
+            duration_ms: 3000,
+            repeat: 1,
+        };
+        let pipe = log_name(&key(&[]));
+        let futex = log_name(&key(&[("mechanism", "\"futex\"")]));
+        assert_ne!(pipe, futex);
+        for name in [&pipe, &futex] {
+            assert!(name.ends_with(".log"));
+            assert!(!name.contains(['/', ' ', '"', ':']), "{name}");
+        }
     }
 }

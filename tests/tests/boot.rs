@@ -122,8 +122,26 @@ fn run_smoke_gives_every_worker_work() {
         "{:?}",
         r.timings
     );
-    // The table names the outcome.
-    assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
+    // The table names the outcome, and the console log it names is kept in a per-run directory
+    // of the cache, next to the result.
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("pass"));
+    let log = table
+        .lines()
+        .filter(|l| l.contains("console"))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .map(Path::new)
+        .unwrap_or_else(|| panic!("no console path in {table}"));
+    let dir = log.parent().unwrap();
+    assert_eq!(
+        dir.parent().and_then(Path::file_name),
+        Some("runs".as_ref()),
+        "{}",
+        log.display()
+    );
+    let console = std::fs::read_to_string(log).unwrap();
+    assert!(console.contains("Linux version"), "{console}");
+    assert_eq!(read_result(&dir.join("result.json")).outcome, Outcome::Pass);
 }
 
 #[test]

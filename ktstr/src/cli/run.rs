@@ -39,7 +39,8 @@ pub struct Args {
     /// Write the JSON CellResult here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Where the kernel console goes (default: a file in the temp dir, printed at the end).
+    /// Where the kernel console goes (default: console.log in a new run directory under the
+    /// cache, `runs/<unix time>-<pid>/`, next to result.json; the newest 100 runs are kept).
     #[arg(long)]
     pub console_log: Option<PathBuf>,
     /// Host watchdog for the whole VM (default: duration + boot allowance + attach timeout).
@@ -102,7 +103,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let timeout = args
         .timeout
         .unwrap_or(args.duration + cell::boot_allowance(topology.cpus()) + attach);
-    let console_log = args.console_log.clone().unwrap_or_else(default_console_log);
+    // Without --console-log, the console and the result go to a per-run directory that is kept.
+    let run_dir = match &args.console_log {
+        Some(_) => None,
+        None => Some(new_run_dir()?),
+    };
+    let console_log = match &run_dir {
+        Some(d) => d.join("console.log"),
+        None => args.console_log.clone().expect("given"),
+    };
     let req = CellRequest {
         kernel,
         cell: CellSpec {
@@ -130,6 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             "--- console tail ---\n{}",
             last_lines(&result.console_tail, 25)
         );
+    }
+    if let Some(d) = &run_dir {
+        write_json(&d.join("result.json"), &result)?;
     }
     if let Some(out) = &args.json {
         write_json(out, &result)?;
@@ -201,8 +213,38 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-pub(crate) fn default_console_log() -> PathBuf {
-    std::env::temp_dir().join(format!("ktstr-console-{}.log", std::process::id()))
+/// How many per-run directories `runs/` keeps; older ones are removed when a new one is made.
+const RUNS_KEPT: usize = 100;
+
+/// A fresh directory for this run's evidence (console log, result), under the cache so that it
+/// survives a reboot's /tmp cleanup: `$KTSTR_CACHE_DIR/runs/<unix seconds>-<pid>/`.
+pub(crate) fn new_run_dir() -> anyhow::Result<PathBuf> {
+    let runs = crate::paths::cache_root().join("runs");
+    new_run_dir_in(&runs, RUNS_KEPT)
+        .with_context(|| format!("creating a run directory in {}", runs.display()))
+}
+
+/// Creates `runs/<secs>-<pid>` and removes the oldest run directories beyond `keep`.
+fn new_run_dir_in(runs: &Path, keep: usize) -> std::io::Result<PathBuf> {
+    let secs = ktstr_matrix::store::unix_now();
+    let dir = runs.join(format!("{secs}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut old: Vec<((u64, u64), PathBuf)> = std::fs::read_dir(runs)?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name();
+            let (t, pid) = name.to_str()?.split_once('-')?;
+            Some(((t.parse().ok()?, pid.parse().ok()?), e.path()))
+        })
+        .collect();
+    old.sort();
+    let excess = old.len().saturating_sub(keep);
+    for (_, p) in old.into_iter().take(excess) {
+        if p != dir {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+    Ok(dir)
 }
 
 pub(crate) fn write_json(out: &Path, result: &CellResult) -> anyhow::Result<()> {
@@ -339,6 +381,31 @@ fn fmt_metric(name: &str, v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_dirs_are_new_and_the_oldest_beyond_keep_go() {
+        let root = tempfile::tempdir().unwrap();
+        let runs = root.path().join("runs");
+        for name in ["100-7", "200-7", "300-1", "not-a-run"] {
+            std::fs::create_dir_all(runs.join(name)).unwrap();
+        }
+        let dir = new_run_dir_in(&runs, 3).unwrap();
+        assert!(dir.is_dir());
+        let mut left: Vec<String> = std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mine = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let mut want = vec![
+            "200-7".to_string(),
+            "300-1".into(),
+            "not-a-run".into(),
+            mine,
+        ];
+        want.sort();
+        assert_eq!(left, want);
+    }
 
     #[test]
     fn metrics_show_sorted_in_compact_units() {

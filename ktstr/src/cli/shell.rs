@@ -7,7 +7,7 @@
 //! command's output (plus any panic).
 
 use super::bad_input;
-use super::run::{default_console_log, parse_duration, write_json};
+use super::run::{new_run_dir, parse_duration, write_json};
 use super::vm_args::{VmArgs, announce};
 use crate::cell::{self, CellRequest};
 use crate::initramfs::{self, InitramfsSpec};
@@ -35,7 +35,8 @@ pub struct Args {
     /// With --exec: write the JSON CellResult here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// With --exec: where the kernel console goes (default: a file in the temp dir).
+    /// With --exec: where the kernel console goes (default: a run directory under the cache,
+    /// removed when the command succeeds, kept and named otherwise).
     #[arg(long)]
     pub console_log: Option<PathBuf>,
 }
@@ -90,7 +91,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(code.unwrap_or(crate::exit::FAILURE));
     };
 
-    let console_log = args.console_log.clone().unwrap_or_else(default_console_log);
+    // Without --console-log, a per-run directory under the cache (kept only as evidence).
+    let run_dir = match &args.console_log {
+        Some(_) => None,
+        None => Some(new_run_dir()?),
+    };
+    let console_log = match &run_dir {
+        Some(d) => d.join("console.log"),
+        None => args.console_log.clone().expect("given"),
+    };
     // The follower must not print a previous run's log.
     let _ = std::fs::remove_file(&console_log);
     let req = CellRequest {
@@ -119,10 +128,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         write_json(out, &result)?;
     }
     // The default log was only a relay to stdout; it is kept (and named) when it is evidence.
-    if args.console_log.is_none() {
+    if let Some(d) = &run_dir {
         if result.outcome == Outcome::Pass {
-            let _ = std::fs::remove_file(&console_log);
+            let _ = std::fs::remove_dir_all(d);
         } else {
+            write_json(&d.join("result.json"), &result)?;
             eprintln!("ktstr: console log: {}", console_log.display());
         }
     }
