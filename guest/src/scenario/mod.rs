@@ -12,6 +12,7 @@
 mod cgroup;
 mod cpuset;
 mod fork_churn;
+mod futex;
 mod metrics;
 mod mixed;
 mod oversubscribed;
@@ -65,8 +66,18 @@ pub struct ParamInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ParamKind {
-    Int { min: i64, max: i64 },
-    Float { min: f64, max: f64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float {
+        min: f64,
+        max: f64,
+    },
+    /// One of these strings.
+    Choice {
+        values: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +134,17 @@ pub enum ScenarioError {
         value: String,
         min: String,
         max: String,
+    },
+    #[error(
+        "parameter '{param}' of scenario '{scenario}' is '{value}'{}; pick one of: {allowed}",
+        suggest(.suggestion)
+    )]
+    BadChoice {
+        scenario: String,
+        param: String,
+        value: String,
+        suggestion: Option<String>,
+        allowed: String,
     },
     #[error("parameter '{param}' of scenario '{scenario}' must be {expected}, got {value}")]
     WrongType {
@@ -449,6 +471,19 @@ pub(crate) fn int_param(
     }
 }
 
+/// A parameter taking one of `values`, `default` unless given.
+pub(crate) fn choice_param(name: &str, doc: &str, values: &[&str], default: &str) -> ParamInfo {
+    ParamInfo {
+        name: name.into(),
+        doc: doc.into(),
+        kind: ParamKind::Choice {
+            values: values.iter().map(|v| v.to_string()).collect(),
+        },
+        default: Some(serde_json::Value::from(default)),
+        default_doc: default.into(),
+    }
+}
+
 /// A setup failure of scenario `name`.
 pub(crate) fn setup_err(name: &str, reason: impl Into<String>) -> ScenarioError {
     ScenarioError::Setup {
@@ -537,9 +572,14 @@ pub fn catalogue_markdown() -> String {
         } else {
             s.push_str("| parameter | range | default | meaning |\n|---|---|---|---|\n");
             for p in &i.params {
-                let range = match p.kind {
+                let range = match &p.kind {
                     ParamKind::Int { min, max } => format!("{min}..={max}"),
                     ParamKind::Float { min, max } => format!("{min}..={max}"),
+                    ParamKind::Choice { values } => values
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 };
                 let _ = writeln!(
                     s,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 pub struct Params {
     ints: BTreeMap<String, i64>,
     floats: BTreeMap<String, f64>,
+    strings: BTreeMap<String, String>,
 }
 
 impl Params {
@@ -50,8 +51,8 @@ impl Params {
                 min,
                 max,
             };
-            match p.kind {
-                ParamKind::Int { min, max } => {
+            match &p.kind {
+                &ParamKind::Int { min, max } => {
                     // Accept "4" from a command line as well as 4 from JSON.
                     let n = v
                         .as_i64()
@@ -62,7 +63,7 @@ impl Params {
                     }
                     out.ints.insert(p.name.clone(), n);
                 }
-                ParamKind::Float { min, max } => {
+                &ParamKind::Float { min, max } => {
                     let x = v
                         .as_f64()
                         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
@@ -71,6 +72,19 @@ impl Params {
                         return Err(range(x.to_string(), min.to_string(), max.to_string()));
                     }
                     out.floats.insert(p.name.clone(), x);
+                }
+                ParamKind::Choice { values } => {
+                    let given = v.as_str().ok_or_else(|| wrong("a string"))?;
+                    if !values.iter().any(|c| c == given) {
+                        return Err(ScenarioError::BadChoice {
+                            scenario: info.name.clone(),
+                            param: p.name.clone(),
+                            value: given.to_string(),
+                            suggestion: closest(given, values),
+                            allowed: values.join(", "),
+                        });
+                    }
+                    out.strings.insert(p.name.clone(), given.to_string());
                 }
             }
         }
@@ -84,5 +98,10 @@ impl Params {
 
     pub fn float_or(&self, name: &str, dflt: f64) -> f64 {
         self.floats.get(name).copied().unwrap_or(dflt)
+    }
+
+    /// The choice parameter's value, or `dflt`.
+    pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
+        self.strings.get(name).map_or(dflt, String::as_str)
     }
 }

@@ -307,3 +307,34 @@ fn docs_scenarios_md_is_current() {
         "docs/scenarios.md is stale: cargo run -p ktstr-guest --example catalogue_md > docs/scenarios.md"
     );
 }
+
+#[test]
+fn wake_over_a_futex_measures_sane_percentiles() {
+    let r = run_ok("wake", json!({"pairs": 2, "mechanism": "futex"}));
+    assert_eq!(r.workers.len(), 4);
+    assert_progress(&r);
+    let (p50, p99, max) = (
+        r.metrics["wake_p50_us"],
+        r.metrics["wake_p99_us"],
+        r.metrics["wake_max_us"],
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
+    // Every worker of every pair was woken many times (the peers really hand the turn over).
+    for w in &r.workers {
+        assert!(w.extra["wake_samples"] > 25.0, "{w:?}");
+    }
+}
+
+#[test]
+fn wake_mechanism_is_a_checked_choice() {
+    validate("wake", &params(json!({"mechanism": "pipe"}))).unwrap();
+    let e = validate("wake", &params(json!({"mechanism": "futx"}))).unwrap_err();
+    assert!(matches!(e, ScenarioError::BadChoice { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("did you mean 'futex'") && msg.contains("pipe, futex"),
+        "{msg}"
+    );
+    let e = validate("wake", &params(json!({"mechanism": 3}))).unwrap_err();
+    assert!(matches!(e, ScenarioError::WrongType { .. }), "{e}");
+}

@@ -19,6 +19,11 @@ pub enum Body {
         tx: RawFd,
         initiator: bool,
     },
+    /// Ping-pong over a shared futex word (see `futex.rs`); same samples and units as `PingPong`.
+    FutexPingPong {
+        pair: *const super::futex::FutexPair,
+        initiator: bool,
+    },
     /// Interactive: sleep, then a short burst. Latency sample = how late the wake-up was.
     Sleeper { sleep_us: u64, burst_chunks: u32 },
     /// fork() a child that exits at once, reap it; one unit per fork.
@@ -48,6 +53,7 @@ pub fn run_body(body: &Body, t: &mut Tracker) {
             }
         },
         Body::PingPong { rx, tx, initiator } => ping_pong(rx, tx, initiator, t),
+        Body::FutexPingPong { pair, initiator } => super::futex::ping_pong(pair, initiator, t),
         Body::Sleeper {
             sleep_us,
             burst_chunks,
