@@ -1,7 +1,7 @@
 //! The scenario catalogue in a real guest (Debian's prebuilt 6.12 cloud kernel, QEMU): the
 //! cgroup scenarios, which the host's unit tests cannot cover (they need a writable cgroup v2 with
-//! the cpuset controller, which the agent sets up as PID 1), and a bad parameter refused before
-//! any boot.
+//! the cpuset controller, which the agent sets up as PID 1), `wake` over a futex, and bad
+//! parameters refused before any boot.
 
 use ktstr_e2e as e2e;
 use ktstr_guest::protocol::ScenarioReport;
@@ -73,6 +73,20 @@ fn cpuset_workers_stay_on_their_cpus() {
     assert!(check.passed, "{check:?}");
 }
 
+/// The futex variant of `wake` in a real guest: the peers wake each other (not the 50 ms
+/// FUTEX_WAIT slice, which would cap a worker at ~40 samples in 2 s).
+#[test]
+fn wake_over_a_futex_wakes_the_peer() {
+    let (_, sc) = run("wake", &["pairs=1", "mechanism=futex"]);
+    assert_everyone_progressed(&sc);
+    let m = &sc.metrics;
+    let (p50, p99, max) = (m["wake_p50_us"], m["wake_p99_us"], m["wake_max_us"]);
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
+    for w in &sc.workers {
+        assert!(w.extra["wake_samples"] > 100.0, "{w:?}");
+    }
+}
+
 #[test]
 fn out_of_range_param_is_refused_before_boot() {
     let out = e2e::ktstr(&[
@@ -87,4 +101,16 @@ fn out_of_range_param_is_refused_before_boot() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pairs") && err.contains("1..=256"), "{err}");
+    let out = e2e::ktstr(&[
+        "run",
+        e2e::debian_kernel_args()[0],
+        e2e::debian_kernel_args()[1],
+        "--scenario",
+        "wake",
+        "--param",
+        "mechanism=futx",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean 'futex'"), "{err}");
 }
