@@ -324,7 +324,7 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 failed.len()
             );
             for f in &failed {
-                checks.push_str("\n");
+                checks.push('\n');
                 checks.push_str(f);
             }
             row("checks", checks);
