@@ -44,6 +44,9 @@ enum Command {
     /// Benchmarks whose figures go in docs/benchmarks.md.
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Inside the nested harness's L1 only: pin kvm.ko's APIC static key (see `nested::hold`).
+    #[command(name = "nested-l1-hold", hide = true)]
+    NestedL1Hold,
 }
 
 /// Marks an error as bad input (exit code 2): the message names the input and the fix.
@@ -87,6 +90,9 @@ pub fn main() -> i32 {
         Command::Matrix(a) => matrix::run(a),
         Command::Report(a) => report::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::NestedL1Hold => crate::nested::hold::hold_apic_keys()
+            .map(|never| match never {})
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@
 //! ([`RunRecord`] lines, [`JSON_PREFIX`] lines with a file's JSON), parsed from the console log.
 
 pub mod bench;
+pub mod hold;
 pub mod record;
 
 pub use record::RunRecord;
@@ -210,6 +211,7 @@ fn l1_script(user: &str) -> String {
         ));
     }
     s.push_str("[ -e /dev/kvm ] || echo 'nested: no /dev/kvm in L1'\n");
+    s.push_str(&hold::script_line(KTSTR_PATH));
     s.push_str(user);
     s
 }
@@ -238,6 +240,7 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
         files,
     );
     let initrd = initramfs::build(&spec)?;
+    // Multi-threaded TCG: see `hold` for how L1's kvm.ko is kept from live-patching its text.
     let backend = QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?;
     let cfg = VmConfig {
         kernel: deb.vmlinuz.clone(),
