@@ -57,7 +57,7 @@ impl CellKey {
             self.sched,
             self.column().label(),
             self.topology,
-            self.scenario.name,
+            self.scenario.label(),
             self.repeat
         )
     }

@@ -392,7 +392,7 @@ fn build(
             cells.push(CellStatus {
                 column: inp.column.id.clone(),
                 sched: r.key.sched.clone(),
-                scenario: r.key.scenario.name.clone(),
+                scenario: r.key.scenario.label(),
                 topology: r.key.topology.clone(),
                 repeat: r.key.repeat,
                 outcome: o,
@@ -409,11 +409,7 @@ fn build(
             for (m, v) in &sc.metrics {
                 if v.is_finite() {
                     samples
-                        .entry((
-                            r.key.scenario.name.clone(),
-                            r.key.topology.clone(),
-                            m.clone(),
-                        ))
+                        .entry((r.key.scenario.label(), r.key.topology.clone(), m.clone()))
                         .or_default()
                         .entry(r.key.sched.clone())
                         .or_default()
@@ -497,7 +493,7 @@ fn build(
 fn sort_key(k: &CellKey) -> (String, String, String, u32) {
     (
         k.topology.clone(),
-        k.scenario.name.clone(),
+        k.scenario.label(),
         k.sched.clone(),
         k.repeat,
     )

@@ -38,6 +38,22 @@ pub struct ScenarioSel {
     pub params: BTreeMap<String, String>,
 }
 
+impl ScenarioSel {
+    /// The name, plus the parameters when there are any (`wake[mechanism="futex"]`): two
+    /// variants of one scenario are different rows of a report, never repeats of one.
+    pub fn label(&self) -> String {
+        if self.params.is_empty() {
+            return self.name.clone();
+        }
+        let params: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("{}[{}]", self.name, params.join(","))
+    }
+}
+
 /// A fully resolved spec (every field has a value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatrixSpec {
@@ -72,7 +88,7 @@ pub struct SpecFile {
     pub overcommit: Option<bool>,
     pub baseline: Option<String>,
     pub memory_mib: Option<u32>,
-    /// Parameters by scenario name: `[params.wake] wakers = 4`.
+    /// Parameters by scenario name: `[params.wake] pairs = 4`.
     pub params: Option<BTreeMap<String, toml::Table>>,
     pub out: Option<PathBuf>,
 }
@@ -102,7 +118,7 @@ impl TryFrom<toml::Value> for ConfigSetToml {
     }
 }
 
-/// A scenario in TOML: `"steady"` or `{ name = "wake", params = { wakers = 4 } }`.
+/// A scenario in TOML: `"steady"` or `{ name = "wake", params = { pairs = 4 } }`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "toml::Value")]
 pub struct ScenarioToml(pub ScenarioSel);
@@ -353,9 +369,9 @@ pub fn parse_configs_flag(s: &str) -> Vec<ConfigSetToml> {
         .collect()
 }
 
-/// `--param wake.wakers=4` -> (scenario, key, TOML value).
+/// `--param wake.pairs=4` -> (scenario, key, TOML value).
 pub fn parse_param_flag(s: &str) -> Result<(String, String, toml::Value), String> {
-    let bad = || format!("--param {s:?}: expected SCENARIO.KEY=VALUE, e.g. wake.wakers=4");
+    let bad = || format!("--param {s:?}: expected SCENARIO.KEY=VALUE, e.g. wake.pairs=4");
     let (lhs, rhs) = s.split_once('=').ok_or_else(bad)?;
     let (scen, key) = lhs.split_once('.').ok_or_else(bad)?;
     if scen.is_empty() || key.is_empty() {
@@ -411,7 +427,7 @@ mod tests {
     fn config_sets_and_scenarios_from_toml() {
         let text = r#"
 configs = ["sched_ext", "sched_ext+steal-time", ["base", "debug"]]
-scenarios = ["steady", { name = "wake", params = { wakers = 4 } }]
+scenarios = ["steady", { name = "wake", params = { pairs = 4 } }]
 [params.steady]
 workers = 2
 "#;
@@ -425,7 +441,7 @@ workers = 2
                 vec!["base".into(), "debug".into()]
             ]
         );
-        assert_eq!(spec.scenarios[1].params["wakers"], "4");
+        assert_eq!(spec.scenarios[1].params["pairs"], "4");
         assert_eq!(spec.scenarios[0].params["workers"], "2");
     }
 
@@ -461,11 +477,11 @@ workers = 2
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert_eq!(parse_duration_ms("2m"), Ok(120_000));
         assert!(parse_duration_ms("-1s").is_err());
-        let (s, k, v) = parse_param_flag("wake.wakers=4").unwrap();
+        let (s, k, v) = parse_param_flag("wake.pairs=4").unwrap();
         assert_eq!(
             (s.as_str(), k.as_str(), v),
-            ("wake", "wakers", toml::Value::Integer(4))
+            ("wake", "pairs", toml::Value::Integer(4))
         );
-        assert!(parse_param_flag("wakers=4").is_err());
+        assert!(parse_param_flag("pairs=4").is_err());
     }
 }

@@ -214,3 +214,45 @@ fn a_rerun_cell_replaces_the_old_sample_for_its_key() {
     let after = report::single("out", &loaded, None, &Thresholds::default());
     assert_eq!(after.summary.cells, before.summary.cells);
 }
+
+#[test]
+fn two_variants_of_one_scenario_are_separate_tables() {
+    let mut loaded = store::read(&golden_dir().join("results.jsonl")).unwrap();
+    let before = report::single("out", &loaded, None, &Thresholds::default());
+    // Every cell again as `steady` with a parameter, and a far larger gap: merged into the
+    // plain variant's samples they would blur its medians; kept apart they form new tables.
+    let variants: Vec<_> = loaded
+        .cells
+        .iter()
+        .map(|c| {
+            let mut v = c.clone();
+            v.key.scenario.params.insert("workers".into(), "4".into());
+            v.id = ktstr_matrix::plan::cell_id(&v.key, &v.inputs);
+            if let Some(sc) = v.result.report.as_mut().and_then(|g| g.scenario.as_mut()) {
+                for val in sc.metrics.values_mut() {
+                    *val *= 100.0;
+                }
+            }
+            v
+        })
+        .collect();
+    loaded.cells.extend(variants);
+    let after = report::single("out", &loaded, None, &Thresholds::default());
+    assert_eq!(after.summary.cells, 2 * before.summary.cells);
+    assert_eq!(after.tables.len(), 2 * before.tables.len());
+    let plain: Vec<_> = after
+        .tables
+        .iter()
+        .filter(|t| t.scenario == "steady")
+        .collect();
+    assert_eq!(plain.len(), before.tables.len());
+    for (a, b) in plain.iter().zip(&before.tables) {
+        assert_eq!(a.rows, b.rows, "the plain variant's figures are unchanged");
+    }
+    assert!(
+        after
+            .tables
+            .iter()
+            .any(|t| t.scenario == "steady[workers=4]")
+    );
+}
