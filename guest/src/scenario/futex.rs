@@ -7,7 +7,7 @@
 //! private futex is keyed by the address space, so a wake from the peer would never find the
 //! waiter.
 
-use super::workers::{Tracker, mono_ns};
+use super::workers::{SharedMapping, Tracker, mono_ns};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Whose turn it is; 0 (a fresh mapping) is nobody's: the initiator's first message sets
@@ -27,31 +27,14 @@ pub struct FutexPair {
 
 /// `n` pairs in an anonymous shared mapping, inherited by the forked workers.
 pub struct FutexPairs {
-    ptr: *mut FutexPair,
-    len: usize,
+    map: SharedMapping,
     n: usize,
 }
 
 impl FutexPairs {
     pub fn new(n: usize) -> std::io::Result<FutexPairs> {
-        let len = (n * size_of::<FutexPair>()).max(1);
-        // SAFETY: an anonymous shared mapping with no address hint; the result is checked.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
         Ok(FutexPairs {
-            ptr: ptr.cast(),
-            len,
+            map: SharedMapping::new(n * size_of::<FutexPair>())?,
             n,
         })
     }
@@ -62,14 +45,7 @@ impl FutexPairs {
         assert!(i < self.n);
         // SAFETY: pair i lies within the mapping (len = n pairs); page-aligned base and an
         // 8-byte-multiple #[repr(C)] struct keep it aligned; zero is nobody's turn / 0 ns.
-        unsafe { self.ptr.add(i) }
-    }
-}
-
-impl Drop for FutexPairs {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped; the workers that used it have exited.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { self.map.ptr().cast::<FutexPair>().add(i) }
     }
 }
 

@@ -76,16 +76,16 @@ pub(crate) struct Slot {
     lat_max_ns: AtomicU64,
 }
 
-/// The shared mapping: header, then `n` slots, then `n * LAT_CAP` sample words.
-struct Shared {
+/// An anonymous `MAP_SHARED` mapping, zero-filled: forked workers inherit it, so it is how they
+/// and the parent share counters without pipes. Unmapped on drop.
+pub(crate) struct SharedMapping {
     ptr: *mut u8,
     len: usize,
-    n: usize,
 }
 
-impl Shared {
-    fn new(n: usize) -> std::io::Result<Shared> {
-        let len = size_of::<Header>() + n * size_of::<Slot>() + n * LAT_CAP * 8;
+impl SharedMapping {
+    pub(crate) fn new(len: usize) -> std::io::Result<SharedMapping> {
+        let len = len.max(1);
         // SAFETY: an anonymous shared mapping with no address hint; the result is checked.
         let ptr = unsafe {
             libc::mmap(
@@ -100,9 +100,36 @@ impl Shared {
         if ptr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(Shared {
+        Ok(SharedMapping {
             ptr: ptr.cast(),
             len,
+        })
+    }
+
+    /// The page-aligned start; `len` bytes from it are valid while `self` lives.
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped; borrowers hold `&self`, so none outlive it.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// The shared mapping: header, then `n` slots, then `n * LAT_CAP` sample words.
+struct Shared {
+    map: SharedMapping,
+    n: usize,
+}
+
+impl Shared {
+    fn new(n: usize) -> std::io::Result<Shared> {
+        let len = size_of::<Header>() + n * size_of::<Slot>() + n * LAT_CAP * 8;
+        Ok(Shared {
+            map: SharedMapping::new(len)?,
             n,
         })
     }
@@ -110,28 +137,26 @@ impl Shared {
     fn header(&self) -> &Header {
         // SAFETY: the mapping starts with a Header; page-aligned, zero-filled (a valid Header of
         // atomics), and lives as long as `self`.
-        unsafe { &*(self.ptr as *const Header) }
+        unsafe { &*(self.map.ptr() as *const Header) }
     }
 
     fn slot(&self, i: usize) -> &Slot {
         assert!(i < self.n);
         // SAFETY: slot i lies within the mapping (len computed in `new`); Header and Slot are
         // both 8-byte multiples so the slot is aligned; zero is a valid Slot.
-        unsafe { &*(self.ptr.add(size_of::<Header>() + i * size_of::<Slot>()) as *const Slot) }
+        unsafe {
+            &*(self
+                .map
+                .ptr()
+                .add(size_of::<Header>() + i * size_of::<Slot>()) as *const Slot)
+        }
     }
 
     fn samples(&self, i: usize) -> &[AtomicU64] {
         assert!(i < self.n);
         let off = size_of::<Header>() + self.n * size_of::<Slot>() + i * LAT_CAP * 8;
         // SAFETY: LAT_CAP words of worker i within the mapping, 8-byte aligned, zero-filled.
-        unsafe { std::slice::from_raw_parts(self.ptr.add(off) as *const AtomicU64, LAT_CAP) }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: unmapping exactly what `new` mapped; no references outlive `self`.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { std::slice::from_raw_parts(self.map.ptr().add(off) as *const AtomicU64, LAT_CAP) }
     }
 }
 

@@ -104,14 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .timeout
         .unwrap_or(args.duration + cell::boot_allowance(topology.cpus()) + attach);
     // Without --console-log, the console and the result go to a per-run directory that is kept.
-    let run_dir = match &args.console_log {
-        Some(_) => None,
-        None => Some(new_run_dir()?),
-    };
-    let console_log = match &run_dir {
-        Some(d) => d.join("console.log"),
-        None => args.console_log.clone().expect("given"),
-    };
+    let (run_dir, console_log) = console_target(args.console_log.as_deref())?;
     let req = CellRequest {
         kernel,
         cell: CellSpec {
@@ -222,6 +215,21 @@ pub(crate) fn new_run_dir() -> anyhow::Result<PathBuf> {
     let runs = crate::paths::cache_root().join("runs");
     new_run_dir_in(&runs, RUNS_KEPT)
         .with_context(|| format!("creating a run directory in {}", runs.display()))
+}
+
+/// Where the console goes: `--console-log FILE` as given (no run directory), else
+/// `console.log` in a new per-run directory (returned too, for the files kept next to it).
+pub(crate) fn console_target(
+    console_log: Option<&Path>,
+) -> anyhow::Result<(Option<PathBuf>, PathBuf)> {
+    Ok(match console_log {
+        Some(file) => (None, file.to_path_buf()),
+        None => {
+            let dir = new_run_dir()?;
+            let log = dir.join("console.log");
+            (Some(dir), log)
+        }
+    })
 }
 
 /// Creates `runs/<secs>-<pid>` and removes the oldest run directories beyond `keep`.

@@ -7,7 +7,7 @@
 //! command's output (plus any panic).
 
 use super::bad_input;
-use super::run::{new_run_dir, parse_duration, write_json};
+use super::run::{parse_duration, write_json};
 use super::vm_args::{VmArgs, announce};
 use crate::cell::{self, CellRequest};
 use crate::initramfs::{self, InitramfsSpec};
@@ -92,14 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
 
     // Without --console-log, a per-run directory under the cache (kept only as evidence).
-    let run_dir = match &args.console_log {
-        Some(_) => None,
-        None => Some(new_run_dir()?),
-    };
-    let console_log = match &run_dir {
-        Some(d) => d.join("console.log"),
-        None => args.console_log.clone().expect("given"),
-    };
+    let (run_dir, console_log) = super::run::console_target(args.console_log.as_deref())?;
     // The follower must not print a previous run's log.
     let _ = std::fs::remove_file(&console_log);
     let req = CellRequest {
