@@ -39,12 +39,20 @@ pub struct Args {
     pub cpu_budget: Option<u32>,
     #[arg(long)]
     pub no_perf_mode: bool,
-    /// Extra kernel command line items for the inner boots (e.g. printk.time=1).
-    #[arg(long, hide = true, allow_hyphen_values = true)]
+    /// Extra kernel command line items for the inner boots, the same for every backend
+    /// (e.g. initcall_debug).
+    #[arg(long, allow_hyphen_values = true)]
     pub cmdline: Vec<String>,
-    /// Inside L1: print each boot's full console after its record.
-    #[arg(long, hide = true)]
+    /// Print each inner boot's whole console (into the L1 console log) after its record.
+    #[arg(long)]
     pub print_console: bool,
+    /// What the L2 guest agent runs before reporting (default `true`: boot cost only).
+    #[arg(long, default_value = "true")]
+    pub l2_exec: String,
+    /// Profiling: a shell script appended to the L1 script after the benchmark, so variants
+    /// share one (slow) L1 boot. `$KTSTR` and `$L2_KERNEL` are set.
+    #[arg(long)]
+    pub l1_script: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -55,12 +63,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Err(super::bad_input("--runs 0: use at least 1"));
     }
     for b in &args.backends {
-        if b != "kvm" && b != "qemu-kvm" {
+        if !BACKENDS.contains(&b.as_str()) {
             return Err(super::bad_input(format!(
-                "--backends: unknown backend {b:?}; use kvm and/or qemu-kvm"
+                "--backends: unknown backend {b:?}; use some of {}",
+                BACKENDS.join(",")
             )));
         }
     }
+    let l1_extra = match &args.l1_script {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| {
+            super::bad_input(format!(
+                "--l1-script {}: {e}; give a readable file",
+                p.display()
+            ))
+        })?,
+        None => String::new(),
+    };
     let log = std::env::temp_dir().join(format!("ktstr-bench-vmm-{}.log", std::process::id()));
     eprintln!("L1 console: {}", log.display());
     let (_, text) = nested::bench::bench(&nested::bench::BenchRequest {
@@ -70,19 +88,28 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         backends: args.backends.clone(),
         topology: args.topology,
         console_log: log,
+        cmdline: args.cmdline.clone(),
+        l2_exec: args.l2_exec.clone(),
+        print_console: args.print_console,
+        l1_extra,
     })?;
     println!("{text}");
     Ok(crate::exit::OK)
 }
 
+/// Backend names `--backends` takes: `kvm-no-perf` is the kvm backend with `--no-perf-mode`.
+const BACKENDS: [&str; 3] = ["kvm", "kvm-no-perf", "qemu-kvm"];
+
 /// One backend by name, as the nested harness and the benchmark name them.
 pub fn backend_by_name(name: &str, perf_mode: bool) -> anyhow::Result<Box<dyn Backend>> {
     match name {
         "kvm" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode })),
+        "kvm-no-perf" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode: false })),
         "qemu-kvm" => crate::vm::select::qemu_kvm_backend()
             .map_err(|e| anyhow::anyhow!("qemu with -accel kvm: {e}")),
         other => Err(super::bad_input(format!(
-            "unknown backend {other:?} for the vmm benchmark: use kvm or qemu-kvm"
+            "unknown backend {other:?} for the vmm benchmark: use one of {}",
+            BACKENDS.join(",")
         ))),
     }
 }
@@ -94,6 +121,9 @@ fn guest_side(args: &Args) -> anyhow::Result<i32> {
         .clone()
         .context("--guest-side needs --initramfs")?;
     let dir = tempfile::tempdir()?;
+    // Both backends boot the bzImage's uncompressed ELF, extracted once and cached; extract it
+    // before the first timed boot so no run pays the one-time decompression.
+    crate::vm::qemu::pvh_kernel(&kernel);
     for name in &args.backends {
         let backend = backend_by_name(name, !args.no_perf_mode)?;
         for i in 0..args.runs {

@@ -23,6 +23,15 @@ pub struct BenchRequest {
     pub backends: Vec<String>,
     pub topology: Topology,
     pub console_log: PathBuf,
+    /// Extra L2 kernel command line items, the same for every backend.
+    pub cmdline: Vec<String>,
+    /// What the L2 agent runs (`true`: the figures are boot cost only).
+    pub l2_exec: String,
+    /// Print each L2 boot's whole console into the L1 console (for profiling the L2 boot).
+    pub print_console: bool,
+    /// Shell commands appended to the L1 script after the benchmark (profiling variants that
+    /// share the same L1 boot; `$KTSTR`, `$L2_KERNEL` and the L2 initramfs are available).
+    pub l1_extra: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,23 +103,33 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         CellSpec {
             protocol_version: PROTOCOL_VERSION,
             mode: Mode::Shell {
-                exec: Some("true".into()),
+                exec: Some(req.l2_exec.clone()),
             },
         },
         Vec::new(),
     ))?;
-    let script = format!(
-        "$KTSTR bench vmm --guest-side --kernel $L2_KERNEL --initramfs {L2_INITRD} --runs {} --backends {} --topology {} --memory-mib 256 --timeout-s 240\n",
+    let mut script = format!(
+        "$KTSTR bench vmm --guest-side --kernel $L2_KERNEL --initramfs {L2_INITRD} --runs {} --backends {} --topology {} --memory-mib 256 --timeout-s 240",
         req.runs,
         req.backends.join(","),
         req.topology
     );
+    for c in &req.cmdline {
+        let _ = write!(script, " --cmdline '{c}'");
+    }
+    if req.print_console {
+        script.push_str(" --print-console");
+    }
+    script.push('\n');
+    script.push_str(&req.l1_extra);
     let mut l1 = L1Request::new(req.ktstr_bin.clone(), script, req.console_log.clone());
     l1.l2_kernel = req.l2_kernel.clone();
     l1.files.push((l2, L2_INITRD.to_string()));
     l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
     // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
-    l1.timeout = Duration::from_secs(300 + 250 * u64::from(req.runs) * req.backends.len() as u64);
+    let extra_s = if req.l1_extra.is_empty() { 0 } else { 1200 };
+    l1.timeout =
+        Duration::from_secs(300 + extra_s + 250 * u64::from(req.runs) * req.backends.len() as u64);
     let out = run_l1(&l1)?;
     let figs = figures(&out.records, &req.backends);
     let mut text = render(&figs, req.runs, req.topology);

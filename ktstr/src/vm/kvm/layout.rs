@@ -73,25 +73,105 @@ pub fn e820_map(memory_mib: u32) -> Vec<(u64, u64, u32)> {
     map
 }
 
-/// Allocates guest memory. Performance mode asks for transparent huge pages (fewer EPT/NPT
-/// misses during boot); the kernel ignores the advice when THP is off, so it is best effort.
-pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestMemoryMmap, String> {
-    let mem = GuestMemoryMmap::from_ranges(&ram_ranges(memory_mib))
-        .map_err(|e| format!("cannot allocate {memory_mib} MiB of guest memory: {e}"))?;
-    if huge_pages {
-        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
-        for region in mem.iter() {
-            let Ok(host) = mem.get_host_address(region.start_addr()) else {
-                continue;
-            };
-            // SAFETY: `host .. host+len` is exactly one mapping owned by `mem`, alive for this
-            // call; madvise only changes paging advice and cannot invalidate the mapping.
-            unsafe {
-                libc::madvise(host.cast(), region.len() as usize, libc::MADV_HUGEPAGE);
-            }
+/// Host pages KVM can map with one nested/extended page-table entry when THP backs them.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// Guest RAM and the host mappings behind it. The mappings are ours (vm-memory only borrows
+/// them), so they are unmapped when this is dropped: keep it alive until the VM fd is closed.
+pub struct GuestRam {
+    pub mem: GuestMemoryMmap,
+    _maps: Vec<Mapping>,
+}
+
+/// One anonymous mapping (address kept as an integer so `GuestRam` stays `Send`).
+struct Mapping {
+    addr: usize,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr+len` is exactly a mapping `map_aligned` created and nothing else
+        // unmaps; the `GuestMemoryMmap` borrowing it is dropped first (field order in GuestRam).
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Maps `len` bytes of anonymous memory at a [`HUGE_PAGE`]-aligned address. Guest RAM starts
+/// at 2 MiB-aligned guest addresses, so host and guest offsets agree within each 2 MiB page and
+/// KVM can back the guest with 2 MiB NPT/EPT entries when THP gives huge pages; a plain mmap is
+/// only 4 KiB aligned, which forces 4 KiB entries and one nested page fault per guest page
+/// touched (measured nested: see docs/benchmarks.md, "KVM backend").
+fn map_aligned(len: usize) -> Result<Mapping, String> {
+    let total = len + HUGE_PAGE;
+    // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    let raw = raw as usize;
+    let addr = (raw + HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
+    let (head, tail) = (addr - raw, raw + total - (addr + len));
+    // SAFETY: both ranges lie inside the mapping just created and outside `addr..addr+len`;
+    // trimming them leaves exactly the aligned part mapped.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw as *mut libc::c_void, head);
+        }
+        if tail > 0 {
+            libc::munmap((addr + len) as *mut libc::c_void, tail);
         }
     }
-    Ok(mem)
+    Ok(Mapping { addr, len })
+}
+
+/// Allocates guest memory, 2 MiB aligned. Performance mode asks for transparent huge pages
+/// (MADV_HUGEPAGE: fewer nested page faults and TLB misses); without it the memory is marked
+/// MADV_NOHUGEPAGE so `--no-perf-mode` means 4 KiB pages even where THP is `always`. The
+/// kernel ignores the advice when THP is not built in, so it is best effort.
+pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestRam, String> {
+    use vm_memory::{GuestRegionMmap, MmapRegion};
+    let err = |e: String| format!("cannot allocate {memory_mib} MiB of guest memory: {e}");
+    let mut maps = Vec::new();
+    let mut regions = Vec::new();
+    for (start, size) in ram_ranges(memory_mib) {
+        let m = map_aligned(size).map_err(err)?;
+        let advice = if huge_pages {
+            libc::MADV_HUGEPAGE
+        } else {
+            libc::MADV_NOHUGEPAGE
+        };
+        // SAFETY: `m` is a live mapping of exactly `size` bytes; madvise only changes paging
+        // advice and cannot invalidate it.
+        unsafe { libc::madvise(m.addr as *mut libc::c_void, size, advice) };
+        // SAFETY: `m.addr..+size` is a valid read/write anonymous private mapping that outlives
+        // the region (both live in the returned GuestRam, the mapping dropped last).
+        let region = unsafe {
+            MmapRegion::<()>::build_raw(
+                m.addr as *mut u8,
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            )
+        }
+        .map_err(|e| err(e.to_string()))?;
+        maps.push(m);
+        regions.push(
+            GuestRegionMmap::new(region, start)
+                .ok_or_else(|| err("guest region overflows".into()))?,
+        );
+    }
+    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| err(e.to_string()))?;
+    Ok(GuestRam { mem, _maps: maps })
 }
 
 #[cfg(test)]
@@ -110,5 +190,28 @@ mod tests {
                 .all(|&(a, s, _)| a + s <= MMIO_GAP_START || a >= FOUR_GIB)
         );
         assert_eq!(low_ram_end(256), 256 << 20);
+    }
+
+    /// Every region's host address is 2 MiB aligned, so guest and host offsets agree within a
+    /// huge page; memory is usable and zeroed.
+    #[test]
+    fn guest_ram_is_huge_page_aligned() {
+        use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryRegion};
+        for huge in [true, false] {
+            let ram = create_memory(4096, huge).unwrap();
+            assert_eq!(ram.mem.num_regions(), 2);
+            for r in ram.mem.iter() {
+                let host = ram.mem.get_host_address(r.start_addr()).unwrap() as usize;
+                assert_eq!(host % HUGE_PAGE, 0, "{host:#x}");
+            }
+            ram.mem
+                .write_obj(0xabcdu64, GuestAddress(FOUR_GIB + 8))
+                .unwrap();
+            assert_eq!(
+                ram.mem.read_obj::<u64>(GuestAddress(FOUR_GIB + 8)).unwrap(),
+                0xabcd
+            );
+            assert_eq!(ram.mem.read_obj::<u64>(GuestAddress(1 << 20)).unwrap(), 0);
+        }
     }
 }

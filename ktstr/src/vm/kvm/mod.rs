@@ -51,12 +51,13 @@ impl Default for KvmBackend {
 
 /// A VM ready to run: memory registered, kernel loaded, vCPUs configured.
 pub struct Vm {
-    // Kept alive: KVM refers to this memory until the VM fd is closed.
-    _mem: GuestMemoryMmap,
     _vm: VmFd,
     vcpus: Vec<VcpuFd>,
     uarts: Arc<Uarts>,
     pub kernel_format: &'static str,
+    // Last, so it is dropped (unmapped) after the VM fd is closed: KVM refers to this memory
+    // until then.
+    _ram: layout::GuestRam,
 }
 
 fn cfg_err(what: &str, e: impl std::fmt::Display) -> VmError {
@@ -101,8 +102,9 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
     let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
 
     // 1. Guest memory, registered with KVM slot by slot.
-    let mem = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
-    register_memory(&vm, &mem)?;
+    let ram = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
+    let mem = &ram.mem;
+    register_memory(&vm, mem)?;
 
     // In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
     vm.set_tss_address(KVM_TSS_ADDRESS)
@@ -165,11 +167,11 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         vcpus.push(vcpu);
     }
     Ok(Vm {
-        _mem: mem,
         _vm: vm,
         vcpus,
         uarts,
         kernel_format: kernel.format,
+        _ram: ram,
     })
 }
 
@@ -311,6 +313,7 @@ impl Backend for KvmBackend {
         let mut threads = Vec::new();
         let mut end = None;
         let mut fault = None;
+        let mut shutdown_why = None;
         for (i, (fd, cpus)) in vm.vcpus.into_iter().zip(places).enumerate() {
             match vcpu::spawn(i as u32, fd, shared.clone(), cpus, tx.clone()) {
                 Ok(t) => threads.push(t),
@@ -344,7 +347,10 @@ impl Backend for KvmBackend {
             }
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok((_, vcpu::VcpuStop::Requested)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Ok((_, vcpu::VcpuStop::GuestShutdown(_))) => end = Some(VmEnd::Shutdown),
+                Ok((_, vcpu::VcpuStop::GuestShutdown(why))) => {
+                    shutdown_why = Some(why);
+                    end = Some(VmEnd::Shutdown);
+                }
                 Ok((i, vcpu::VcpuStop::Fault(f))) => {
                     fault = Some(format!("vCPU {i}: {f}"));
                     end = Some(VmEnd::Shutdown);
@@ -364,6 +370,12 @@ impl Backend for KvmBackend {
         }
         let r = serial::lock(&vm.uarts.com2);
         let results = r.writer();
+        // A guest that resets itself before its result (no panic on the console) says how.
+        if let (None, Some(why)) = (results.to_result, shutdown_why) {
+            crash_line.get_or_insert(format!(
+                "kvm: the guest ended the VM ({why}) before its result"
+            ));
+        }
         Ok(VmRun {
             end: end.unwrap_or(VmEnd::Shutdown),
             messages: results.messages.clone(),
