@@ -8,6 +8,7 @@ PKGS=(
   linux-source-6.12 linux-source-6.1        # kernel sources (tarballs in /usr/src)
   build-essential flex bison bc libelf-dev libssl-dev dwarves cpio zstd xz-utils kmod
   clang-19 llvm-19 pkg-config zlib1g-dev libzstd-dev   # BPF schedulers (scx_*, tools/sched_ext)
+  nix-bin                                   # only to check that flake.nix parses (no nixpkgs offline)
 )
 
 SUDO=""
