@@ -288,9 +288,14 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn git_spec_resolves_a_ref() {
-    let repo = tempfile::tempdir().unwrap();
+/// A tiny "kernel" repo: tag v1 (kernel/sched.c = "first"), then main one commit ahead.
+/// Returns the repo and v1's tree id.
+fn small_repo() -> (tempfile::TempDir, String) {
+    // No leading dot: git daemon refuses paths with a "/." component.
+    let repo = tempfile::Builder::new()
+        .prefix("ktstr-git-")
+        .tempdir()
+        .unwrap();
     let r = repo.path();
     git(r, &["init", "-q", "-b", "main"]);
     std::fs::write(
@@ -306,7 +311,13 @@ fn git_spec_resolves_a_ref() {
     let tree1 = git(r, &["rev-parse", "v1^{tree}"]);
     std::fs::write(r.join("kernel/sched.c"), "second\n").unwrap();
     git(r, &["commit", "-q", "-am", "two"]);
+    (repo, tree1)
+}
 
+#[test]
+fn git_spec_resolves_a_ref() {
+    let (repo, tree1) = small_repo();
+    let r = repo.path();
     let spec = format!("git:{}#v1", r.display());
     let src = source::identify(&KernelSpec::parse(&spec).unwrap(), &spec, true).unwrap();
     assert_eq!(
@@ -332,6 +343,231 @@ fn git_spec_resolves_a_ref() {
         err.is_bad_input() && err.to_string().contains("unknown ref"),
         "{err}"
     );
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits (bounded) until something accepts connections on `port`.
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} never came up"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// `git daemon` exporting the repos under `base` on 127.0.0.1; killed on drop.
+struct GitDaemon(std::process::Child, u16);
+
+impl GitDaemon {
+    fn start(base: &Path) -> Self {
+        let port = closed_port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg("--listen=127.0.0.1")
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        wait_listening(port);
+        Self(child, port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Smart HTTP on 127.0.0.1: each request is handed to `git http-backend` (CGI) serving the repos
+/// under `root`, the transport https:// uses, minus TLS.
+fn serve_git_http(root: &Path) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let root = root.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let root = root.clone();
+            std::thread::spawn(move || git_cgi(stream, &root));
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn git_cgi(stream: std::net::TcpStream, root: &Path) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    // Keep-alive: serve requests until the client closes.
+    loop {
+        let mut request = String::new();
+        if reader.read_line(&mut request).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = std::collections::HashMap::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let mut body = Vec::new();
+        if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v == "chunked")
+        {
+            loop {
+                let mut size = String::new();
+                reader.read_line(&mut size).unwrap();
+                let n = usize::from_str_radix(size.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                reader.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            let n = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            body.resize(n, 0);
+            reader.read_exact(&mut body).unwrap();
+        }
+        let mut words = request.split_whitespace();
+        let method = words.next().unwrap_or("GET").to_string();
+        let target = words.next().unwrap_or("/").to_string();
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let mut child = Command::new("git")
+            .arg("http-backend")
+            .env("GIT_PROJECT_ROOT", root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("REQUEST_METHOD", &method)
+            .env("PATH_INFO", path)
+            .env("QUERY_STRING", query)
+            .env(
+                "CONTENT_TYPE",
+                headers.get("content-type").map_or("", String::as_str),
+            )
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&body).unwrap();
+        let cgi = child.wait_with_output().unwrap().stdout;
+        // CGI output: headers (the status as a `Status:` header), a blank line, the body.
+        let split = cgi
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("CGI headers");
+        let head = String::from_utf8_lossy(&cgi[..split]).into_owned();
+        let payload = &cgi[split + 4..];
+        let mut status = "200 OK".to_string();
+        let mut response = String::new();
+        for line in head.lines() {
+            match line.split_once(':') {
+                Some((k, v)) if k.eq_ignore_ascii_case("status") => status = v.trim().into(),
+                _ => response.push_str(&format!("{line}\r\n")),
+            }
+        }
+        let _ = write!(
+            out,
+            "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\n\r\n",
+            payload.len()
+        );
+        if out.write_all(payload).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn git_spec_fetches_a_remote_ref_with_the_local_identity() {
+    let (repo, tree1) = small_repo();
+    let base = repo.path().parent().unwrap();
+    let name = repo.path().file_name().unwrap().to_str().unwrap();
+    let daemon = GitDaemon::start(base);
+    let http = serve_git_http(base);
+    for url in [
+        format!("git://127.0.0.1:{}/{name}", daemon.1),
+        format!("{http}/{name}"),
+    ] {
+        let spec = format!("git:{url}#v1");
+        let parsed = KernelSpec::parse(&spec).unwrap();
+        let src = source::identify(&parsed, &spec, false).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(
+            src.identity,
+            format!("git-tree:{tree1}"),
+            "{url}: the same tree as the local path, so the same cache key"
+        );
+        assert_eq!(src.version.as_deref(), Some("6.99.1"));
+        let tree =
+            source::materialize(&src, &mut kernel::build::Progress::new(false, &spec)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(tree.join("kernel/sched.c")).unwrap(),
+            "first\n"
+        );
+        // A branch is fetched too; offline, the mirror answers without the server.
+        let main = format!("git:{url}#main");
+        let src_main = source::identify(&KernelSpec::parse(&main).unwrap(), &main, false).unwrap();
+        assert_ne!(src_main.identity, src.identity);
+        let again = source::identify(&parsed, &spec, true).unwrap();
+        assert_eq!(again.identity, src.identity);
+        // The mirror is keyed by URL and the ports are random: do not leave it in the cache.
+        std::fs::remove_dir_all(ktstr::kernel::git_remote::mirror_dir(&url)).unwrap();
+    }
+}
+
+#[test]
+fn unreachable_remote_fails_fast_naming_the_url_and_the_fix() {
+    let port = closed_port();
+    for url in [
+        format!("https://127.0.0.1:{port}/linux.git"),
+        format!("ssh://git@127.0.0.1:{port}/linux.git"),
+    ] {
+        let spec = format!("git:{url}#v6.12");
+        let parsed = KernelSpec::parse(&spec).unwrap();
+        let t = Instant::now();
+        let err = source::identify(&parsed, &spec, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert!(err.contains(&url), "{err}");
+        assert!(err.contains("fix:"), "{err}");
+        // Built with TLS and ssh: the transport exists, only the server is missing.
+        assert!(!err.contains("unsupported URL protocol"), "{err}");
+        // Offline, a URL never fetched is bad input saying so.
+        let off = source::identify(&parsed, &spec, true).unwrap_err();
+        assert!(off.is_bad_input(), "{off}");
+        assert!(off.to_string().contains("never fetched"), "{off}");
+        let _ = std::fs::remove_dir_all(ktstr::kernel::git_remote::mirror_dir(&url));
+    }
 }
 
 /// A one-shot HTTP/1.1 server on 127.0.0.1 serving `files` (path -> body) until the test ends.
@@ -454,47 +690,54 @@ fn version_download_verifies_sha256_and_offline_lists_what_was_tried() {
 
 #[test]
 fn two_clean_builds_give_the_same_image() {
-    // The cheapest config that exercises the whole recipe: tinyconfig + base (no BTF/DWARF).
-    // Each build gets its own cache (so its own O= path); the extracted source is shared.
+    // The shared kernel (sched_ext: DEBUG_INFO + BTF, where absolute paths could leak into the
+    // image through the build-id) against one clean build of the same spec in its own cache
+    // root, so another O= path; the extracted source is shared through a symlink. One extra cold
+    // build, as the two tinyconfig + base builds this replaced.
     let shared_sources = ktstr::paths::sources_dir();
-    // Make sure the 6.12 source is extracted once before the two builds race for it.
+    // Make sure the 6.12 source is extracted before the clean build and the shared one race for it.
     let spec = KernelSpec::parse(SPEC).unwrap();
     let src = source::identify(&spec, SPEC, true).unwrap();
     source::materialize(&src, &mut kernel::build::Progress::new(true, SPEC)).unwrap();
-    let caches = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    for c in &caches {
-        std::os::unix::fs::symlink(&shared_sources, c.path().join("sources")).unwrap();
-    }
+    let cache_dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&shared_sources, cache_dir.path().join("sources")).unwrap();
     let t = Instant::now();
-    let children: Vec<_> = caches
-        .iter()
-        .map(|c| {
-            Command::new(ktstr_bin())
-                .args(["kernel", "build", SPEC, "--config", "base", "--json"])
-                .env("KTSTR_CACHE_DIR", c.path())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let mut sums = Vec::new();
-    for child in children {
-        let o = child.wait_with_output().unwrap();
-        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
-        assert!(o.status.success());
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(v["cache_hit"], false, "a clean build");
-        let image = PathBuf::from(v["image"].as_str().unwrap());
-        sums.push((
-            v["key"].as_str().unwrap().to_string(),
-            source::sha256_file(&image).unwrap(),
-        ));
-    }
+    let out = ktstr(
+        &["kernel", "build", SPEC, "--config", CONFIG, "--json"],
+        &[("KTSTR_CACHE_DIR", cache_dir.path())],
+    );
+    assert!(out.status.success(), "clean build failed");
     eprintln!(
-        "two clean tinyconfig+base builds took {:?} (wall, in parallel)",
+        "clean {SPEC} + {CONFIG} build took {:?} (wall)",
         t.elapsed()
     );
-    assert_eq!(sums[0].0, sums[1].0, "same inputs, same key");
-    assert_eq!(sums[0].1, sums[1].1, "same inputs, same image sha256");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cache_hit"], false, "a clean build");
+    let clean = cache_dir
+        .path()
+        .join("kernels")
+        .join(v["key"].as_str().unwrap());
+    let clean_meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(clean.join("metadata.json")).unwrap()).unwrap();
+
+    // Other tests corrupt and rebuild the shared entry: read it under the read side.
+    let _r = ENTRY.read().unwrap();
+    let shared = shared_kernel();
+    assert_eq!(
+        v["key"].as_str(),
+        shared.key.as_deref(),
+        "same inputs, same key"
+    );
+    let image = source::sha256_file(&shared.image).unwrap();
+    assert_eq!(
+        clean_meta["files"]["bzImage"]["sha256"].as_str(),
+        Some(image.as_str()),
+        "same inputs in another O= tree, same bzImage sha256"
+    );
+    let vmlinux = source::sha256_file(shared.vmlinux.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        clean_meta["files"]["vmlinux"]["sha256"].as_str(),
+        Some(vmlinux.as_str()),
+        "same kept vmlinux (symbols, .BTF, build-id)"
+    );
 }

@@ -22,6 +22,31 @@ pub const REPRO_ENV: &[(&str, &str)] = &[
     ("TZ", "UTC"),
 ];
 
+/// `-fdebug-prefix-map` for the source tree and the O= tree, passed as KCFLAGS and KAFLAGS.
+///
+/// With DEBUG_INFO the compiler writes both absolute paths into DWARF (DW_AT_comp_dir is the O=
+/// tree, file names start with the source tree). DWARF is stripped from the image, but the
+/// vmlinux and vDSO build-id notes are hashes over it and do land in the image, so a build in
+/// another cache root gave another bzImage (Documentation/kbuild/reproducible-builds.rst,
+/// "Absolute filenames"). Kbuild itself (6.1, 6.12) already maps `__FILE__` with
+/// `-fmacro-prefix-map=$(srctree)/=`; a `-ffile-prefix-map` here would override that and change
+/// the strings, so only debug info is mapped. Make sees the trees by their real paths.
+pub fn prefix_map_flags(tree: &Path, out: &Path) -> String {
+    let mut flags = Vec::new();
+    for dir in [tree, out] {
+        let mut forms = vec![dir.to_path_buf()];
+        if let Ok(real) = std::fs::canonicalize(dir)
+            && real != dir
+        {
+            forms.push(real);
+        }
+        for f in forms {
+            flags.push(format!("-fdebug-prefix-map={}=.", f.display()));
+        }
+    }
+    flags.join(" ")
+}
+
 /// Free space a tinyconfig+sched_ext build needs (O= tree ~0.9 GiB, source ~1.4 GiB, entry).
 const NEED_MIB: u64 = 3 * 1024;
 
@@ -253,6 +278,7 @@ pub fn run_make(
         .append(true)
         .open(log)
         .map_err(io(format!("opening {}", log.display())))?;
+    let prefix_map = prefix_map_flags(tree, out);
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(tree)
@@ -260,6 +286,9 @@ pub fn run_make(
         .arg(format!("-j{}", jobs.max(1)))
         .args(targets)
         .envs(REPRO_ENV.iter().copied())
+        // Overrides a user's KCFLAGS too: they would change the image without changing the key.
+        .env("KCFLAGS", &prefix_map)
+        .env("KAFLAGS", &prefix_map)
         // Kconfig reads these; a user's environment must not change the config.
         .env_remove("KCONFIG_CONFIG")
         .env_remove("KCONFIG_ALLCONFIG")
@@ -273,7 +302,7 @@ pub fn run_make(
         .process_group(0);
     let _ = writeln!(
         logf,
-        "$ make -C {} O={} -j{} {}",
+        "$ KCFLAGS='{prefix_map}' make -C {} O={} -j{} {}",
         tree.display(),
         out.display(),
         jobs,

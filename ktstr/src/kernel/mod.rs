@@ -10,6 +10,7 @@ pub mod build;
 pub mod cache;
 pub mod configure;
 pub mod debian;
+pub mod git_remote;
 pub mod image;
 pub mod source;
 pub mod spec;
@@ -21,7 +22,8 @@ pub use spec::KernelSpec;
 
 /// Bumped whenever the way ktstr configures or builds a kernel changes its output; part of every
 /// cache key so old entries are not reused for a different recipe.
-pub const RECIPE_VERSION: u32 = 1;
+/// 2: `-ffile-prefix-map` of the source and O= trees (DEBUG_INFO images independent of the paths).
+pub const RECIPE_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
@@ -56,6 +58,12 @@ pub enum KernelError {
     Download { url: String, why: String },
     #[error("git: {0}")]
     Git(String),
+    #[error("git: cannot fetch {url}: {why}\nfix: {fix}")]
+    GitFetch {
+        url: String,
+        why: String,
+        fix: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("{what}: {source}")]

@@ -3,6 +3,7 @@
 //! an extracted tree under the cache, one per identity, so a tree is extracted once.
 
 use super::build::Progress;
+use super::git_remote;
 use super::spec::KernelSpec;
 use super::{KernelError, io};
 use sha2::{Digest, Sha256};
@@ -67,7 +68,7 @@ pub fn identify(spec: &KernelSpec, spec_str: &str, offline: bool) -> Result<Sour
             }
             tarball_source(path)
         }
-        KernelSpec::Git { repo, reference } => identify_git(repo, reference),
+        KernelSpec::Git { repo, reference } => identify_git(repo, reference, offline),
         KernelSpec::Path(dir) => identify_path(dir, spec_str),
         KernelSpec::Image(_) => unreachable!("images have no source"),
     }
@@ -321,42 +322,18 @@ fn git_err(e: git2::Error) -> KernelError {
     KernelError::Git(e.message().to_string())
 }
 
-fn is_url(repo: &str) -> bool {
-    repo.contains("://") || (repo.contains('@') && repo.contains(':'))
+fn open_repo(repo: &str, reference: &str, offline: bool) -> Result<git2::Repository, KernelError> {
+    if git_remote::is_url(repo) {
+        return git_remote::open(repo, reference, offline);
+    }
+    git2::Repository::open(repo).map_err(|e| KernelError::BadSpec {
+        spec: format!("git:{repo}#{reference}"),
+        why: format!("cannot open the repository: {}", e.message()),
+    })
 }
 
-fn open_repo(repo: &str, reference: &str) -> Result<git2::Repository, KernelError> {
-    if !is_url(repo) {
-        return git2::Repository::open(repo).map_err(|e| KernelError::BadSpec {
-            spec: format!("git:{repo}#{reference}"),
-            why: format!("cannot open the repository: {}", e.message()),
-        });
-    }
-    // Remote: a bare mirror per URL under the cache, fetched on each resolution.
-    let dir = crate::paths::sources_dir()
-        .join("git")
-        .join(&hex::encode(Sha256::digest(repo.as_bytes()))[..16]);
-    let r = match git2::Repository::open_bare(&dir) {
-        Ok(r) => r,
-        Err(_) => git2::Repository::init_bare(&dir).map_err(git_err)?,
-    };
-    {
-        let mut remote = r.remote_anonymous(repo).map_err(git_err)?;
-        let refspecs = [
-            format!("+{reference}:refs/ktstr/fetched"),
-            "+refs/heads/*:refs/heads/*".to_string(),
-            "+refs/tags/*:refs/tags/*".to_string(),
-        ];
-        // A ref that is a sha cannot be fetched by name on every server; the wildcard covers it.
-        if remote.fetch(&refspecs, None, None).is_err() {
-            remote.fetch(&refspecs[1..], None, None).map_err(git_err)?;
-        }
-    }
-    Ok(r)
-}
-
-fn identify_git(repo: &str, reference: &str) -> Result<Source, KernelError> {
-    let r = open_repo(repo, reference)?;
+fn identify_git(repo: &str, reference: &str, offline: bool) -> Result<Source, KernelError> {
+    let r = open_repo(repo, reference, offline)?;
     let obj = r
         .revparse_single(reference)
         .or_else(|_| r.revparse_single("refs/ktstr/fetched"))
@@ -621,7 +598,16 @@ fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelError> {
 
 fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
     use std::os::unix::fs::PermissionsExt;
-    let r = open_repo(&src.location, src.reference.as_deref().unwrap_or("HEAD"))?;
+    // identify() fetched the tree just now: export from the mirror without fetching again.
+    let r = if git_remote::is_url(&src.location) {
+        git_remote::open_fetched(&src.location)?
+    } else {
+        open_repo(
+            &src.location,
+            src.reference.as_deref().unwrap_or("HEAD"),
+            true,
+        )?
+    };
     let oid = src.identity.strip_prefix("git-tree:").unwrap_or_default();
     let tree = r
         .find_tree(git2::Oid::from_str(oid).map_err(git_err)?)
