@@ -14,6 +14,8 @@ use std::time::Duration;
 
 /// Marker the topology case's L2 command prints: online CPUs, packages, cores per package.
 const TOPO_MARK: &str = "KTSTR-TOPO";
+/// Marker the NUMA case's L2 command prints: the NUMA nodes L2 sees.
+const NUMA_MARK: &str = "KTSTR-NUMA";
 
 fn l1() -> &'static nested::L1Outcome {
     static L1: OnceLock<nested::L1Outcome> = OnceLock::new();
@@ -37,6 +39,11 @@ fn l1() -> &'static nested::L1Outcome {
         script += &nested::case(
             "steal",
             &format!("$KTSTR run --backend kvm {common} --scenario steal --duration 3s --topology 1n1l8c1t --cpu-budget 2"),
+        );
+        // Two NUMA nodes (SRAT from the kvm backend's ACPI tables) as L2 sees them.
+        script += &nested::case(
+            "numa",
+            &format!("$KTSTR shell --backend kvm {common} --topology 2n1l1c1t --exec 'echo {NUMA_MARK} $(ls -d /sys/devices/system/node/node[0-9]* | wc -l)'"),
         );
         // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
         // last: its trace reaches L1's console, whose crash watch then ends L1.
@@ -106,6 +113,24 @@ fn topology_1n2l2c1t_is_visible_in_l2() {
         .collect();
     // 4 CPUs online, 2 packages (one per LLC), 4 CPUs with a core id.
     assert_eq!(nums, vec![4, 2, 4], "{line}");
+}
+
+#[test]
+fn numa_2n1l1c1t_shows_two_nodes_in_l2() {
+    let (code, _) = case("numa");
+    assert_eq!(code, 0);
+    let line = l1()
+        .console
+        .lines()
+        .find(|l| l.contains(&format!("{NUMA_MARK} ")) && !l.contains("$("))
+        .unwrap_or_else(|| panic!("no {NUMA_MARK} line in:\n{}", l1().console));
+    let nodes: Vec<u32> = line
+        .split_whitespace()
+        .skip_while(|w| *w != NUMA_MARK)
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(nodes, vec![2], "{line}");
 }
 
 #[test]
