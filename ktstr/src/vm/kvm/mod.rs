@@ -99,12 +99,14 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
 /// Builds the VM in boot order. `start` is the instant the caller's timings count from.
 pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> Result<Vm, VmError> {
     validate(cfg)?;
+    let mut steps = StepTimes::new(start);
     let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
 
     // 1. Guest memory, registered with KVM slot by slot.
     let ram = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
     let mem = &ram.mem;
     register_memory(&vm, mem)?;
+    steps.mark("vm+memory");
 
     // In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
     vm.set_tss_address(KVM_TSS_ADDRESS)
@@ -122,27 +124,30 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
     //    and cached, shared with the qemu backend), so the guest skips self-decompression;
     //    images that cannot be extracted boot as given.
     let image = super::qemu::pvh_kernel(&cfg.kernel);
-    let kernel = loader::load_kernel(&mem, &image).map_err(|reason| VmError::BadKernel {
+    steps.mark("elf lookup");
+    let kernel = loader::load_kernel(mem, &image).map_err(|reason| VmError::BadKernel {
         path: cfg.kernel.clone(),
         reason,
     })?;
 
     // 3. Initrd, command line, zero page with e820.
-    let initrd = boot_params::load_initrd(&mem, &cfg.initramfs, cfg.memory_mib, &kernel)
+    steps.mark("kernel load");
+    let initrd = boot_params::load_initrd(mem, &cfg.initramfs, cfg.memory_mib, &kernel)
         .map_err(|e| cfg_err(&cfg.initramfs.display().to_string(), e))?;
     // 7. ACPI (MADT, SRAT/SLIT) and the MP table for kernels built without ACPI: the CPUs by
     //    APIC ID, the IOAPIC, the IRQ routing, the NUMA nodes.
     let apic = ApicLayout::new(cfg.topology);
-    mptable::write(&mem, &apic).map_err(VmError::Config)?;
-    let rsdp = acpi::write(&mem, &apic, cfg.memory_mib).map_err(VmError::Config)?;
+    mptable::write(mem, &apic).map_err(VmError::Config)?;
+    let rsdp = acpi::write(mem, &apic, cfg.memory_mib).map_err(VmError::Config)?;
     let cmdline = command_line(cfg);
-    boot_params::write_boot_params(&mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)
+    boot_params::write_boot_params(mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)
         .map_err(VmError::Config)?;
 
     // 4. Page tables and GDT for the 64-bit entry.
-    regs::write_boot_tables(&mem).map_err(VmError::Config)?;
+    regs::write_boot_tables(mem).map_err(VmError::Config)?;
 
     // 8. UARTs with irqfds into the in-kernel PIC/IOAPIC.
+    steps.mark("initrd+tables");
     let uarts = create_uarts(&vm, cfg, start)?;
 
     // 5, 6, 4. vCPUs: CPUID, MSRs, LAPIC LINT wiring, FPU; the boot vCPU gets the entry state.
@@ -166,6 +171,8 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         }
         vcpus.push(vcpu);
     }
+    steps.mark("vcpus");
+    steps.report();
     Ok(Vm {
         _vm: vm,
         vcpus,
@@ -173,6 +180,38 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         kernel_format: kernel.format,
         _ram: ram,
     })
+}
+
+/// Host-side setup time per boot step, printed on stderr when `KTSTR_KVM_TIMINGS` is set (for
+/// profiling where a boot's time goes before the guest runs; see docs/benchmarks.md).
+struct StepTimes {
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl StepTimes {
+    fn new(start: Instant) -> Self {
+        StepTimes {
+            last: start,
+            steps: Vec::new(),
+        }
+    }
+    fn mark(&mut self, what: &'static str) {
+        let now = Instant::now();
+        self.steps.push((what, now - self.last));
+        self.last = now;
+    }
+    fn report(&self) {
+        if std::env::var_os("KTSTR_KVM_TIMINGS").is_none() {
+            return;
+        }
+        let parts: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(w, d)| format!("{w} {:.0} ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        eprintln!("ktstr kvm setup: {}", parts.join(", "));
+    }
 }
 
 fn command_line(cfg: &VmConfig) -> String {
