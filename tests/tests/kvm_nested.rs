@@ -17,6 +17,9 @@ const TOPO_MARK: &str = "KTSTR-TOPO";
 /// Marker the NUMA case's L2 command prints: the NUMA nodes L2 sees.
 const NUMA_MARK: &str = "KTSTR-NUMA";
 
+/// Every case the shared L1 script runs, in order.
+const LABELS: [&str; 6] = ["smoke", "topology", "steal", "numa", "hang", "panic"];
+
 fn l1() -> &'static nested::L1Outcome {
     static L1: OnceLock<nested::L1Outcome> = OnceLock::new();
     L1.get_or_init(|| {
@@ -59,7 +62,29 @@ fn l1() -> &'static nested::L1Outcome {
         let mut req = L1Request::new(e2e::ktstr_bin(), script, dir.join("l1-console.log"));
         req.timeout = Duration::from_secs(1200);
         e2e::debian_kernel();
-        let out = nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
+        let boot = || nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
+        let mut out = boot();
+        let missing: Vec<&str> = LABELS
+            .into_iter()
+            .filter(|l| !out.json.iter().any(|d| d["label"] == *l))
+            .collect();
+        if !missing.is_empty() {
+            // Seen once in CI: L1 (the emulated host, not the VMM under test) vanished mid-script
+            // without a kernel message. One more L1 boot, with the first one's evidence kept; a
+            // real fault of the VMM repeats and fails the cases below.
+            let lost = req.console_log.with_extension("lost.log");
+            let _ = std::fs::copy(&req.console_log, &lost);
+            eprintln!(
+                "nested: L1 ended {:?} after {:?} before cases {missing:?} reported (crash line {:?}); \
+                 its console is kept at {}; tail:\n{}\nbooting L1 once more",
+                out.run.end,
+                out.run.wall,
+                out.run.crash_line,
+                lost.display(),
+                out.run.console_tail
+            );
+            out = boot();
+        }
         eprintln!(
             "L1 ended {:?} after {:?}; console at {}",
             out.run.end,
@@ -77,7 +102,18 @@ fn case(label: &str) -> (i64, Option<CellResult>) {
         .json
         .iter()
         .find(|d| d["label"] == label)
-        .unwrap_or_else(|| panic!("case {label} never reported; L1 console:\n{}", out.console));
+        .unwrap_or_else(|| {
+            panic!(
+                "case {label} never reported; L1 ended {:?} after {:?}, crash line {:?}, exit {:?}\n\
+                 --- L1 console tail (with QEMU's stderr) ---\n{}\n--- L1 console ---\n{}",
+                out.run.end,
+                out.run.wall,
+                out.run.crash_line,
+                out.exit_code,
+                out.run.console_tail,
+                out.console
+            )
+        });
     let result = match &doc["result"] {
         serde_json::Value::Null => None,
         r => Some(serde_json::from_value(r.clone()).expect("CellResult JSON")),
