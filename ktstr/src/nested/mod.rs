@@ -121,11 +121,16 @@ pub fn emit_json(path: &str) -> String {
 
 /// A script line running one inner ktstr command (which must accept `--json FILE`) and emitting
 /// `{"label": .., "exit": <status>, "result": <the JSON file or null>}` on the console.
+///
+/// The command's own output is printed after that line, not while it runs: a crashing L2's
+/// console tail carries "Kernel panic", which L1's crash watch acts on (the VM is killed 3 s
+/// later), and under TCG that could come before the result line was out (seen in CI).
 pub fn case(label: &str, command: &str) -> String {
     format!(
-        "rm -f /tmp/{label}.json; {command} --json /tmp/{label}.json; rc=$?; \
+        "rm -f /tmp/{label}.json; {command} --json /tmp/{label}.json > /tmp/{label}.out 2>&1; rc=$?; \
          r=$(tr -d '\\n' < /tmp/{label}.json 2>/dev/null); \
-         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":${{r:-null}}}}\"\n"
+         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":${{r:-null}}}}\"; \
+         cat /tmp/{label}.out\n"
     )
 }
 
