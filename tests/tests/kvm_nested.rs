@@ -144,10 +144,12 @@ fn topology_1n2l2c1t_is_visible_in_l2() {
     let line = l1()
         .console
         .lines()
-        .find(|l| l.starts_with(TOPO_MARK) || l.contains(&format!("{TOPO_MARK} 4")))
+        // The printed line, not the copy inside the case's JSON (its console tail).
+        .find(|l| l.contains(&format!("{TOPO_MARK} ")) && !l.contains(nested::JSON_PREFIX))
         .unwrap_or_else(|| panic!("no {TOPO_MARK} line in:\n{}", l1().console));
     let nums: Vec<u32> = line
         .split_whitespace()
+        .skip_while(|w| *w != TOPO_MARK)
         .skip(1)
         .filter_map(|w| w.parse().ok())
         .collect();
@@ -162,7 +164,11 @@ fn numa_2n1l1c1t_shows_two_nodes_in_l2() {
     let line = l1()
         .console
         .lines()
-        .find(|l| l.contains(&format!("{NUMA_MARK} ")) && !l.contains("$("))
+        .find(|l| {
+            l.contains(&format!("{NUMA_MARK} "))
+                && !l.contains("$(")
+                && !l.contains(nested::JSON_PREFIX)
+        })
         .unwrap_or_else(|| panic!("no {NUMA_MARK} line in:\n{}", l1().console));
     let nodes: Vec<u32> = line
         .split_whitespace()
