@@ -1,5 +1,9 @@
-//! Runs inside L1 before any L2 boots: keeps one never-run KVM vCPU alive so that kvm.ko's
-//! deferred static key `apic_sw_disabled` never drops to 0 and is never live-patched again.
+//! Runs inside L1 before any L2 boots: keeps one VM with a never-run vCPU alive so that two
+//! static keys never drop to 0 and are never live-patched again: kvm.ko's deferred
+//! `apic_sw_disabled`, and the scheduler's `preempt_notifier_key` (`kvm_create_vm` increments
+//! it, VM destruction decrements it, and it is patched into `__schedule`, which every L1 CPU
+//! runs all the time: L1 died of "Oops: int3" in `__schedule+0x428` as well). Creating the
+//! holder still patches each key once, early; `run_l1` boots L1 again if that goes wrong.
 //!
 //! Why: every vCPU is created with its local APIC software-disabled (the key goes 0 -> 1) and
 //! the key drops back to 0 once the guest enables its APICs, so each L2 boot rewrites kvm.ko's
