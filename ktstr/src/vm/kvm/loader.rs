@@ -89,9 +89,6 @@ fn map_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, String> {
     let phdrs = ProgramHeader::parse(&raw, 0, usize::from(ehdr.e_phnum), ctx)
         .map_err(|e| bad(e.to_string()))?;
     let file_len = f.metadata().map_err(|e| bad(e.to_string()))?.len();
-    // What is copied is read through a mapping of the file: no buffer to fault in and zero, no
-    // read() copy (all emulated, nested under TCG).
-    let view = FileView::new(f, file_len)?;
     let mut end = 0;
     for ph in phdrs
         .iter()
@@ -107,7 +104,7 @@ fn map_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, String> {
         }
         let Some(seg_end) = seg_end.filter(|&e| fits(mem, addr, e)) else {
             return Err(bad(format!(
-                "segment {addr:#x}+{:#x} is not inside guest RAM (raise --memory-mib)",
+                "segment {addr:#x}+{:#x} is not inside guest RAM",
                 ph.p_memsz
             )));
         };
@@ -120,8 +117,8 @@ fn map_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, String> {
         if hi > lo {
             map_file_pages(mem, f, GuestAddress(lo), hi - lo, off + (lo - addr))?;
         }
-        copy_from_file(mem, view.bytes(), addr, off, lo - addr)?;
-        copy_from_file(mem, view.bytes(), hi, off + (hi - addr), addr + filesz - hi)?;
+        copy_from_file(mem, f, addr, off, lo - addr)?;
+        copy_from_file(mem, f, hi, off + (hi - addr), addr + filesz - hi)?;
         end = end.max(seg_end);
     }
     if end == 0 {
@@ -153,70 +150,21 @@ fn private_anonymous(mem: &GuestMemoryMmap, addr: u64) -> bool {
     })
 }
 
-/// A read-only private mapping of a whole file, unmapped on drop.
-struct FileView {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl FileView {
-    fn new(f: &File, len: u64) -> Result<FileView, String> {
-        use std::os::fd::AsRawFd;
-        let len = usize::try_from(len).map_err(|e| e.to_string())?;
-        // SAFETY: a fresh read-only mapping chosen by the kernel (no MAP_FIXED): no existing
-        // memory is affected.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if addr == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map the ELF: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(FileView { addr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: `addr..addr+len` is a live read-only mapping of the file's `len` bytes, kept
-        // until `self` drops. Nothing in this process writes it, and the kernel cache replaces
-        // files by rename, never in place, so the bytes do not change or vanish (SIGBUS) under
-        // the slice.
-        unsafe { std::slice::from_raw_parts(self.addr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for FileView {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping `new` created; `bytes()` borrows end before `self` drops.
-        unsafe { libc::munmap(self.addr, self.len) };
-    }
-}
-
 fn copy_from_file(
     mem: &GuestMemoryMmap,
-    file: &[u8],
+    f: &File,
     addr: u64,
     off: u64,
     len: u64,
 ) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
     use vm_memory::Bytes;
     if len == 0 {
         return Ok(());
     }
-    let buf = usize::try_from(off)
-        .ok()
-        .and_then(|o| file.get(o..o.checked_add(len as usize)?))
-        .ok_or_else(|| {
-            format!("ELF segment at file offset {off:#x} lies past the end of the file")
-        })?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact_at(&mut buf, off)
+        .map_err(|e| format!("cannot read the ELF segment at file offset {off:#x}: {e}"))?;
     // Page by page (guest pages), leaving all-zero ones alone: writing zeros would only fault
     // in and zero host pages for nothing (.bss is in the file of an extracted vmlinux).
     let mut at = 0;
