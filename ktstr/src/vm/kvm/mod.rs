@@ -102,9 +102,10 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
     let mut steps = StepTimes::new(start);
     let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
 
-    // 1. Guest memory (registered with KVM once the kernel's pages are mapped into it).
+    // 1. Guest memory, registered with KVM slot by slot.
     let ram = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
     let mem = &ram.mem;
+    register_memory(&vm, mem)?;
     steps.mark("vm+memory");
 
     // In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
@@ -121,16 +122,13 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
 
     // 2. Kernel image. A bzImage is swapped for its uncompressed ELF (extracted once on the host
     //    and cached, shared with the qemu backend), so the guest skips self-decompression;
-    //    images that cannot be extracted boot as given. The ELF is mapped, not copied
-    //    (loader::load_kernel); registering the slots after that keeps KVM from ever seeing
-    //    the anonymous pages the file mappings replace.
+    //    images that cannot be extracted boot as given.
     let image = super::qemu::pvh_kernel(&cfg.kernel);
     steps.mark("elf lookup");
     let kernel = loader::load_kernel(mem, &image).map_err(|reason| VmError::BadKernel {
         path: cfg.kernel.clone(),
         reason,
     })?;
-    register_memory(&vm, mem)?;
 
     // 3. Initrd, command line, zero page with e820.
     steps.mark("kernel load");
