@@ -137,22 +137,30 @@ fn auto_picks_kvm_in_l1_and_smoke_passes() {
     eprintln!("nested kvm: agent after {to_agent:.0} ms, result after {to_result:.0} ms");
 }
 
+/// The console line an L2 command printed after `mark` (not the copy inside a case's JSON, nor
+/// the command itself), and the numbers that follow the mark on it.
+fn marker_numbers(mark: &str) -> (String, Vec<u32>) {
+    let line = l1()
+        .console
+        .lines()
+        .find(|l| {
+            l.contains(&format!("{mark} ")) && !l.contains("$(") && !l.contains(nested::JSON_PREFIX)
+        })
+        .unwrap_or_else(|| panic!("no {mark} line in:\n{}", l1().console));
+    let nums = line
+        .split_whitespace()
+        .skip_while(|w| *w != mark)
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (line.to_string(), nums)
+}
+
 #[test]
 fn topology_1n2l2c1t_is_visible_in_l2() {
     let (code, _) = case("topology");
     assert_eq!(code, 0);
-    let line = l1()
-        .console
-        .lines()
-        // The printed line, not the copy inside the case's JSON (its console tail).
-        .find(|l| l.contains(&format!("{TOPO_MARK} ")) && !l.contains(nested::JSON_PREFIX))
-        .unwrap_or_else(|| panic!("no {TOPO_MARK} line in:\n{}", l1().console));
-    let nums: Vec<u32> = line
-        .split_whitespace()
-        .skip_while(|w| *w != TOPO_MARK)
-        .skip(1)
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let (line, nums) = marker_numbers(TOPO_MARK);
     // 4 CPUs online, 2 packages (one per LLC), 4 CPUs with a core id.
     assert_eq!(nums, vec![4, 2, 4], "{line}");
 }
@@ -161,21 +169,7 @@ fn topology_1n2l2c1t_is_visible_in_l2() {
 fn numa_2n1l1c1t_shows_two_nodes_in_l2() {
     let (code, _) = case("numa");
     assert_eq!(code, 0);
-    let line = l1()
-        .console
-        .lines()
-        .find(|l| {
-            l.contains(&format!("{NUMA_MARK} "))
-                && !l.contains("$(")
-                && !l.contains(nested::JSON_PREFIX)
-        })
-        .unwrap_or_else(|| panic!("no {NUMA_MARK} line in:\n{}", l1().console));
-    let nodes: Vec<u32> = line
-        .split_whitespace()
-        .skip_while(|w| *w != NUMA_MARK)
-        .skip(1)
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let (line, nodes) = marker_numbers(NUMA_MARK);
     assert_eq!(nodes, vec![2], "{line}");
 }
 
