@@ -182,10 +182,17 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
                 run.frame_errors.join("; ")
             )),
         )
-    } else if let Some((_, line)) = crash {
+    } else if let Some((Some(CrashKind::SchedExt), line)) = crash {
         (
             Outcome::Crashed,
             Some(format!("sched_ext error, then no result: {}", line.trim())),
+        )
+    } else if let Some((None, line)) = crash {
+        // The backend's own account of the end (e.g. the kvm VMM: "the guest ended the VM
+        // (shutdown (triple fault …)) before its result").
+        (
+            Outcome::Crashed,
+            Some(format!("no result: {}", line.trim())),
         )
     } else {
         let stage = if agent_started {
@@ -326,6 +333,15 @@ mod tests {
         assert!(r.reason.unwrap().contains("agent started"));
         let r = judge(&run(vec![], VmEnd::Shutdown, None), T);
         assert_eq!(r.outcome, Outcome::Crashed);
+        // The VMM's own account of a reset is quoted as such, not called a sched_ext error.
+        let vmm =
+            "kvm: the guest ended the VM (shutdown (triple fault / reboot=t)) before its result";
+        let r = judge(&run(vec![started()], VmEnd::Shutdown, Some(vmm)), T);
+        assert_eq!(r.outcome, Outcome::Crashed);
+        assert_eq!(
+            r.reason.as_deref(),
+            Some(format!("no result: {vmm}").as_str())
+        );
         let mut garbage = run(vec![started()], VmEnd::Shutdown, None);
         garbage.frame_errors = vec!["frame checksum mismatch".into()];
         let r = judge(&garbage, T);

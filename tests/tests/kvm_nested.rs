@@ -17,8 +17,19 @@ const TOPO_MARK: &str = "KTSTR-TOPO";
 /// Marker the NUMA case's L2 command prints: the NUMA nodes L2 sees.
 const NUMA_MARK: &str = "KTSTR-NUMA";
 
+/// Marker the interactive case types into L2's shell, with arithmetic only the guest evaluates.
+const TTY_MARK: &str = "KTSTR-TTY";
+
 /// Every case the shared L1 script runs, in order.
-const LABELS: [&str; 6] = ["smoke", "topology", "steal", "numa", "hang", "panic"];
+const LABELS: [&str; 7] = [
+    "smoke",
+    "topology",
+    "steal",
+    "numa",
+    "interactive",
+    "hang",
+    "panic",
+];
 
 fn l1() -> &'static nested::L1Outcome {
     static L1: OnceLock<nested::L1Outcome> = OnceLock::new();
@@ -48,6 +59,13 @@ fn l1() -> &'static nested::L1Outcome {
             "numa",
             &format!("$KTSTR shell --backend kvm {common} --topology 2n1l1c1t --exec 'echo {NUMA_MARK} $(ls -d /sys/devices/system/node/node[0-9]* | wc -l)'"),
         );
+        // Interactive console: a script piped into `ktstr shell` reaches L2's shell (COM1 input),
+        // its output comes back, and the shell's exit status is the command's.
+        script += &nested::piped_case(
+            "interactive",
+            &format!("echo {TTY_MARK} $((6*7))\\nexit 3\\n"),
+            &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
+        );
         // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
         // last: its trace reaches L1's console, whose crash watch then ends L1.
         script += &nested::case(
@@ -68,10 +86,18 @@ fn l1() -> &'static nested::L1Outcome {
         // no kernel message (twice, both times 4 s into the 8-vCPU `steal` case). Up to two more
         // L1 boots, each lost one's console kept; a real fault of the VMM repeats and fails the
         // cases below.
+        //
+        // Also seen (11-22, in ~1 of 35 benchmark boots, on both backends: a kvm L2 triple
+        // fault with no kernel message, a qemu-kvm L2 reset mid-line): an L2 that resets itself
+        // during boot. Such a case is run again too; a VMM that breaks the boot every time fails
+        // again in the next L1.
         for attempt in 1..=2 {
             let missing: Vec<&str> = LABELS
                 .into_iter()
-                .filter(|l| !out.json.iter().any(|d| d["label"] == *l))
+                .filter(|l| {
+                    let doc = out.json.iter().find(|d| d["label"] == *l);
+                    doc.is_none_or(|d| *l != "panic" && spurious_reset(d))
+                })
                 .collect();
             if missing.is_empty() {
                 break;
@@ -97,6 +123,14 @@ fn l1() -> &'static nested::L1Outcome {
         );
         out
     })
+}
+
+/// A case whose L2 reset itself (triple fault) before its result, without a kernel message
+/// that would explain it.
+fn spurious_reset(doc: &serde_json::Value) -> bool {
+    let reason = doc["result"]["reason"].as_str().unwrap_or("");
+    let tail = doc["result"]["console_tail"].as_str().unwrap_or("");
+    reason.contains("triple fault") && !tail.contains("Kernel panic") && !tail.contains("Oops")
 }
 
 /// The CellResult of case `label`, with the console as evidence when it is missing.
@@ -187,6 +221,14 @@ fn eight_vcpus_on_a_budget_of_two_accumulate_steal() {
         .unwrap_or_else(|| panic!("no steal metric in {:?}", scen.metrics));
     assert!(steal > 0.0, "steal {steal}: {:?}", scen.metrics);
     assert_eq!(report.kernel.online_cpus, 8);
+}
+
+#[test]
+fn piped_input_reaches_the_interactive_shell() {
+    let (code, _) = case("interactive");
+    let (line, nums) = marker_numbers(TTY_MARK);
+    assert_eq!(nums, vec![42], "{line}");
+    assert_eq!(code, 3, "the shell's `exit 3` is ktstr shell's status");
 }
 
 #[test]

@@ -219,6 +219,10 @@ fn uptime_ms() -> u64 {
 }
 
 fn power_off() -> ! {
+    // What the guest wrote to its console (an interactive shell's last lines) is still in the
+    // tty's transmit buffer; the reboot would drop it.
+    // SAFETY: tcdrain on fd 1 (the console, or not a tty: then it fails harmlessly).
+    unsafe { libc::tcdrain(1) };
     // SAFETY: sync and reboot take no pointers; RB_AUTOBOOT with reboot=t on the cmdline ends
     // QEMU (-no-reboot) and the KVM VMM (triple fault).
     unsafe {

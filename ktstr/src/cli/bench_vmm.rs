@@ -124,9 +124,15 @@ fn guest_side(args: &Args) -> anyhow::Result<i32> {
     // Both backends boot the bzImage's uncompressed ELF, extracted once and cached; extract it
     // before the first timed boot so no run pays the one-time decompression.
     crate::vm::qemu::pvh_kernel(&kernel);
-    for name in &args.backends {
-        let backend = backend_by_name(name, !args.no_perf_mode)?;
-        for i in 0..args.runs {
+    let backends = args
+        .backends
+        .iter()
+        .map(|name| Ok((name, backend_by_name(name, !args.no_perf_mode)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Round-robin (run 0 of every backend, then run 1 …): a drift in the L1 guest over the
+    // benchmark (memory fragmentation, page cache, host load) then hits every backend alike.
+    for i in 0..args.runs {
+        for (name, backend) in &backends {
             let log = dir.path().join(format!("{name}-{i}.log"));
             let cfg = VmConfig {
                 kernel: kernel.clone(),

@@ -134,6 +134,20 @@ pub fn case(label: &str, command: &str) -> String {
     )
 }
 
+/// Like [`case`] for a command that writes no JSON result (an interactive `ktstr shell`): its
+/// stdin is `input`, a printf format without single quotes; the line's `result` is null.
+pub fn piped_case(label: &str, input: &str, command: &str) -> String {
+    assert!(
+        !input.contains('\''),
+        "piped_case input must not contain single quotes"
+    );
+    format!(
+        "printf '{input}' | {command} > /tmp/{label}.out 2>&1; rc=$?; \
+         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":null}}\"; \
+         cat /tmp/{label}.out\n"
+    )
+}
+
 /// Every JSON document a console carries.
 pub fn parse_json(console: &str) -> Vec<serde_json::Value> {
     console

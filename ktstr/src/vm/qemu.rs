@@ -560,6 +560,32 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
 /// Any failure (unknown compression, no PVH note, unwritable cache) falls back to `image`: the
 /// bzImage always boots, only slower.
 pub fn pvh_kernel(image: &Path) -> PathBuf {
+    // Reading and hashing an 11 MB bzImage costs 0.26-0.68 s in a TCG L1 (docs/benchmarks.md,
+    // "KVM backend") and would be paid on every boot: remember the answer per process, keyed by
+    // what changes when the image is rebuilt in place.
+    type Key = (PathBuf, u64, std::time::SystemTime);
+    static SEEN: Mutex<Option<std::collections::HashMap<Key, PathBuf>>> = Mutex::new(None);
+    let key = std::fs::metadata(image)
+        .and_then(|m| Ok((image.to_path_buf(), m.len(), m.modified()?)))
+        .ok();
+    let lock = || SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    let hit = key
+        .as_ref()
+        .and_then(|k| lock().get_or_insert_with(Default::default).get(k).cloned());
+    // The cached ELF may have been removed since (cache cleaning): then look again.
+    if let Some(hit) = hit.filter(|p| p.is_file()) {
+        return hit;
+    }
+    let found = pvh_kernel_uncached(image);
+    if let Some(k) = key {
+        lock()
+            .get_or_insert_with(Default::default)
+            .insert(k, found.clone());
+    }
+    found
+}
+
+fn pvh_kernel_uncached(image: &Path) -> PathBuf {
     let Ok(bytes) = std::fs::read(image) else {
         return image.to_path_buf();
     };

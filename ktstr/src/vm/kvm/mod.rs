@@ -7,6 +7,7 @@
 pub mod acpi;
 pub mod boot_params;
 pub mod cmos;
+pub mod console_ring;
 pub mod cpuid;
 pub mod layout;
 pub mod loader;
@@ -20,7 +21,7 @@ pub mod vcpu;
 use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun};
 use cpuid::ApicLayout;
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
-use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 use serial::{ConsoleSink, ResultSink, Uarts};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -171,6 +172,9 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         }
         vcpus.push(vcpu);
     }
+    if let Some(vcpu0) = vcpus.first() {
+        coalesce_console(kvm, &vm, vcpu0, &uarts);
+    }
     steps.mark("vcpus");
     steps.report();
     Ok(Vm {
@@ -259,6 +263,20 @@ fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>,
     Ok(Uarts::new(com1, com2, console, ResultSink::new(start)))
 }
 
+/// Makes COM1's transmit register a coalesced PIO zone (see [`console_ring`]) when the host
+/// supports it; without it every console byte exits, which is slower but the same output.
+fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd, uarts: &Uarts) {
+    if !kvm.check_extension(Cap::CoalescedPio) {
+        return;
+    }
+    let Ok(ring) = console_ring::ConsoleRing::map(vcpu0) else {
+        return;
+    };
+    // The ring is attached first: once the zone exists, bytes may land in it.
+    uarts.attach_console_ring(ring);
+    let _ = vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(serial::COM1_BASE)), 1);
+}
+
 /// LAPIC LVT0 = ExtINT (the PIC's output) and LVT1 = NMI, as a BIOS leaves them.
 fn setup_lint(vcpu: &VcpuFd) -> Result<(), VmError> {
     const APIC_LVT0: usize = 0x350;
@@ -340,7 +358,7 @@ impl Backend for KvmBackend {
         )?;
         let vm = build_vm(&kvm, cfg, self.perf_mode, start)?;
         if cfg.console == ConsoleMode::Interactive {
-            forward_stdin(vm.uarts.clone());
+            forward_stdin(&vm.uarts);
         }
         let shared = Arc::new(vcpu::Shared {
             stop: AtomicBool::new(false),
@@ -366,6 +384,8 @@ impl Backend for KvmBackend {
         let deadline = start + cfg.timeout;
         let mut result_seen: Option<Instant> = None;
         while end.is_none() {
+            // A guest that stops exiting (idle, hung) still has its last console bytes shown.
+            vm.uarts.drain_console_ring();
             // The agent reboots right after its Result; a guest that hangs instead still ends
             // with its result after a grace period, not as a timeout.
             if result_seen.is_none() && serial::lock(&vm.uarts.com2).writer().to_result.is_some() {
@@ -384,7 +404,8 @@ impl Backend for KvmBackend {
                 end = Some(VmEnd::TimedOut);
                 break;
             }
-            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            // 20 ms: also the longest a console byte waits in the ring when nothing else exits.
+            match rx.recv_timeout(left.min(Duration::from_millis(20))) {
                 Ok((_, vcpu::VcpuStop::Requested)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Ok((_, vcpu::VcpuStop::GuestShutdown(why))) => {
                     shutdown_why = Some(why);
@@ -399,9 +420,11 @@ impl Backend for KvmBackend {
         }
         vcpu::stop_all(&shared, threads);
         let wall = start.elapsed();
+        vm.uarts.drain_console_ring();
 
         let (console_tail, mut crash_line) = {
-            let c = serial::lock(&vm.uarts.com1);
+            let mut c = serial::lock(&vm.uarts.com1);
+            c.writer_mut().finish();
             (c.writer().tail_text(), c.writer().crash_line.clone())
         };
         if let Some(f) = fault {
@@ -433,22 +456,35 @@ impl Backend for KvmBackend {
     }
 }
 
-/// Interactive console: terminal input goes to COM1. The thread ends with the process (a
-/// blocking stdin read cannot be interrupted portably); it only holds an `Arc` to the UARTs.
-fn forward_stdin(uarts: Arc<Uarts>) {
+/// Interactive console: terminal input goes to COM1, from the moment the guest agent has
+/// started (its first frame on COM2). By then the guest's console tty is open and buffers what
+/// it is sent; bytes sent earlier would meet a UART the kernel has not set up yet and be lost
+/// (e.g. a script piped into `ktstr shell`). The thread ends with the process (a blocking stdin
+/// read cannot be interrupted portably); it holds only a weak reference while it waits, so a
+/// VM that ends before its agent starts is not kept alive.
+fn forward_stdin(uarts: &Arc<Uarts>) {
+    let weak = Arc::downgrade(uarts);
     let _ = std::thread::Builder::new()
         .name("kvm-stdin".into())
         .spawn(move || {
             use std::io::Read;
-            let mut buf = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            while let Ok(n) = stdin.read(&mut buf) {
-                if n == 0 {
+            loop {
+                let Some(u) = weak.upgrade() else { return };
+                if serial::lock(&u.com2).writer().to_agent.is_some() {
                     break;
                 }
+                drop(u);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while let Ok(n @ 1..) = stdin.read(&mut buf) {
                 let mut sent = 0;
                 while sent < n {
+                    // Upgraded per attempt: a guest that stops reading must not pin the VM.
+                    let Some(uarts) = weak.upgrade() else { return };
                     sent += uarts.console_input(&buf[sent..n]);
+                    drop(uarts);
                     if sent < n {
                         std::thread::sleep(Duration::from_millis(5));
                     }

@@ -3,12 +3,13 @@
 //! the in-kernel PIC/IOAPIC. Everything the guest writes is untrusted: sinks never panic, frames
 //! are decoded by `ktstr_guest::frame::Decoder`, which bounds what it buffers.
 
+use super::console_ring::ConsoleRing;
 use ktstr_guest::frame::Decoder;
 use ktstr_guest::protocol::GuestMessage;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{self, BufWriter, Write};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
@@ -44,9 +45,13 @@ const CRASH_MARKERS: [&str; 6] = [
 ];
 
 /// COM1: log file, bounded tail, crash detection; optionally echoed to the terminal.
+///
+/// The log is written a line at a time (vm-superio hands over one byte per call and "flushes"
+/// after each; a write(2) per byte cost ~40k syscalls per loud boot, each emulated under
+/// nested TCG). [`ConsoleSink::finish`] writes out a trailing partial line when the VM ends.
 #[derive(Debug)]
 pub struct ConsoleSink {
-    log: Option<File>,
+    log: Option<BufWriter<File>>,
     echo: bool,
     line: Vec<u8>,
     pub tail: VecDeque<String>,
@@ -56,7 +61,7 @@ pub struct ConsoleSink {
 impl ConsoleSink {
     pub fn new(log: Option<File>, echo: bool) -> Self {
         ConsoleSink {
-            log,
+            log: log.map(BufWriter::new),
             echo,
             line: Vec::new(),
             tail: VecDeque::new(),
@@ -78,6 +83,13 @@ impl ConsoleSink {
         self.tail.push_back(text);
     }
 
+    /// Writes what is buffered to the log file (called when the VM has ended).
+    pub fn finish(&mut self) {
+        if let Some(f) = self.log.as_mut() {
+            let _ = f.flush();
+        }
+    }
+
     pub fn tail_text(&self) -> String {
         let mut s: Vec<&str> = self.tail.iter().map(String::as_str).collect();
         let partial = String::from_utf8_lossy(&self.line).into_owned();
@@ -94,6 +106,9 @@ impl Write for ConsoleSink {
         if let Some(f) = self.log.as_mut() {
             // A full disk must not kill the VM; the tail still has the evidence.
             let _ = f.write_all(buf);
+            if buf.contains(&b'\n') {
+                let _ = f.flush();
+            }
         }
         if self.echo {
             let mut out = io::stdout().lock();
@@ -109,6 +124,7 @@ impl Write for ConsoleSink {
         }
         Ok(buf.len())
     }
+    /// A no-op: vm-superio calls it after every byte; the log is flushed per line instead.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -179,6 +195,9 @@ pub type Uart<W> = Serial<IrqTrigger, vm_superio::serial::NoEvents, W>;
 pub struct Uarts {
     pub com1: Mutex<Uart<ConsoleSink>>,
     pub com2: Mutex<Uart<ResultSink>>,
+    /// COM1 THR bytes KVM queued without an exit (absent when the host lacks coalesced PIO).
+    /// Lock order: this, then `com1`.
+    console_ring: OnceLock<Mutex<ConsoleRing>>,
 }
 
 impl Uarts {
@@ -191,12 +210,35 @@ impl Uarts {
         Arc::new(Uarts {
             com1: Mutex::new(Serial::new(IrqTrigger(com1_irq), console)),
             com2: Mutex::new(Serial::new(IrqTrigger(com2_irq), results)),
+            console_ring: OnceLock::new(),
         })
+    }
+
+    /// From now on COM1's THR writes may arrive through `ring`.
+    pub fn attach_console_ring(&self, ring: ConsoleRing) {
+        let _ = self.console_ring.set(Mutex::new(ring));
+    }
+
+    /// Applies the queued COM1 bytes, oldest first.
+    pub fn drain_console_ring(&self) {
+        let Some(ring) = self.console_ring.get() else {
+            return;
+        };
+        let mut ring = lock(ring);
+        let mut com1 = lock(&self.com1);
+        ring.drain(|w| {
+            if let Some(off) = offset(w.port, COM1_BASE) {
+                let _ = com1.write(off, w.value);
+            }
+        });
     }
 
     /// Port write; returns true if the port belongs to a UART. An IRQ that cannot be raised
     /// is the guest's loss, not a host error, so write errors are dropped.
     pub fn write(&self, port: u16, value: u8) -> bool {
+        // Every UART access first applies the queued console bytes: for COM1 to keep the
+        // guest's order, for COM2 so a guest busy on COM2 does not hold its console back.
+        self.drain_console_ring();
         if let Some(off) = offset(port, COM1_BASE) {
             let _ = lock(&self.com1).write(off, value);
         } else if let Some(off) = offset(port, COM2_BASE) {
@@ -208,6 +250,7 @@ impl Uarts {
     }
 
     pub fn read(&self, port: u16) -> Option<u8> {
+        self.drain_console_ring();
         if let Some(off) = offset(port, COM1_BASE) {
             Some(lock(&self.com1).read(off))
         } else {
