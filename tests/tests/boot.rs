@@ -1,7 +1,8 @@
 //! The boot path end to end on Debian's prebuilt cloud kernel (6.12, no sched_ext) under QEMU:
-//! `ktstr shell --exec` output and exit status, `ktstr run --scenario smoke`, topology as the
-//! guest sees it, a kernel panic and the watchdog as results with evidence, no QEMU left behind
-//! (watchdog, Ctrl-C, ktstr killed), and bad input refused with exit 2 before any VM.
+//! `ktstr shell --exec` output and exit status, a script piped into the interactive shell,
+//! `ktstr run --scenario smoke`, topology as the guest sees it, a kernel panic and the watchdog
+//! as results with evidence, no QEMU left behind (watchdog, Ctrl-C, ktstr killed), and bad input
+//! refused with exit 2 before any VM.
 
 use ktstr_e2e as e2e;
 use ktstr_matrix::result::{CellResult, Outcome};
@@ -41,6 +42,35 @@ fn exec_prints_the_requested_cpu_count() {
 fn exec_exits_with_the_commands_status() {
     let (code, _, _) = shell(&["--exec", "exit 3"]);
     assert_eq!(code, 3);
+}
+
+/// A script piped into the interactive shell (stdin not a terminal) reaches the guest's shell
+/// only once it runs, not the half-set-up UART at boot: the guest evaluates the arithmetic and
+/// the shell's exit status is ktstr's.
+#[test]
+fn piped_script_reaches_the_interactive_shell() {
+    use std::io::Write;
+    let mut child = Command::new(e2e::ktstr_bin())
+        .args(["shell", "--kernel", kernel(), "--timeout", "120s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo KTSTR-TTY $((6*7))\nexit 3\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.trim() == "KTSTR-TTY 42"),
+        "stdout: {stdout:?}"
+    );
+    assert_eq!(out.status.code(), Some(3));
 }
 
 #[test]

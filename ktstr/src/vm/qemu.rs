@@ -16,7 +16,7 @@ use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun, cmdline};
 use ktstr_guest::frame::Decoder;
 use ktstr_guest::protocol::GuestMessage;
 use sha2::{Digest, Sha256};
-use std::io::Read;
+use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -136,6 +136,18 @@ impl QemuBackend {
 
     /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode.
     pub fn args(&self, cfg: &VmConfig, con: &str, res: &str) -> Vec<String> {
+        self.args_with(cfg, con, res, None)
+    }
+
+    /// As [`Self::args`]; `piped_console` is the socket fd an interactive console uses when
+    /// ktstr, not QEMU, feeds the guest's input (stdin is not a terminal).
+    fn args_with(
+        &self,
+        cfg: &VmConfig,
+        con: &str,
+        res: &str,
+        piped_console: Option<i32>,
+    ) -> Vec<String> {
         let machine = self.machine_for(cfg);
         let mut a: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
@@ -168,6 +180,10 @@ impl QemuBackend {
         match &cfg.console {
             ConsoleMode::Capture { .. } => {
                 a.extend(["-chardev".into(), format!("file,id=con,path={con}")]);
+            }
+            ConsoleMode::Interactive if piped_console.is_some() => {
+                let fd = piped_console.unwrap_or_default();
+                a.extend(["-chardev".into(), format!("socket,id=con,fd={fd}")]);
             }
             ConsoleMode::Interactive => {
                 // Ctrl-C goes to the guest; Ctrl-A X quits QEMU (the mux'ed monitor).
@@ -280,6 +296,15 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     }
 }
 
+/// What the result channel brought: messages, frame errors, times of the agent's first frame
+/// and of the result.
+type Frames = (
+    Vec<GuestMessage>,
+    Vec<String>,
+    Option<Duration>,
+    Option<Duration>,
+);
+
 fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let capture_log = match &cfg.console {
         ConsoleMode::Capture { log } => Some(log.clone()),
@@ -292,10 +317,21 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let (res_r, res_w) = pipe().map_err(io_err("result pipe"))?;
     let con_fd = con_w.as_raw_fd();
     let res_fd = res_w.as_raw_fd();
-    let args = be.args(
+    // Interactive with stdin not a terminal (a script piped into `ktstr shell`): QEMU's stdio
+    // chardev would read it at once and the guest lose it to a UART the kernel has not set up
+    // yet. The console is a socket instead; ktstr echoes it and sends stdin once the agent runs.
+    let piped = cfg.console == ConsoleMode::Interactive && !std::io::stdin().is_terminal();
+    let console_sock = if piped {
+        Some(std::os::unix::net::UnixStream::pair().map_err(io_err("console socket"))?)
+    } else {
+        None
+    };
+    let sock_fd = console_sock.as_ref().map(|(_, theirs)| theirs.as_raw_fd());
+    let args = be.args_with(
         cfg,
         &format!("/dev/fd/{con_fd}"),
         &format!("/dev/fd/{res_fd}"),
+        sock_fd,
     );
     let affinity = cfg.cpu_budget.map(budget_cpuset);
     let described = be.describe_for(be.machine_for(cfg));
@@ -303,13 +339,13 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
 
     let mut cmd = Command::new(&be.binary);
     cmd.args(&args).stderr(Stdio::piped());
-    if capture_log.is_some() {
+    if capture_log.is_some() || piped {
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
     }
     let inherit: Vec<i32> = if capture_log.is_some() {
         vec![con_fd, res_fd]
     } else {
-        vec![res_fd]
+        std::iter::once(res_fd).chain(sock_fd).collect()
     };
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe syscalls
     // (prctl, getppid, fcntl, sched_setaffinity) on values copied in before the fork.
@@ -356,6 +392,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     // Our copies of the write ends must close, or the readers never see EOF.
     drop(con_w);
     drop(res_w);
+    let console_sock = console_sock.map(|(ours, _theirs)| ours);
     let mut guard = KillGuard {
         pid: child.id() as libc::pid_t,
         armed: true,
@@ -373,13 +410,24 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let con_thread = {
         let console = Arc::clone(&console);
         let tx = tx.clone();
-        let mut r = con_r;
+        let (mut r, echo): (Box<dyn Read + Send>, bool) = match &console_sock {
+            Some(sock) => (
+                Box::new(sock.try_clone().map_err(io_err("console socket"))?),
+                true,
+            ),
+            None => (Box::new(con_r), false),
+        };
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             loop {
                 match r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        if echo {
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(&buf[..n]);
+                            let _ = out.flush();
+                        }
                         let hit = console
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -392,12 +440,6 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             }
         })
     };
-    type Frames = (
-        Vec<GuestMessage>,
-        Vec<String>,
-        Option<Duration>,
-        Option<Duration>,
-    );
     let frames: Arc<Mutex<Frames>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), None, None)));
     let res_thread = {
         let frames = Arc::clone(&frames);
@@ -438,6 +480,10 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             }
         })
     };
+    if let Some(sock) = &console_sock {
+        let sock = sock.try_clone().map_err(io_err("console socket"))?;
+        forward_stdin_once_agent_runs(sock, Arc::downgrade(&frames));
+    }
     let waiter = {
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -622,6 +668,28 @@ fn pvh_kernel_uncached(image: &Path) -> PathBuf {
             image.to_path_buf()
         }
     }
+}
+
+/// Copies stdin to the guest console from the agent's first frame on (`frames.2` set): by then
+/// the console tty is open and buffers input. Detached: a blocking stdin read cannot be
+/// interrupted; it only holds a weak reference while it waits, and stops with the VM.
+fn forward_stdin_once_agent_runs(
+    mut sock: std::os::unix::net::UnixStream,
+    frames: std::sync::Weak<Mutex<Frames>>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("qemu-stdin".into())
+        .spawn(move || {
+            loop {
+                let Some(f) = frames.upgrade() else { return };
+                if f.lock().unwrap_or_else(|p| p.into_inner()).2.is_some() {
+                    break;
+                }
+                drop(f);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sock);
+        });
 }
 
 /// A close-on-exec pipe as (read end, write end); the child un-sets close-on-exec on the write
