@@ -123,7 +123,7 @@ fn guest_side(args: &Args) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir()?;
     // Both backends boot the bzImage's uncompressed ELF, extracted once and cached; extract it
     // before the first timed boot so no run pays the one-time decompression.
-    crate::vm::qemu::pvh_kernel(&kernel);
+    crate::vm::pvh::pvh_kernel(&kernel);
     let backends = args
         .backends
         .iter()

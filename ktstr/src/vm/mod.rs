@@ -5,6 +5,7 @@
 pub mod cmdline;
 pub mod console;
 pub mod kvm;
+pub mod pvh;
 pub mod qemu;
 pub mod select;
 

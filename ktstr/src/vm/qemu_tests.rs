@@ -8,6 +8,7 @@ use crate::cell::judge;
 use crate::topology::Topology;
 use ktstr_matrix::result::Outcome;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// A fake QEMU running `body` with $CON and $RES set to the console and result chardev paths.
 fn fake(dir: &Path, body: &str) -> QemuBackend {

@@ -124,7 +124,7 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
     // 2. Kernel image. A bzImage is swapped for its uncompressed ELF (extracted once on the host
     //    and cached, shared with the qemu backend), so the guest skips self-decompression;
     //    images that cannot be extracted boot as given.
-    let image = super::qemu::pvh_kernel(&cfg.kernel);
+    let image = super::pvh::pvh_kernel(&cfg.kernel);
     steps.mark("elf lookup");
     let kernel = loader::load_kernel(mem, &image).map_err(|reason| VmError::BadKernel {
         path: cfg.kernel.clone(),
