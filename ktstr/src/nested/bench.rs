@@ -151,7 +151,7 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         let extra_s = if extra.is_empty() { 0 } else { 1200 };
         l1.timeout =
             Duration::from_secs(300 + extra_s + 250 * u64::from(left) * req.backends.len() as u64);
-        let out = match run_l1(&l1) {
+        let mut out = match run_l1(&l1) {
             Ok(out) => out,
             Err(e) if last.is_some() => {
                 eprintln!(
@@ -164,7 +164,7 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         };
         l1_boots += 1;
         let offset = req.runs - left;
-        for mut r in out.records.clone() {
+        for mut r in std::mem::take(&mut out.records) {
             // Round-robin order, so a backend that is already complete stops at `runs`.
             if done(&records, &r.backend) < req.runs {
                 r.run += offset;

@@ -128,9 +128,8 @@ pub fn emit_json(path: &str) -> String {
 pub fn case(label: &str, command: &str) -> String {
     format!(
         "rm -f /tmp/{label}.json; {command} --json /tmp/{label}.json > /tmp/{label}.out 2>&1; rc=$?; \
-         r=$(tr -d '\\n' < /tmp/{label}.json 2>/dev/null); \
-         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":${{r:-null}}}}\"; \
-         cat /tmp/{label}.out\n"
+         r=$(tr -d '\\n' < /tmp/{label}.json 2>/dev/null); {}",
+        report_case(label, "${r:-null}")
     )
 }
 
@@ -142,8 +141,16 @@ pub fn piped_case(label: &str, input: &str, command: &str) -> String {
         "piped_case input must not contain single quotes"
     );
     format!(
-        "printf '{input}' | {command} > /tmp/{label}.out 2>&1; rc=$?; \
-         echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":null}}\"; \
+        "printf '{input}' | {command} > /tmp/{label}.out 2>&1; rc=$?; {}",
+        report_case(label, "null")
+    )
+}
+
+/// The end of a case line: the JSON line with `$rc` and `result` (a shell word), then the
+/// command's saved output.
+fn report_case(label: &str, result: &str) -> String {
+    format!(
+        "echo \"{JSON_PREFIX}{{\\\"label\\\":\\\"{label}\\\",\\\"exit\\\":$rc,\\\"result\\\":{result}}}\"; \
          cat /tmp/{label}.out\n"
     )
 }

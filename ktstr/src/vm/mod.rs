@@ -98,3 +98,20 @@ pub trait Backend: Send + Sync {
     fn describe(&self) -> String;
     fn run(&self, cfg: &VmConfig) -> Result<VmRun, VmError>;
 }
+
+/// For interactive consoles: blocks until `started` says the guest agent has sent its first
+/// frame (its console tty is then open and buffers input; bytes sent earlier meet a UART the
+/// kernel has not set up yet and are lost). Holds `state` only weakly, so a VM that ends first
+/// is not kept alive; returns false then.
+pub(crate) fn wait_for_agent<T>(state: &std::sync::Weak<T>, started: impl Fn(&T) -> bool) -> bool {
+    loop {
+        let Some(s) = state.upgrade() else {
+            return false;
+        };
+        if started(&s) {
+            return true;
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -600,9 +600,8 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     })
 }
 
-/// Copies stdin to the guest console from the agent's first frame on (`frames.2` set): by then
-/// the console tty is open and buffers input. Detached: a blocking stdin read cannot be
-/// interrupted; it only holds a weak reference while it waits, and stops with the VM.
+/// Copies stdin to the guest console from the agent's first frame on (`frames.2` set; see
+/// [`super::wait_for_agent`]). Detached: a blocking stdin read cannot be interrupted.
 fn forward_stdin_once_agent_runs(
     mut sock: std::os::unix::net::UnixStream,
     frames: std::sync::Weak<Mutex<Frames>>,
@@ -610,15 +609,11 @@ fn forward_stdin_once_agent_runs(
     let _ = std::thread::Builder::new()
         .name("qemu-stdin".into())
         .spawn(move || {
-            loop {
-                let Some(f) = frames.upgrade() else { return };
-                if f.lock().unwrap_or_else(|p| p.into_inner()).2.is_some() {
-                    break;
-                }
-                drop(f);
-                std::thread::sleep(Duration::from_millis(20));
+            let started =
+                |f: &Mutex<Frames>| f.lock().unwrap_or_else(|p| p.into_inner()).2.is_some();
+            if super::wait_for_agent(&frames, started) {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sock);
             }
-            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sock);
         });
 }
 

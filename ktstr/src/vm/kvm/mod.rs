@@ -460,25 +460,19 @@ impl Backend for KvmBackend {
     }
 }
 
-/// Interactive console: terminal input goes to COM1, from the moment the guest agent has
-/// started (its first frame on COM2). By then the guest's console tty is open and buffers what
-/// it is sent; bytes sent earlier would meet a UART the kernel has not set up yet and be lost
-/// (e.g. a script piped into `ktstr shell`). The thread ends with the process (a blocking stdin
-/// read cannot be interrupted portably); it holds only a weak reference while it waits, so a
-/// VM that ends before its agent starts is not kept alive.
+/// Interactive console: terminal input goes to COM1 once the guest agent has started (its
+/// first frame on COM2; see [`super::wait_for_agent`], e.g. for a script piped into `ktstr
+/// shell`). The thread ends with the process (a blocking stdin read cannot be interrupted
+/// portably); it holds the UARTs only weakly.
 fn forward_stdin(uarts: &Arc<Uarts>) {
     let weak = Arc::downgrade(uarts);
     let _ = std::thread::Builder::new()
         .name("kvm-stdin".into())
         .spawn(move || {
             use std::io::Read;
-            loop {
-                let Some(u) = weak.upgrade() else { return };
-                if serial::lock(&u.com2).writer().to_agent.is_some() {
-                    break;
-                }
-                drop(u);
-                std::thread::sleep(Duration::from_millis(20));
+            let started = |u: &Uarts| serial::lock(&u.com2).writer().to_agent.is_some();
+            if !super::wait_for_agent(&weak, started) {
+                return;
             }
             let mut buf = [0u8; 64];
             let mut stdin = std::io::stdin();

@@ -238,10 +238,12 @@ impl Uarts {
     pub fn write(&self, port: u16, value: u8) -> bool {
         // Every UART access first applies the queued console bytes: for COM1 to keep the
         // guest's order, for COM2 so a guest busy on COM2 does not hold its console back.
-        self.drain_console_ring();
+        // Other ports (e.g. the 0x80 I/O delay) do not pay for it.
         if let Some(off) = offset(port, COM1_BASE) {
+            self.drain_console_ring();
             let _ = lock(&self.com1).write(off, value);
         } else if let Some(off) = offset(port, COM2_BASE) {
+            self.drain_console_ring();
             let _ = lock(&self.com2).write(off, value);
         } else {
             return false;
@@ -250,11 +252,14 @@ impl Uarts {
     }
 
     pub fn read(&self, port: u16) -> Option<u8> {
-        self.drain_console_ring();
-        if let Some(off) = offset(port, COM1_BASE) {
+        let (com1, com2) = (offset(port, COM1_BASE), offset(port, COM2_BASE));
+        if com1.is_some() || com2.is_some() {
+            self.drain_console_ring();
+        }
+        if let Some(off) = com1 {
             Some(lock(&self.com1).read(off))
         } else {
-            offset(port, COM2_BASE).map(|off| lock(&self.com2).read(off))
+            com2.map(|off| lock(&self.com2).read(off))
         }
     }
 
