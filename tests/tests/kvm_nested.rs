@@ -87,8 +87,8 @@ fn l1() -> &'static nested::L1Outcome {
         // L1 boots, each lost one's console kept; a real fault of the VMM repeats and fails the
         // cases below.
         //
-        // Also seen (11-22, in ~1 of 35 benchmark boots, on both backends: a kvm L2 triple
-        // fault with no kernel message, a qemu-kvm L2 reset mid-line): an L2 that resets itself
+        // Also seen (11-22, 3 of ~80 kvm benchmark boots, and on qemu-kvm too: a kvm L2 triple
+        // fault with no kernel message, a qemu-kvm L2 reset mid-boot): an L2 that resets itself
         // during boot. Such a case is run again too; a VMM that breaks the boot every time fails
         // again in the next L1.
         for attempt in 1..=2 {

@@ -108,9 +108,9 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         },
         Vec::new(),
     ))?;
-    // L1 (QEMU TCG emulating SVM) sometimes dies mid-benchmark: 3 of 5 L1 boots on 11-22,
-    // always in the L1 process running qemu-kvm ("Oops: stack guard page", a garbage GS base
-    // in irqentry_enter). Its finished boots are kept and the missing ones are run in a fresh
+    // L1 (QEMU TCG emulating SVM) often dies mid-benchmark: 6 of 8 L1 boots on 11-22 11:11-11:28,
+    // 3 of them with an oops in the L1 process running qemu-kvm, 3 silently
+    // (docs/benchmarks.md, run 5). Its finished boots are kept and the missing ones are run in a fresh
     // L1, up to MAX_L1_BOOTS in all.
     const MAX_L1_BOOTS: u32 = 3;
     let mut records: Vec<RunRecord> = Vec::new();

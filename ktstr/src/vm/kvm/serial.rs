@@ -47,7 +47,7 @@ const CRASH_MARKERS: [&str; 6] = [
 /// COM1: log file, bounded tail, crash detection; optionally echoed to the terminal.
 ///
 /// The log is written a line at a time (vm-superio hands over one byte per call and "flushes"
-/// after each; a write(2) per byte cost ~40k syscalls per loud boot, each emulated under
+/// after each; a write(2) per byte meant one syscall per console byte, each emulated under
 /// nested TCG). [`ConsoleSink::finish`] writes out a trailing partial line when the VM ends.
 #[derive(Debug)]
 pub struct ConsoleSink {
