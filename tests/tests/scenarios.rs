@@ -108,3 +108,22 @@ fn out_of_range_param_is_refused_before_boot() {
     let err = refused("mechanism=futx");
     assert!(err.contains("did you mean 'futex'"), "{err}");
 }
+
+#[test]
+fn unwritable_json_path_is_refused_before_boot() {
+    let out = e2e::ktstr(&[
+        "run",
+        e2e::debian_kernel_args()[0],
+        e2e::debian_kernel_args()[1],
+        "--json",
+        "/nonexistent-ktstr-dir/result.json",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--json /nonexistent-ktstr-dir/result.json"),
+        "{err}"
+    );
+    // Refused before the backend was chosen: nothing was booted.
+    assert!(!err.contains("ktstr: backend "), "{err}");
+}

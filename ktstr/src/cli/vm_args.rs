@@ -177,3 +177,51 @@ pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
             ))
         })
 }
+
+/// `--json FILE` is written atomically at the end (a temp file in its directory, then a rename),
+/// so its directory must take a new file before anything boots: a run that cannot store its
+/// result would otherwise be lost after minutes of work.
+pub(crate) fn check_json_out(path: Option<&Path>) -> anyhow::Result<()> {
+    let Some(p) = path else { return Ok(()) };
+    let dir = p
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if p.is_dir() {
+        return Err(bad_input(format!(
+            "--json {}: is a directory; give a file path",
+            p.display()
+        )));
+    }
+    tempfile::NamedTempFile::new_in(dir).map(drop).map_err(|e| {
+        bad_input(format!(
+            "--json {}: cannot create a file in {} ({e}); give a path in a writable directory",
+            p.display(),
+            dir.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_json_out;
+
+    #[test]
+    fn json_out_is_checked_without_creating_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("r.json");
+        check_json_out(Some(&ok)).unwrap();
+        assert!(!ok.exists(), "the check must leave no file behind");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        let missing = dir.path().join("no/such/dir/r.json");
+        let e = check_json_out(Some(&missing)).unwrap_err().to_string();
+        assert!(
+            e.contains("--json") && e.contains("writable directory"),
+            "{e}"
+        );
+
+        let e = check_json_out(Some(dir.path())).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+    }
+}
