@@ -97,8 +97,48 @@ pub fn io_in(shared: &Shared, port: u16, data: &mut [u8]) {
     data.fill(v.unwrap_or(0xff));
 }
 
-/// The KVM_RUN loop of one vCPU.
-pub fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VcpuStop {
+/// Userspace exits of one vCPU by kind and port, kept only when `KTSTR_KVM_TIMINGS` is set:
+/// under nesting every such exit is a trip through two kernels, so their number is the part of
+/// a boot this VMM controls.
+#[derive(Debug, Default)]
+struct ExitTally {
+    by_kind: std::collections::BTreeMap<(&'static str, u16), u64>,
+}
+
+impl ExitTally {
+    fn enabled() -> Option<Self> {
+        std::env::var_os("KTSTR_KVM_TIMINGS").map(|_| Self::default())
+    }
+    fn count(&mut self, kind: &'static str, port: u16) {
+        *self.by_kind.entry((kind, port)).or_default() += 1;
+    }
+    fn report(&self, index: u32) {
+        let total: u64 = self.by_kind.values().sum();
+        let mut top: Vec<_> = self.by_kind.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let parts: Vec<String> = top
+            .iter()
+            .take(12)
+            .map(|((k, p), n)| format!("{k} {p:#x}: {n}"))
+            .collect();
+        eprintln!(
+            "ktstr kvm exits vcpu{index}: {total} ({})",
+            parts.join(", ")
+        );
+    }
+}
+
+/// The KVM_RUN loop of one vCPU, with the exit tally when profiling.
+pub fn run_loop(vcpu: &mut VcpuFd, shared: &Shared, index: u32) -> VcpuStop {
+    let mut tally = ExitTally::enabled();
+    let stop = run_exits(vcpu, shared, tally.as_mut());
+    if let Some(t) = &tally {
+        t.report(index);
+    }
+    stop
+}
+
+fn run_exits(vcpu: &mut VcpuFd, shared: &Shared, mut tally: Option<&mut ExitTally>) -> VcpuStop {
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return VcpuStop::Requested;
@@ -108,6 +148,14 @@ pub fn run_loop(vcpu: &mut VcpuFd, shared: &Shared) -> VcpuStop {
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) => return VcpuStop::Fault(format!("KVM_RUN failed: {e}")),
         };
+        if let Some(t) = tally.as_deref_mut() {
+            match &exit {
+                VcpuExit::IoOut(port, _) => t.count("out", *port),
+                VcpuExit::IoIn(port, _) => t.count("in", *port),
+                VcpuExit::MmioRead(..) | VcpuExit::MmioWrite(..) => t.count("mmio", 0),
+                _ => t.count("other", 0),
+            }
+        }
         match exit {
             VcpuExit::IoOut(port, data) => {
                 if let Some(stop) = io_out(shared, port, data) {
@@ -200,7 +248,7 @@ pub fn spawn(
         .name(format!("vcpu{index}"))
         .spawn(move || {
             let stop = match set_affinity(&cpus) {
-                Ok(()) => run_loop(&mut vcpu, &shared),
+                Ok(()) => run_loop(&mut vcpu, &shared, index),
                 Err(e) => VcpuStop::Fault(e),
             };
             done2.store(true, Ordering::Release);
