@@ -1,10 +1,11 @@
 //! Schedulers end to end through `ktstr run`: specs resolve to real binaries (the kernel's own
-//! tools/sched_ext, scx_rusty from crates.io), they attach in a real 6.12 sched_ext kernel under
+//! tools/sched_ext, scx_rusty and scx_bpfland from crates.io), they attach in a real 6.12 sched_ext kernel under
 //! a real VM, a scheduler that errors is reported with the kernel's reason, EEVDF baselines run on
 //! kernels without sched_ext, and bad specs are refused (exit 2) before any build or boot.
 //!
 //! The sched_ext kernel and the schedulers come from the normal cache, so a CI run builds each
-//! once (one cold kernel build shared with the other e2e tests; scx_rusty 1.1.4: ~5 min once).
+//! once (one cold kernel build shared with the other e2e tests; scx_rusty 1.1.4: ~5 min once,
+//! scx_bpfland 1.1.4 longer: see docs/schedulers.md).
 
 use ktstr_e2e as e2e;
 use ktstr_guest::protocol::SchedulerEnding;
@@ -144,6 +145,28 @@ fn scx_rusty_from_crates_io_attaches_and_passes_steady_and_wake() {
         );
         assert_eq!(s.ending, SchedulerEnding::StillAttached, "{scenario}");
     }
+}
+
+/// scx_bpfland resolves the per-CPU kernel variable `sd_llc_id` through kallsyms, so it loads
+/// only on a kernel with data symbols there (`CONFIG_KALLSYMS_ALL`, in the `sched_ext`
+/// fragment); before that it failed with ENOENT.
+#[test]
+fn scx_bpfland_from_crates_io_attaches_and_passes_steady() {
+    let r = ktstr_run(
+        &e2e::sched_ext_kernel_args(),
+        "scx_bpfland@1.1.4",
+        "steady",
+        &[],
+    );
+    assert_pass(&r);
+    let s = sched_report(&r);
+    assert!(s.attached);
+    assert!(
+        s.ops.as_deref().is_some_and(|o| o.starts_with("bpfland")),
+        "{:?}",
+        s.ops
+    );
+    assert_eq!(s.ending, SchedulerEnding::StillAttached);
 }
 
 /// scx_qmap's `-e COUNT` calls scx_bpf_error() after COUNT enqueues: the kernel disables the
