@@ -258,10 +258,7 @@ fn new_run_dir_in(runs: &Path, keep: usize) -> std::io::Result<PathBuf> {
 
 pub(crate) fn write_json(out: &Path, result: &CellResult) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(result).expect("CellResult serializes");
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = super::vm_args::parent_dir(out);
     let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
         format!(
             "--json {}: cannot write in {}",

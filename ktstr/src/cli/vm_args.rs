@@ -155,13 +155,17 @@ pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
     })
 }
 
+/// The directory a file path lands in: its parent, or `.` for a bare file name.
+pub(crate) fn parent_dir(p: &Path) -> &Path {
+    p.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// `--console-log` must be creatable before anything boots (else the run ends as an error).
 pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
     let Some(p) = path else { return Ok(()) };
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(p);
     std::fs::create_dir_all(dir)
         .and_then(|()| {
             std::fs::OpenOptions::new()
@@ -183,10 +187,7 @@ pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
 /// result would otherwise be lost after minutes of work.
 pub(crate) fn check_json_out(path: Option<&Path>) -> anyhow::Result<()> {
     let Some(p) = path else { return Ok(()) };
-    let dir = p
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(p);
     if p.is_dir() {
         return Err(bad_input(format!(
             "--json {}: is a directory; give a file path",
