@@ -1,5 +1,6 @@
 //! The boot path end to end on Debian's prebuilt cloud kernel (6.12, no sched_ext) under QEMU:
-//! `ktstr shell --exec` output and exit status, a script piped into the interactive shell,
+//! `ktstr shell --exec` output and exit status, a script piped into the interactive shell and a
+//! terminal typing into it,
 //! `ktstr run --scenario smoke`, topology as the guest sees it, a kernel panic and the watchdog
 //! as results with evidence, no QEMU left behind (watchdog, Ctrl-C, ktstr killed), and bad input
 //! refused with exit 2 before any VM.
@@ -71,6 +72,63 @@ fn piped_script_reaches_the_interactive_shell() {
         "stdout: {stdout:?}"
     );
     assert_eq!(out.status.code(), Some(3));
+}
+
+/// `ktstr shell` on a real terminal (a pty from util-linux `script`): QEMU's stdio console, no
+/// socket in between. Like a person, the test types only once the guest's prompt is shown; the
+/// guest evaluates the arithmetic and the shell's exit status comes back through ktstr and script.
+#[test]
+fn a_terminal_reaches_the_interactive_shell() {
+    use std::io::{Read, Write};
+    let cmd = format!(
+        "{} shell --kernel {} --timeout 120s",
+        e2e::ktstr_bin().display(),
+        kernel()
+    );
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux script");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(110);
+    while !String::from_utf8_lossy(&seen).contains("ktstr# ") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => seen.extend(bytes),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no prompt: {:?}", String::from_utf8_lossy(&seen));
+            }
+        }
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"echo KTSTR-TTY $((6*7))\rexit 3\r")
+        .unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    seen.extend(rx.try_iter().flatten());
+    let text = String::from_utf8_lossy(&seen);
+    eprintln!("{text}");
+    assert!(
+        text.lines().any(|l| l.trim() == "KTSTR-TTY 42"),
+        "terminal output: {text:?}"
+    );
+    assert_eq!(status.code(), Some(3));
 }
 
 #[test]
