@@ -6,7 +6,10 @@ use super::{L1Request, NestedError, RunRecord, run_l1};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::topology::Topology;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
-use ktstr_matrix::stats::median;
+use ktstr_matrix::stats::{bootstrap_ratio_of_medians, median};
+
+/// Resamples for the ratio's bootstrap interval.
+const BOOTSTRAP_RESAMPLES: usize = 4000;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +44,9 @@ pub struct BackendFigures {
     pub failed_runs: usize,
     pub median_to_agent_ms: Option<f64>,
     pub median_to_result_ms: Option<f64>,
+    /// The runs behind the medians, for the ratio's bootstrap interval.
+    pub to_agent_ms: Vec<f64>,
+    pub to_result_ms: Vec<f64>,
 }
 
 /// Per-backend medians over the runs that produced a result.
@@ -50,16 +56,16 @@ pub fn figures(records: &[RunRecord], backends: &[String]) -> Vec<BackendFigures
         .map(|b| {
             let mine: Vec<&RunRecord> = records.iter().filter(|r| &r.backend == b).collect();
             let ok: Vec<&&RunRecord> = mine.iter().filter(|r| r.to_result_ms.is_some()).collect();
+            let to_agent_ms: Vec<f64> = ok.iter().filter_map(|r| r.to_agent_ms).collect();
+            let to_result_ms: Vec<f64> = ok.iter().filter_map(|r| r.to_result_ms).collect();
             BackendFigures {
                 backend: b.clone(),
                 ok_runs: ok.len(),
                 failed_runs: mine.len() - ok.len(),
-                median_to_agent_ms: median(
-                    &ok.iter().filter_map(|r| r.to_agent_ms).collect::<Vec<_>>(),
-                ),
-                median_to_result_ms: median(
-                    &ok.iter().filter_map(|r| r.to_result_ms).collect::<Vec<_>>(),
-                ),
+                median_to_agent_ms: median(&to_agent_ms),
+                median_to_result_ms: median(&to_result_ms),
+                to_agent_ms,
+                to_result_ms,
             }
         })
         .collect()
@@ -84,12 +90,28 @@ pub fn render(figs: &[BackendFigures], runs: u32, topology: Topology) -> String 
     }
     let get = |name: &str| figs.iter().find(|f| f.backend == name);
     if let (Some(k), Some(q)) = (get("kvm"), get("qemu-kvm")) {
-        for (what, a, b) in [
-            ("agent", k.median_to_agent_ms, q.median_to_agent_ms),
-            ("result", k.median_to_result_ms, q.median_to_result_ms),
+        for (what, a, b, sa, sb) in [
+            (
+                "agent",
+                k.median_to_agent_ms,
+                q.median_to_agent_ms,
+                &k.to_agent_ms,
+                &q.to_agent_ms,
+            ),
+            (
+                "result",
+                k.median_to_result_ms,
+                q.median_to_result_ms,
+                &k.to_result_ms,
+                &q.to_result_ms,
+            ),
         ] {
             if let (Some(a), Some(b)) = (a, b) {
-                let _ = writeln!(s, "\nratio kvm/qemu-kvm, spawn->{what}: {:.2}", a / b);
+                let _ = write!(s, "\nratio kvm/qemu-kvm, spawn->{what}: {:.2}", a / b);
+                if let Some((lo, hi)) = bootstrap_ratio_of_medians(sa, sb, BOOTSTRAP_RESAMPLES) {
+                    let _ = write!(s, " (95% bootstrap interval {lo:.2}-{hi:.2})");
+                }
+                s.push('\n');
             }
         }
     }
@@ -242,7 +264,10 @@ mod tests {
         assert_eq!(f[0].median_to_agent_ms, Some(200.0));
         assert_eq!((f[0].ok_runs, f[0].failed_runs), (3, 1));
         let text = render(&f, 3, Topology::default());
-        assert!(text.contains("spawn->agent: 0.50"), "{text}");
+        assert!(
+            text.contains("spawn->agent: 0.50 (95% bootstrap interval 0.25-0.75)"),
+            "{text}"
+        );
         assert_eq!(median(&[1.0, 4.0]), Some(2.5));
     }
 }
