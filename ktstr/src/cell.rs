@@ -110,11 +110,11 @@ pub fn boot_cell(req: &CellRequest, initramfs: &Path, backend: &dyn Backend) -> 
     }
 }
 
-/// Maps what a VM produced to the cell's outcome.
 /// Multi-threaded QEMU TCG sometimes runs kernel text that was just live-patched as if the
 /// patch's temporary int3 were still there, and the kernel oopses on it (seen in the nested
-/// harness, in L1 and in one L2: docs/benchmarks.md runs 2, 4 and 5). Such a cell stays `crashed`, since the
-/// kernel is what is under test, but its reason says the emulator may be the cause.
+/// harness, in L1 and in one L2: docs/benchmarks.md runs 2, 4 and 5). Such a cell stays
+/// `crashed`, since the kernel is what is under test, but its reason says the emulator may be
+/// the cause.
 fn tcg_int3_hint(line: &str, backend: &str) -> &'static str {
     if backend.contains("tcg") && line.contains("int3") {
         " (under QEMU TCG an int3 oops can be the emulator's cross-modifying-code fault, not the kernel's: run the cell again before blaming the kernel)"
@@ -123,6 +123,7 @@ fn tcg_int3_hint(line: &str, backend: &str) -> &'static str {
     }
 }
 
+/// Maps what a VM produced to the cell's outcome.
 pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
     let report: Option<GuestReport> = run.messages.iter().find_map(|m| match m {
         GuestMessage::Result(r) => Some((**r).clone()),
