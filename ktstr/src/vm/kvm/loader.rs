@@ -46,8 +46,9 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, S
 /// Guest page size: the granule at which all-zero source data is skipped.
 const PAGE: usize = 4096;
 /// Copy granule, below glibc's 4 KiB switch to `rep movsb` on ERMS CPUs: QEMU's TCG (the nested
-/// test bed) runs that one byte per iteration, vector moves 16-32 bytes at a time. (Reasoned,
-/// not measured apart from the rest of the loader change.)
+/// test bed) runs that one byte per iteration, vector moves 16-32 bytes at a time. Measured
+/// nested (docs/benchmarks.md run 7), the copy is now ~3% of a load; the rest is the host
+/// faulting in and zeroing the destination pages.
 const CHUNK: usize = 2048;
 
 /// Loads an ELF vmlinux as linux-loader's `Elf::load` does (every PT_LOAD at its `p_paddr`,
@@ -55,10 +56,10 @@ const CHUNK: usize = 2048;
 /// mapping (no read() into a buffer), and source pages that are all zero are skipped, since
 /// `mem` is fresh anonymous memory that already reads as zero (an extracted vmlinux carries its
 /// .bss and .brk as file data: 14 of the Debian cloud kernel's 51 MB). Guest memory is only
-/// ever written, never replaced by file pages: mapping the file copy-on-write under a running
-/// guest triple-faulted L2 in the nested CI (reverted in 6613497/a730cc9), and mapping it
-/// with MAP_POPULATE (copy-on-write broken before the guest runs) was 2-4x slower than this
-/// copy nested under TCG (docs/benchmarks.md, "KVM backend").
+/// ever written, never replaced by file pages. Mapping the file copy-on-write takes the load
+/// off the set-up but not off the boot, which then faults in 4 KiB file pages instead of 2 MiB
+/// copied ones (docs/benchmarks.md run 7: time to the agent unchanged). Mapping it with
+/// MAP_POPULATE was 2-4x slower than this copy (run 5).
 fn copy_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, String> {
     use goblin::elf::program_header::PT_LOAD;
     use goblin::elf::{Elf, header};
