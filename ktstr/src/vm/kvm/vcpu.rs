@@ -112,7 +112,8 @@ impl ExitTally {
     fn count(&mut self, kind: &'static str, port: u16) {
         *self.by_kind.entry((kind, port)).or_default() += 1;
     }
-    fn report(&self, index: u32) {
+    /// `total (most frequent first, up to 12)`.
+    fn summary(&self) -> String {
         let total: u64 = self.by_kind.values().sum();
         let mut top: Vec<_> = self.by_kind.iter().collect();
         top.sort_by(|a, b| b.1.cmp(a.1));
@@ -121,10 +122,10 @@ impl ExitTally {
             .take(12)
             .map(|((k, p), n)| format!("{k} {p:#x}: {n}"))
             .collect();
-        eprintln!(
-            "ktstr kvm exits vcpu{index}: {total} ({})",
-            parts.join(", ")
-        );
+        format!("{total} ({})", parts.join(", "))
+    }
+    fn report(&self, index: u32) {
+        eprintln!("ktstr kvm exits vcpu{index}: {}", self.summary());
     }
 }
 
@@ -292,6 +293,17 @@ mod tests {
             cmos: Default::default(),
             pm: Default::default(),
         }
+    }
+
+    #[test]
+    fn exit_tally_lists_the_most_frequent_first() {
+        let mut t = ExitTally::default();
+        for _ in 0..3 {
+            t.count("in", 0x3fd);
+        }
+        t.count("out", 0x2f8);
+        t.count("other", 0);
+        assert_eq!(t.summary(), "5 (in 0x3fd: 3, other 0x0: 1, out 0x2f8: 1)");
     }
 
     /// Random IN/OUT of every width on every port never panics; only the i8042 reset line
