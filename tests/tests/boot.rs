@@ -1,9 +1,8 @@
 //! The boot path end to end on Debian's prebuilt cloud kernel (6.12, no sched_ext) under QEMU:
 //! `ktstr shell --exec` output and exit status, a script piped into the interactive shell and a
-//! terminal typing into it,
-//! `ktstr run --scenario smoke`, topology as the guest sees it, a kernel panic and the watchdog
-//! as results with evidence, no QEMU left behind (watchdog, Ctrl-C, ktstr killed), and bad input
-//! refused with exit 2 before any VM.
+//! terminal typing into it, `ktstr run --scenario smoke`, topology as the guest sees it, a kernel
+//! panic and the watchdog as results with evidence, no QEMU left behind (watchdog, Ctrl-C, ktstr
+//! killed), and bad input refused with exit 2 before any VM.
 
 use ktstr_e2e as e2e;
 use ktstr_matrix::result::{CellResult, Outcome};

@@ -126,24 +126,29 @@ fn kernel_scx_simple_attaches_and_steady_passes() {
     assert_eq!(s.ending, SchedulerEnding::StillAttached);
 }
 
+/// A scheduler from crates.io on the sched_ext kernel: the cell passes, the scheduler attached
+/// under its own versioned ops name (`<ops_prefix>_1.1.4_…`) and is still attached at the end.
+fn assert_crates_scheduler_runs(spec: &str, scenario: &str, ops_prefix: &str) {
+    let r = ktstr_run(&e2e::sched_ext_kernel_args(), spec, scenario, &[]);
+    assert_pass(&r);
+    let s = sched_report(&r);
+    assert!(s.attached, "{spec} {scenario}");
+    assert!(
+        s.ops.as_deref().is_some_and(|o| o.starts_with(ops_prefix)),
+        "{:?}",
+        s.ops
+    );
+    assert_eq!(
+        s.ending,
+        SchedulerEnding::StillAttached,
+        "{spec} {scenario}"
+    );
+}
+
 #[test]
 fn scx_rusty_from_crates_io_attaches_and_passes_steady_and_wake() {
     for scenario in ["steady", "wake"] {
-        let r = ktstr_run(
-            &e2e::sched_ext_kernel_args(),
-            "scx_rusty@1.1.4",
-            scenario,
-            &[],
-        );
-        assert_pass(&r);
-        let s = sched_report(&r);
-        assert!(s.attached, "{scenario}");
-        assert!(
-            s.ops.as_deref().is_some_and(|o| o.starts_with("rusty")),
-            "{:?}",
-            s.ops
-        );
-        assert_eq!(s.ending, SchedulerEnding::StillAttached, "{scenario}");
+        assert_crates_scheduler_runs("scx_rusty@1.1.4", scenario, "rusty");
     }
 }
 
@@ -152,21 +157,7 @@ fn scx_rusty_from_crates_io_attaches_and_passes_steady_and_wake() {
 /// fragment); before that it failed with ENOENT.
 #[test]
 fn scx_bpfland_from_crates_io_attaches_and_passes_steady() {
-    let r = ktstr_run(
-        &e2e::sched_ext_kernel_args(),
-        "scx_bpfland@1.1.4",
-        "steady",
-        &[],
-    );
-    assert_pass(&r);
-    let s = sched_report(&r);
-    assert!(s.attached);
-    assert!(
-        s.ops.as_deref().is_some_and(|o| o.starts_with("bpfland")),
-        "{:?}",
-        s.ops
-    );
-    assert_eq!(s.ending, SchedulerEnding::StillAttached);
+    assert_crates_scheduler_runs("scx_bpfland@1.1.4", "steady", "bpfland");
 }
 
 /// scx_qmap's `-e COUNT` calls scx_bpf_error() after COUNT enqueues: the kernel disables the

@@ -7,12 +7,12 @@ use crate::initramfs::{self, InitramfsSpec};
 use crate::topology::Topology;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::stats::{bootstrap_ratio_of_medians, median};
-
-/// Resamples for the ratio's bootstrap interval.
-const BOOTSTRAP_RESAMPLES: usize = 4000;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Resamples for the ratio's bootstrap interval.
+const BOOTSTRAP_RESAMPLES: usize = 4000;
 
 const L2_INITRD: &str = "/nested/l2-initrd";
 
@@ -42,11 +42,18 @@ pub struct BackendFigures {
     pub backend: String,
     pub ok_runs: usize,
     pub failed_runs: usize,
-    pub median_to_agent_ms: Option<f64>,
-    pub median_to_result_ms: Option<f64>,
-    /// The runs behind the medians, for the ratio's bootstrap interval.
+    /// Spawn -> agent and spawn -> result of the runs that produced a result.
     pub to_agent_ms: Vec<f64>,
     pub to_result_ms: Vec<f64>,
+}
+
+impl BackendFigures {
+    pub fn median_to_agent_ms(&self) -> Option<f64> {
+        median(&self.to_agent_ms)
+    }
+    pub fn median_to_result_ms(&self) -> Option<f64> {
+        median(&self.to_result_ms)
+    }
 }
 
 /// Per-backend medians over the runs that produced a result.
@@ -56,16 +63,12 @@ pub fn figures(records: &[RunRecord], backends: &[String]) -> Vec<BackendFigures
         .map(|b| {
             let mine: Vec<&RunRecord> = records.iter().filter(|r| &r.backend == b).collect();
             let ok: Vec<&&RunRecord> = mine.iter().filter(|r| r.to_result_ms.is_some()).collect();
-            let to_agent_ms: Vec<f64> = ok.iter().filter_map(|r| r.to_agent_ms).collect();
-            let to_result_ms: Vec<f64> = ok.iter().filter_map(|r| r.to_result_ms).collect();
             BackendFigures {
                 backend: b.clone(),
                 ok_runs: ok.len(),
                 failed_runs: mine.len() - ok.len(),
-                median_to_agent_ms: median(&to_agent_ms),
-                median_to_result_ms: median(&to_result_ms),
-                to_agent_ms,
-                to_result_ms,
+                to_agent_ms: ok.iter().filter_map(|r| r.to_agent_ms).collect(),
+                to_result_ms: ok.iter().filter_map(|r| r.to_result_ms).collect(),
             }
         })
         .collect()
@@ -84,29 +87,17 @@ pub fn render(figs: &[BackendFigures], runs: u32, topology: Topology) -> String 
             f.backend,
             f.ok_runs,
             f.failed_runs,
-            ms(f.median_to_agent_ms),
-            ms(f.median_to_result_ms)
+            ms(f.median_to_agent_ms()),
+            ms(f.median_to_result_ms())
         );
     }
     let get = |name: &str| figs.iter().find(|f| f.backend == name);
     if let (Some(k), Some(q)) = (get("kvm"), get("qemu-kvm")) {
-        for (what, a, b, sa, sb) in [
-            (
-                "agent",
-                k.median_to_agent_ms,
-                q.median_to_agent_ms,
-                &k.to_agent_ms,
-                &q.to_agent_ms,
-            ),
-            (
-                "result",
-                k.median_to_result_ms,
-                q.median_to_result_ms,
-                &k.to_result_ms,
-                &q.to_result_ms,
-            ),
+        for (what, sa, sb) in [
+            ("agent", &k.to_agent_ms, &q.to_agent_ms),
+            ("result", &k.to_result_ms, &q.to_result_ms),
         ] {
-            if let (Some(a), Some(b)) = (a, b) {
+            if let (Some(a), Some(b)) = (median(sa), median(sb)) {
                 let _ = write!(s, "\nratio kvm/qemu-kvm, spawn->{what}: {:.2}", a / b);
                 if let Some((lo, hi)) = bootstrap_ratio_of_medians(sa, sb, BOOTSTRAP_RESAMPLES) {
                     let _ = write!(s, " (95% bootstrap interval {lo:.2}-{hi:.2})");
@@ -261,7 +252,7 @@ mod tests {
             rec("qemu-kvm", 400.0, Some(500.0)),
         ];
         let f = figures(&recs, &["kvm".into(), "qemu-kvm".into()]);
-        assert_eq!(f[0].median_to_agent_ms, Some(200.0));
+        assert_eq!(f[0].median_to_agent_ms(), Some(200.0));
         assert_eq!((f[0].ok_runs, f[0].failed_runs), (3, 1));
         let text = render(&f, 3, Topology::default());
         assert!(

@@ -176,15 +176,14 @@ impl QemuBackend {
         let cmd = cmdline::compose(&backend_extra, &cfg.cmdline_extra);
         push(&["-append", &cmd.join(" ")]);
         a.extend(topology_args(cfg));
-        match &cfg.console {
-            ConsoleMode::Capture { .. } => {
+        match (&cfg.console, piped_console) {
+            (ConsoleMode::Capture { .. }, _) => {
                 a.extend(["-chardev".into(), format!("file,id=con,path={con}")]);
             }
-            ConsoleMode::Interactive if piped_console.is_some() => {
-                let fd = piped_console.unwrap_or_default();
+            (ConsoleMode::Interactive, Some(fd)) => {
                 a.extend(["-chardev".into(), format!("socket,id=con,fd={fd}")]);
             }
-            ConsoleMode::Interactive => {
+            (ConsoleMode::Interactive, None) => {
                 // Ctrl-C goes to the guest; Ctrl-A X quits QEMU (the mux'ed monitor).
                 a.extend([
                     "-chardev".into(),
