@@ -47,7 +47,7 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, S
 const PAGE: usize = 4096;
 /// Copy granule, below glibc's 4 KiB switch to `rep movsb` on ERMS CPUs: QEMU's TCG (the nested
 /// test bed) runs that one byte per iteration, vector moves 16-32 bytes at a time. Measured
-/// nested (docs/benchmarks.md run 7), the copy is now ~3% of a load; the rest is the host
+/// nested (docs/benchmarks.md run 7), the copy is now 1-4% of a load; the rest is the host
 /// faulting in and zeroing the destination pages.
 const CHUNK: usize = 2048;
 
