@@ -103,20 +103,24 @@ fn a_terminal_reaches_the_interactive_shell() {
     });
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(110);
-    while !String::from_utf8_lossy(&seen).contains("ktstr# ") {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(bytes) => seen.extend(bytes),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no prompt: {:?}", String::from_utf8_lossy(&seen));
+    // Typed as a person would: each line once the previous answer is on the screen.
+    let mut stdin = child.stdin.take().unwrap();
+    for (wait_for, line) in [
+        ("ktstr# ", &b"echo KTSTR-TTY $((6*7))\r"[..]),
+        ("KTSTR-TTY 42", b"exit 3\r"),
+    ] {
+        while !String::from_utf8_lossy(&seen).contains(wait_for) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.extend(bytes),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("no {wait_for:?}: {:?}", String::from_utf8_lossy(&seen));
+                }
             }
         }
+        stdin.write_all(line).unwrap();
     }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(b"echo KTSTR-TTY $((6*7))\rexit 3\r")
-        .unwrap();
     let status = child.wait().unwrap();
     drop(stdin);
     reader.join().unwrap();
@@ -127,7 +131,7 @@ fn a_terminal_reaches_the_interactive_shell() {
         text.lines().any(|l| l.trim() == "KTSTR-TTY 42"),
         "terminal output: {text:?}"
     );
-    assert_eq!(status.code(), Some(3));
+    assert_eq!(status.code(), Some(3), "terminal output: {text:?}");
 }
 
 #[test]

@@ -146,6 +146,34 @@ pub fn piped_case(label: &str, input: &str, command: &str) -> String {
     )
 }
 
+/// Like [`piped_case`], but the command runs on a terminal: util-linux `script` gives it a pty
+/// (L1 must carry `/usr/bin/script`, see [`TERMINAL_FILES`]). `steps` are typed as a person
+/// would: each input (a printf format without single quotes; CR is Enter on a terminal) once
+/// its text has appeared in the output, or after 120 s.
+pub fn terminal_case(label: &str, steps: &[(&str, &str)], command: &str) -> String {
+    let mut typing = String::new();
+    for (wait_for, input) in steps {
+        assert!(
+            !input.contains('\'') && !wait_for.contains('\''),
+            "terminal_case steps must not contain single quotes"
+        );
+        typing += &format!(
+            "n=0; until grep -qF '{wait_for}' /tmp/{label}.out || [ $n -ge 240 ]; do sleep 0.5; n=$((n+1)); done; \
+             printf '{input}' >&3; "
+        );
+    }
+    // The FIFO is held open on fd 3 until the command ends, so `script` never sees EOF early.
+    format!(
+        "rm -f /tmp/{label}.in /tmp/{label}.out; mkfifo /tmp/{label}.in; \
+         script --quiet --return --command \"{command}\" /dev/null < /tmp/{label}.in > /tmp/{label}.out 2>&1 & \
+         pid=$!; exec 3> /tmp/{label}.in; {typing}wait $pid; rc=$?; exec 3>&-; {}",
+        report_case(label, "null")
+    )
+}
+
+/// Host files a [`terminal_case`] needs in L1 (util-linux `script`; its libraries come along).
+pub const TERMINAL_FILES: [(&str, &str); 1] = [("/usr/bin/script", "/usr/bin/script")];
+
 /// The end of a case line: the JSON line with `$rc` and `result` (a shell word), then the
 /// command's saved output.
 fn report_case(label: &str, result: &str) -> String {
@@ -228,6 +256,10 @@ fn l1_script(user: &str) -> String {
     let mut s = String::from("export HOME=/tmp KTSTR_CACHE_DIR=/tmp/ktstr-cache\n");
     // devtmpfs has no /dev/fd; QEMU's chardevs open the inherited pipes through it.
     s.push_str("[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd\n");
+    // Terminals (`script` in a terminal case) need devpts; the agent mounts only devtmpfs.
+    s.push_str(
+        "[ -e /dev/pts/ptmx ] || { mkdir -p /dev/pts && mount -t devpts devpts /dev/pts; }\n",
+    );
     s.push_str(&format!(
         "export KTSTR={KTSTR_PATH} L2_KERNEL={L2_KERNEL_PATH}\n"
     ));
@@ -363,6 +395,30 @@ mod case_tests {
     use super::*;
 
     /// The emitted line is valid JSON once the shell has expanded it (checked with busybox sh).
+    #[test]
+    fn terminal_case_types_after_the_prompt_on_a_pty() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in for `ktstr shell`: it needs a terminal, shows a prompt, reads a line.
+        let fake = "[ -t 0 ] || exit 9; printf \\\"p> \\\"; read a; echo got:\\$a; read b; echo then:\\$b; exit 3";
+        let steps = [("p> ", "ok\\r"), ("got:ok", "more\\r")];
+        let script = terminal_case("t2", &steps, &format!("sh -c '{fake}'"))
+            .replace("/tmp/", &format!("{}/", dir.path().display()));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let docs = parse_json(&text);
+        assert_eq!(
+            docs,
+            vec![serde_json::json!({"label": "t2", "exit": 3, "result": null})],
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l.trim() == "got:ok"), "{text}");
+        assert!(text.lines().any(|l| l.trim() == "then:more"), "{text}");
+    }
+
     #[test]
     fn case_line_expands_to_json() {
         let dir = tempfile::tempdir().unwrap();

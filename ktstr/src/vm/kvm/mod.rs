@@ -2,7 +2,8 @@
 //! per step: memory [`layout`], kernel [`loader`], [`boot_params`] (initrd, command line, e820),
 //! [`regs`] (page tables, GDT, long mode), [`cpuid`] (topology + KVM PV leaves), [`msrs`],
 //! [`mptable`], [`serial`] (COM1 console, COM2 results) and the [`vcpu`] threads. [`probe`]
-//! decides whether this host's /dev/kvm can run a stock kernel at all.
+//! decides whether this host's /dev/kvm can run a stock kernel at all; [`terminal`] is the
+//! user's terminal during `ktstr shell`.
 
 pub mod acpi;
 pub mod boot_params;
@@ -16,6 +17,7 @@ pub mod msrs;
 pub mod probe;
 pub mod regs;
 pub mod serial;
+pub mod terminal;
 pub mod vcpu;
 
 use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun};
@@ -360,9 +362,14 @@ impl Backend for KvmBackend {
             cfg.cpu_budget,
             self.perf_mode,
         )?;
+        // A terminal goes raw for the whole run (restored when this returns, also on unwind);
+        // a piped script is forwarded as it is.
+        let raw_terminal = (cfg.console == ConsoleMode::Interactive)
+            .then(terminal::RawTerminal::enter)
+            .flatten();
         let vm = build_vm(&kvm, cfg, self.perf_mode, start)?;
         if cfg.console == ConsoleMode::Interactive {
-            forward_stdin(&vm.uarts);
+            forward_stdin(&vm.uarts, raw_terminal.is_some());
         }
         let shared = Arc::new(vcpu::Shared {
             stop: AtomicBool::new(false),
@@ -462,9 +469,10 @@ impl Backend for KvmBackend {
 
 /// Interactive console: terminal input goes to COM1 once the guest agent has started (its
 /// first frame on COM2; see [`super::wait_for_agent`], e.g. for a script piped into `ktstr
-/// shell`). The thread ends with the process (a blocking stdin read cannot be interrupted
-/// portably); it holds the UARTs only weakly.
-fn forward_stdin(uarts: &Arc<Uarts>) {
+/// shell`). From a terminal, Ctrl-A x ends the VM ([`terminal::EscapeFilter`]). The thread ends
+/// with the process (a blocking stdin read cannot be interrupted portably); it holds the UARTs
+/// only weakly.
+fn forward_stdin(uarts: &Arc<Uarts>, from_terminal: bool) {
     let weak = Arc::downgrade(uarts);
     let _ = std::thread::Builder::new()
         .name("kvm-stdin".into())
@@ -476,14 +484,24 @@ fn forward_stdin(uarts: &Arc<Uarts>) {
             }
             let mut buf = [0u8; 64];
             let mut stdin = std::io::stdin();
+            let mut escape = terminal::EscapeFilter::default();
             while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                let input = if from_terminal {
+                    let f = escape.feed(&buf[..n]);
+                    if f.quit {
+                        crate::cancel::request();
+                    }
+                    f.to_guest
+                } else {
+                    buf[..n].to_vec()
+                };
                 let mut sent = 0;
-                while sent < n {
+                while sent < input.len() {
                     // Upgraded per attempt: a guest that stops reading must not pin the VM.
                     let Some(uarts) = weak.upgrade() else { return };
-                    sent += uarts.console_input(&buf[sent..n]);
+                    sent += uarts.console_input(&input[sent..]);
                     drop(uarts);
-                    if sent < n {
+                    if sent < input.len() {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                 }
