@@ -73,6 +73,36 @@ fn piped_script_reaches_the_interactive_shell() {
     assert_eq!(out.status.code(), Some(3));
 }
 
+/// The shell's last output survives its exit. Ctrl-S (XOFF) holds the guest console's output
+/// in the tty's buffer while `echo; exit` runs; Ctrl-Q releases it 4 s later. Without the
+/// agent's drain-on-exit, the kernel's hangup of the console at the shell's exit drops the
+/// held line (measured: 0 of 2 runs showed it, 2 of 2 with the drain). A slow guest that has
+/// not exited by then passes either way; the test cannot pass with output lost at exit.
+#[test]
+fn held_output_survives_the_shells_exit() {
+    use std::io::Write;
+    let mut child = Command::new(e2e::ktstr_bin())
+        .args(["shell", "--kernel", kernel(), "--timeout", "120s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x13echo TAIL-MARK; exit 3\n").unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // The guest may be gone already (a broken pipe is then the expected outcome).
+    let _ = stdin.write_all(b"\x11");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.trim() == "TAIL-MARK"),
+        "stdout: {stdout:?}"
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
+
 /// `ktstr shell` on a real terminal (a pty from util-linux `script`): QEMU's stdio console, no
 /// socket in between. Like a person, the test types only once the guest's prompt is shown; the
 /// guest evaluates the arithmetic and the shell's exit status comes back through ktstr and script.

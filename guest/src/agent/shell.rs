@@ -34,6 +34,14 @@ fn console_tty() -> String {
         .unwrap_or_else(|| "/dev/ttyS0".into())
 }
 
+/// Read by the interactive shell at start (`ENV`).
+const SHRC: &str = "/tmp/.ktstr-shrc";
+/// When the interactive shell (the console's session leader) exits, the kernel hangs up the
+/// console tty and drops what is still in its transmit buffer: the last lines, e.g. the echo of
+/// `exit` (seen on both backends). Re-applying the tty's own settings with busybox `stty`
+/// (TCSETSW, which waits for the output to drain) on the way out keeps them.
+const SHRC_TEXT: &str = "trap 'stty \"$(stty -g)\" 2>/dev/null' EXIT\n";
+
 /// Runs `/bin/sh -c cmd` (stdout/stderr on the console) or, without `cmd`, an interactive shell
 /// with the console as its controlling tty (job control, Ctrl-C). Returns the exit code
 /// (128+signal for a signal death).
@@ -50,6 +58,9 @@ pub fn run(cmd: Option<&str>) -> Result<i32, String> {
         None => {
             let tty = CString::new(console_tty()).map_err(|e| e.to_string())?;
             c.env("PS1", "ktstr# ");
+            if std::fs::write(SHRC, SHRC_TEXT).is_ok() {
+                c.env("ENV", SHRC);
+            }
             // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
             // functions (setsid, open, ioctl, dup2, close) on data prepared before the fork.
             unsafe {
