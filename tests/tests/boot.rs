@@ -44,19 +44,24 @@ fn exec_exits_with_the_commands_status() {
     assert_eq!(code, 3);
 }
 
+/// `ktstr shell` (interactive) with stdin, stdout and stderr piped.
+fn piped_shell() -> Child {
+    Command::new(e2e::ktstr_bin())
+        .args(["shell", "--kernel", kernel(), "--timeout", "120s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// A script piped into the interactive shell (stdin not a terminal) reaches the guest's shell
 /// only once it runs, not the half-set-up UART at boot: the guest evaluates the arithmetic and
 /// the shell's exit status is ktstr's.
 #[test]
 fn piped_script_reaches_the_interactive_shell() {
     use std::io::Write;
-    let mut child = Command::new(e2e::ktstr_bin())
-        .args(["shell", "--kernel", kernel(), "--timeout", "120s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = piped_shell();
     child
         .stdin
         .take()
@@ -81,13 +86,7 @@ fn piped_script_reaches_the_interactive_shell() {
 #[test]
 fn held_output_survives_the_shells_exit() {
     use std::io::Write;
-    let mut child = Command::new(e2e::ktstr_bin())
-        .args(["shell", "--kernel", kernel(), "--timeout", "120s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = piped_shell();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"\x13echo TAIL-MARK; exit 3\n").unwrap();
     std::thread::sleep(Duration::from_secs(4));

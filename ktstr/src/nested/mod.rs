@@ -395,20 +395,27 @@ mod case_tests {
     use super::*;
 
     /// The emitted line is valid JSON once the shell has expanded it (checked with busybox sh).
+    /// Runs an L1 script line on the host with its `/tmp/` files in `dir`; returns stdout.
+    fn run_in(dir: &Path, script: &str) -> String {
+        let script = script.replace("/tmp/", &format!("{}/", dir.display()));
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     #[test]
     fn terminal_case_types_after_the_prompt_on_a_pty() {
         let dir = tempfile::tempdir().unwrap();
         // A stand-in for `ktstr shell`: it needs a terminal, shows a prompt, reads a line.
         let fake = "[ -t 0 ] || exit 9; printf \\\"p> \\\"; read a; echo got:\\$a; read b; echo then:\\$b; exit 3";
         let steps = [("p> ", "ok\\r"), ("got:ok", "more\\r")];
-        let script = terminal_case("t2", &steps, &format!("sh -c '{fake}'"))
-            .replace("/tmp/", &format!("{}/", dir.path().display()));
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = run_in(
+            dir.path(),
+            &terminal_case("t2", &steps, &format!("sh -c '{fake}'")),
+        );
         let docs = parse_json(&text);
         assert_eq!(
             docs,
@@ -422,19 +429,13 @@ mod case_tests {
     #[test]
     fn case_line_expands_to_json() {
         let dir = tempfile::tempdir().unwrap();
-        let script = case("t1", "printf '{\\n\"x\": 2}' > \"$1\" #")
-            .replace("/tmp/", &format!("{}/", dir.path().display()));
+        let script = case("t1", "printf '{\\n\"x\": 2}' > \"$1\" #");
         // `--json FILE` lands in "$1"-less position; emulate with a function taking the flag.
         let script = format!(
             "f() {{ printf '{{\\n\"x\": 2}}' > \"$2\"; return 3; }}\n{}",
             script.replace("printf '{\\n\"x\": 2}' > \"$1\" #", "f")
         );
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = run_in(dir.path(), &script);
         let docs = parse_json(&text);
         assert_eq!(
             docs,
