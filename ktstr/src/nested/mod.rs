@@ -157,16 +157,19 @@ pub fn terminal_case(label: &str, steps: &[(&str, &str)], command: &str) -> Stri
             !input.contains('\'') && !wait_for.contains('\''),
             "terminal_case steps must not contain single quotes"
         );
+        // Stops waiting when the command has ended (e.g. its VM failed before the prompt).
         typing += &format!(
-            "n=0; until grep -qF '{wait_for}' /tmp/{label}.out || [ $n -ge 240 ]; do sleep 0.5; n=$((n+1)); done; \
-             printf '{input}' >&3; "
+            "n=0; until grep -qF '{wait_for}' /tmp/{label}.out || [ $n -ge 240 ] || ! kill -0 $pid 2>/dev/null; \
+             do sleep 0.5; n=$((n+1)); done; printf '{input}' >&3; "
         );
     }
-    // The FIFO is held open on fd 3 until the command ends, so `script` never sees EOF early.
+    // The FIFO is open read-write on fd 3 until the command ends: `script` never sees EOF early,
+    // nothing blocks on opening it, and typing after the command ended cannot raise SIGPIPE
+    // (which would end the whole L1 script).
     format!(
-        "rm -f /tmp/{label}.in /tmp/{label}.out; mkfifo /tmp/{label}.in; \
-         script --quiet --return --command \"{command}\" /dev/null < /tmp/{label}.in > /tmp/{label}.out 2>&1 & \
-         pid=$!; exec 3> /tmp/{label}.in; {typing}wait $pid; rc=$?; exec 3>&-; {}",
+        "rm -f /tmp/{label}.in /tmp/{label}.out; mkfifo /tmp/{label}.in; exec 3<> /tmp/{label}.in; \
+         script --quiet --return --command \"{command}\" /dev/null < /tmp/{label}.in > /tmp/{label}.out 2>&1 3>&- & \
+         pid=$!; {typing}wait $pid; rc=$?; exec 3>&-; {}",
         report_case(label, "null")
     )
 }
@@ -424,6 +427,32 @@ mod case_tests {
         );
         assert!(text.lines().any(|l| l.trim() == "got:ok"), "{text}");
         assert!(text.lines().any(|l| l.trim() == "then:more"), "{text}");
+    }
+
+    /// A command that ends before its prompt (an L2 that failed to boot) ends the case at once
+    /// with its status, and the script goes on.
+    #[test]
+    fn terminal_case_survives_a_command_that_ends_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps = [("never shown", "typed\\r"), ("nor this", "more\\r")];
+        let started = std::time::Instant::now();
+        let text = run_in(
+            dir.path(),
+            &format!(
+                "{} echo AFTER",
+                terminal_case("t3", &steps, "sh -c 'exit 7'")
+            ),
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        assert_eq!(
+            parse_json(&text),
+            vec![serde_json::json!({"label": "t3", "exit": 7, "result": null})],
+            "{text}"
+        );
+        assert!(text.lines().any(|l| l.trim() == "AFTER"), "{text}");
     }
 
     #[test]
