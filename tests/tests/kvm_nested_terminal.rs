@@ -3,8 +3,9 @@
 //! on the screen. Checks raw mode (one echo per typed line: the guest's), the guest evaluating
 //! the input and the shell's exit status coming back.
 //!
-//! Not part of CI: it needs its own L1 boot (about 90 s under TCG), and on this test bed L1s
-//! died in the case after it in 2 of 4 boots (docs: session 5's note). Run it on demand:
+//! Not part of CI: it needs its own L1 boot (27 s on the dev machine), and when it ran in
+//! `kvm_nested`'s shared L1, that L1 died in the case after it in 2 of 4 boots (commit 6509d48),
+//! for a reason not yet found. Run it on demand:
 //! `cargo test -p ktstr-e2e --test kvm_nested_terminal -- --ignored`.
 
 use ktstr::nested::{self, L1Request};

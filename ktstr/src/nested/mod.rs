@@ -397,7 +397,6 @@ mod tests {
 mod case_tests {
     use super::*;
 
-    /// The emitted line is valid JSON once the shell has expanded it (checked with busybox sh).
     /// Runs an L1 script line on the host with its `/tmp/` files in `dir`; returns stdout.
     fn run_in(dir: &Path, script: &str) -> String {
         let script = script.replace("/tmp/", &format!("{}/", dir.display()));
@@ -455,6 +454,7 @@ mod case_tests {
         assert!(text.lines().any(|l| l.trim() == "AFTER"), "{text}");
     }
 
+    /// The emitted line is valid JSON once the shell has expanded it (checked with busybox sh).
     #[test]
     fn case_line_expands_to_json() {
         let dir = tempfile::tempdir().unwrap();
