@@ -20,110 +20,121 @@ const NUMA_MARK: &str = "KTSTR-NUMA";
 /// Marker the interactive case types into L2's shell, with arithmetic only the guest evaluates.
 const TTY_MARK: &str = "KTSTR-TTY";
 
-/// Every case the shared L1 script runs, in order.
-const LABELS: [&str; 7] = [
-    "smoke",
-    "topology",
-    "steal",
-    "numa",
-    "interactive",
-    "hang",
-    "panic",
-];
-
-fn l1() -> &'static nested::L1Outcome {
-    static L1: OnceLock<nested::L1Outcome> = OnceLock::new();
-    L1.get_or_init(|| {
-        let common = "--kernel $L2_KERNEL --memory-mib 256";
-        let mut script = String::new();
+/// The cases of the shared L1 script, in order: (label, script line).
+fn cases() -> Vec<(&'static str, String)> {
+    let common = "--kernel $L2_KERNEL --memory-mib 256";
+    let topo_cmd = format!(
+        "echo {TOPO_MARK} $(nproc) $(cat /sys/devices/system/cpu/cpu*/topology/physical_package_id | sort -u | wc -l) $(grep -l . /sys/devices/system/cpu/cpu*/topology/core_id | wc -l)"
+    );
+    let line = |label, cmd: String| (label, nested::case(label, &cmd));
+    vec![
         // boot + smoke, and auto must pick kvm here (L1's /dev/kvm is hardware-style SVM).
-        script += &nested::case(
+        line(
             "smoke",
-            &format!("$KTSTR run --backend auto {common} --scenario smoke --duration 2s --topology 1n1l2c1t"),
-        );
+            format!(
+                "$KTSTR run --backend auto {common} --scenario smoke --duration 2s --topology 1n1l2c1t"
+            ),
+        ),
         // The topology as L2 sees it.
-        let topo_cmd = format!(
-            "echo {TOPO_MARK} $(nproc) $(cat /sys/devices/system/cpu/cpu*/topology/physical_package_id | sort -u | wc -l) $(grep -l . /sys/devices/system/cpu/cpu*/topology/core_id | wc -l)"
-        );
-        script += &nested::case(
+        line(
             "topology",
-            &format!("$KTSTR shell --backend kvm {common} --topology 1n2l2c1t --exec '{topo_cmd}'"),
-        );
+            format!("$KTSTR shell --backend kvm {common} --topology 1n2l2c1t --exec '{topo_cmd}'"),
+        ),
         // 8 spinning vCPUs on 2 host CPUs: PV steal time must show.
-        script += &nested::case(
+        line(
             "steal",
-            &format!("$KTSTR run --backend kvm {common} --scenario steal --duration 3s --topology 1n1l8c1t --cpu-budget 2"),
-        );
+            format!(
+                "$KTSTR run --backend kvm {common} --scenario steal --duration 3s --topology 1n1l8c1t --cpu-budget 2"
+            ),
+        ),
         // Two NUMA nodes (SRAT from the kvm backend's ACPI tables) as L2 sees them.
-        script += &nested::case(
+        line(
             "numa",
-            &format!("$KTSTR shell --backend kvm {common} --topology 2n1l1c1t --exec 'echo {NUMA_MARK} $(ls -d /sys/devices/system/node/node[0-9]* | wc -l)'"),
-        );
-        // Interactive console: a script piped into `ktstr shell` reaches L2's shell (COM1 input),
-        // its output comes back, and the shell's exit status is the command's.
-        script += &nested::piped_case(
+            format!(
+                "$KTSTR shell --backend kvm {common} --topology 2n1l1c1t --exec 'echo {NUMA_MARK} $(ls -d /sys/devices/system/node/node[0-9]* | wc -l)'"
+            ),
+        ),
+        // Interactive console: a script piped into `ktstr shell` reaches L2's shell (COM1
+        // input), its output comes back, and the shell's exit status is the command's.
+        (
             "interactive",
-            &format!("echo {TTY_MARK} $((6*7))\\nexit 3\\n"),
-            &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
-        );
+            nested::piped_case(
+                "interactive",
+                &format!("echo {TTY_MARK} $((6*7))\\nexit 3\\n"),
+                &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
+            ),
+        ),
         // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
         // last: its trace reaches L1's console, whose crash watch then ends L1.
-        script += &nested::case(
+        line(
             "hang",
-            &format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
-        );
-        script += &nested::case(
+            format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
+        ),
+        line(
             "panic",
-            &format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
-        );
+            format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
+        ),
+    ]
+}
+
+/// What the shared L1 boots gave: each case's JSON document and output, from the boot that
+/// settled it, and the last boot (whose console is the evidence for a case never settled).
+struct Suite {
+    docs: Vec<(String, serde_json::Value, String)>,
+    last: nested::L1Outcome,
+}
+
+/// L1 boots at most: the first, and two more for what a lost L1 or a spurious reset left.
+const L1_BOOTS: u32 = 3;
+
+fn suite() -> &'static Suite {
+    static SUITE: OnceLock<Suite> = OnceLock::new();
+    SUITE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir").keep();
-        let mut req = L1Request::new(e2e::ktstr_bin(), script, dir.join("l1-console.log"));
-        req.timeout = Duration::from_secs(1200);
         e2e::debian_kernel();
-        let boot = || nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
-        let mut out = boot();
-        // Seen in CI: L1 (the emulated host, not the VMM under test) reset itself mid-script with
-        // no kernel message (twice, both times 4 s into the 8-vCPU `steal` case). Up to two more
-        // L1 boots, each lost one's console kept; a real fault of the VMM repeats and fails the
-        // cases below.
-        //
-        // Also seen (11-22, 3 of ~80 kvm benchmark boots, and on qemu-kvm too: a kvm L2 triple
-        // fault with no kernel message, a qemu-kvm L2 reset mid-boot): an L2 that resets itself
-        // during boot. Such a case is run again too; a VMM that breaks the boot every time fails
-        // again in the next L1.
-        for attempt in 1..=2 {
-            let missing: Vec<&str> = LABELS
-                .into_iter()
-                .filter(|l| {
-                    let doc = out.json.iter().find(|d| d["label"] == *l);
-                    doc.is_none_or(|d| {
-                        *l != "panic" && spurious_reset(d, &case_output_in(&out.console, l))
-                    })
-                })
-                .collect();
-            if missing.is_empty() {
-                break;
-            }
-            let lost = req.console_log.with_extension(format!("lost{attempt}.log"));
-            let _ = std::fs::copy(&req.console_log, &lost);
+        let mut docs = Vec::new();
+        let mut todo = cases();
+        let mut boot = 0;
+        loop {
+            boot += 1;
+            let script: String = todo.iter().map(|(_, line)| line.as_str()).collect();
+            let mut req = L1Request::new(
+                e2e::ktstr_bin(),
+                script,
+                dir.join(format!("l1-console-{boot}.log")),
+            );
+            req.timeout = Duration::from_secs(1200);
+            let out = nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
             eprintln!(
-                "nested: L1 ended {:?} after {:?} before cases {missing:?} reported (crash line {:?}); \
-                 its console is kept at {}; tail:\n{}\nbooting L1 again",
+                "nested: L1 boot {boot} ran {:?}, ended {:?} after {:?}; console at {}",
+                todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
                 out.run.end,
                 out.run.wall,
+                req.console_log.display()
+            );
+            // Seen: L1 (the emulated host, not the VMM under test) lost mid-script, and L2s
+            // that reset themselves during boot under both VMMs. A case those hit runs again in
+            // the next L1 boot; a VMM that breaks a boot every time fails it there too.
+            todo.retain(|(label, _)| {
+                let output = case_output_in(&out.console, label);
+                match out.json.iter().find(|d| d["label"] == *label) {
+                    Some(doc) if *label == "panic" || !spurious_reset(doc, &output) => {
+                        docs.push((label.to_string(), doc.clone(), output));
+                        false
+                    }
+                    _ => true,
+                }
+            });
+            if todo.is_empty() || boot == L1_BOOTS {
+                return Suite { docs, last: out };
+            }
+            eprintln!(
+                "nested: cases {:?} not settled (L1 crash line {:?}); tail:\n{}\nbooting L1 again",
+                todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
                 out.run.crash_line,
-                lost.display(),
                 out.run.console_tail
             );
-            out = boot();
         }
-        eprintln!(
-            "L1 ended {:?} after {:?}; console at {}",
-            out.run.end,
-            out.run.wall,
-            req.console_log.display()
-        );
-        out
     })
 }
 
@@ -138,30 +149,33 @@ fn spurious_reset(doc: &serde_json::Value, output: &str) -> bool {
         && !explained(output)
 }
 
-/// The CellResult of case `label`, with the console as evidence when it is missing.
+/// The exit status and CellResult of case `label`, with the console as evidence when it is
+/// missing.
 fn case(label: &str) -> (i64, Option<CellResult>) {
-    let out = l1();
-    let doc = out
-        .json
-        .iter()
-        .find(|d| d["label"] == label)
-        .unwrap_or_else(|| {
-            panic!(
-                "case {label} never reported; L1 ended {:?} after {:?}, crash line {:?}, exit {:?}\n\
-                 --- L1 console tail (with QEMU's stderr) ---\n{}\n--- L1 console ---\n{}",
-                out.run.end,
-                out.run.wall,
-                out.run.crash_line,
-                out.exit_code,
-                out.run.console_tail,
-                out.console
-            )
-        });
+    let doc = &case_doc(label).1;
     let result = match &doc["result"] {
         serde_json::Value::Null => None,
         r => Some(serde_json::from_value(r.clone()).expect("CellResult JSON")),
     };
     (doc["exit"].as_i64().unwrap_or(-1), result)
+}
+
+/// Case `label`'s (label, JSON document, output).
+fn case_doc(label: &str) -> &'static (String, serde_json::Value, String) {
+    let s = suite();
+    s.docs.iter().find(|(l, _, _)| l == label).unwrap_or_else(|| {
+        let out = &s.last;
+        panic!(
+            "case {label} never reported; the last L1 ended {:?} after {:?}, crash line {:?}, exit {:?}\n\
+             --- L1 console tail (with QEMU's stderr) ---\n{}\n--- L1 console ---\n{}",
+            out.run.end,
+            out.run.wall,
+            out.run.crash_line,
+            out.exit_code,
+            out.run.console_tail,
+            out.console
+        )
+    })
 }
 
 #[test]
@@ -176,16 +190,14 @@ fn auto_picks_kvm_in_l1_and_smoke_passes() {
     eprintln!("nested kvm: agent after {to_agent:.0} ms, result after {to_result:.0} ms");
 }
 
-/// The console line an L2 command printed after `mark` (not the copy inside a case's JSON, nor
-/// the command itself), and the numbers that follow the mark on it.
-fn marker_numbers(mark: &str) -> (String, Vec<u32>) {
-    let line = l1()
-        .console
+/// The line case `label`'s L2 command printed after `mark` (not the command itself), and the
+/// numbers that follow the mark on it.
+fn marker_numbers(label: &str, mark: &str) -> (String, Vec<u32>) {
+    let output = &case_doc(label).2;
+    let line = output
         .lines()
-        .find(|l| {
-            l.contains(&format!("{mark} ")) && !l.contains("$(") && !l.contains(nested::JSON_PREFIX)
-        })
-        .unwrap_or_else(|| panic!("no {mark} line in:\n{}", l1().console));
+        .find(|l| l.contains(&format!("{mark} ")) && !l.contains("$("))
+        .unwrap_or_else(|| panic!("no {mark} line in case {label}'s output:\n{output}"));
     let nums = line
         .split_whitespace()
         .skip_while(|w| *w != mark)
@@ -199,7 +211,7 @@ fn marker_numbers(mark: &str) -> (String, Vec<u32>) {
 fn topology_1n2l2c1t_is_visible_in_l2() {
     let (code, _) = case("topology");
     assert_eq!(code, 0);
-    let (line, nums) = marker_numbers(TOPO_MARK);
+    let (line, nums) = marker_numbers("topology", TOPO_MARK);
     // 4 CPUs online, 2 packages (one per LLC), 4 CPUs with a core id.
     assert_eq!(nums, vec![4, 2, 4], "{line}");
 }
@@ -208,7 +220,7 @@ fn topology_1n2l2c1t_is_visible_in_l2() {
 fn numa_2n1l1c1t_shows_two_nodes_in_l2() {
     let (code, _) = case("numa");
     assert_eq!(code, 0);
-    let (line, nodes) = marker_numbers(NUMA_MARK);
+    let (line, nodes) = marker_numbers("numa", NUMA_MARK);
     assert_eq!(nodes, vec![2], "{line}");
 }
 
@@ -231,7 +243,7 @@ fn eight_vcpus_on_a_budget_of_two_accumulate_steal() {
 #[test]
 fn piped_input_reaches_the_interactive_shell() {
     let (code, _) = case("interactive");
-    let (line, nums) = marker_numbers(TTY_MARK);
+    let (line, nums) = marker_numbers("interactive", TTY_MARK);
     assert_eq!(nums, vec![42], "{line}");
     assert_eq!(code, 3, "the shell's `exit 3` is ktstr shell's status");
 }

@@ -32,6 +32,13 @@ pub const JSON_PREFIX: &str = "KTSTR-NESTED-JSON ";
 /// kvm modules in load order; the vendor module that does not match the (emulated) CPU fails to
 /// load, which is expected.
 const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
+/// L1's CPU: everything TCG emulates (SVM with nested paging included) but XSAVE. QEMU 7.2's TCG
+/// does not honour the XSETBV intercept of its emulated SVM, so an L2's XSETBV changes XCR0
+/// behind L1's KVM, which keeps reporting the old XCR0's XSAVE size in CPUID.0xD and loads its
+/// own XCR0 again at the next VM entry. Measured: every L2 boot of the Debian kernel warned
+/// "XSAVE consistency problem: size 2696 != kernel_size 576" (8 of 8), and L2s triple-faulted
+/// at random under both VMMs. Without XSAVE no guest level touches XCR0.
+pub const L1_CPU: &str = "max,-xsave";
 /// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
 const QEMU_FIRMWARE: [&str; 8] = [
     "/usr/share/qemu/bios-microvm.bin",
@@ -302,7 +309,10 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     );
     let initrd = initramfs::build(&spec)?;
     // Multi-threaded TCG: see `hold` for how L1's kvm.ko is kept from live-patching its text.
-    let backend = QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?;
+    let backend = QemuBackend {
+        cpu: Some(L1_CPU.to_string()),
+        ..QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?
+    };
     let cfg = VmConfig {
         kernel: deb.vmlinuz.clone(),
         initramfs: initrd,

@@ -80,6 +80,8 @@ pub struct QemuBackend {
     /// Boot a bzImage's kernel as an ELF through its PVH entry, decompressed once on the host
     /// (see `kernel::image::extract_pvh_vmlinux`); `false` boots the bzImage as given.
     pub pvh: bool,
+    /// `-cpu` model; `None`: `max` under TCG, `host` under KVM.
+    pub cpu: Option<String>,
 }
 
 /// `KTSTR_QEMU` or `qemu-system-x86_64` on PATH.
@@ -111,6 +113,7 @@ impl QemuBackend {
             machine,
             accel,
             pvh: true,
+            cpu: None,
         })
     }
 
@@ -157,10 +160,16 @@ impl QemuBackend {
             // that would land in the console log and on `shell --exec`'s stdout.
             push(&["-fw_cfg", "name=etc/sercon-port,string=0"]);
         }
-        match self.accel {
-            Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
-            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        }
+        let (accel, default_cpu) = match self.accel {
+            Accel::Tcg => ("tcg", "max"),
+            Accel::Kvm => ("kvm", "host"),
+        };
+        push(&[
+            "-accel",
+            accel,
+            "-cpu",
+            self.cpu.as_deref().unwrap_or(default_cpu),
+        ]);
         let kernel = if self.pvh {
             super::pvh::pvh_kernel(&cfg.kernel)
         } else {
@@ -683,6 +692,7 @@ mod tests {
             machine: m,
             accel: Accel::Tcg,
             pvh: false,
+            cpu: None,
         }
     }
 

@@ -23,6 +23,7 @@ fn fake(dir: &Path, body: &str) -> QemuBackend {
         machine: Machine::Pc,
         accel: Accel::Tcg,
         pvh: false,
+        cpu: None,
     }
 }
 

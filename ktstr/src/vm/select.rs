@@ -99,7 +99,7 @@ pub fn select_with(choice: BackendChoice, opts: SelectOpts) -> Result<Selected, 
     };
     match (choice, kvm_verdict()) {
         (BackendChoice::Kvm, Ok(())) => Ok(Selected {
-            why: "backend kvm: requested; /dev/kvm passed the probe (xsave, int3, cmpxchg16b, VEX)"
+            why: "backend kvm: requested; /dev/kvm passed the probe (int3, cmpxchg16b; xsave and VEX where offered)"
                 .into(),
             backend: Box::new(kvm()),
         }),
@@ -113,7 +113,7 @@ pub fn select_with(choice: BackendChoice, opts: SelectOpts) -> Result<Selected, 
             "--backend kvm: this /dev/kvm cannot run a stock kernel ({e}); use --backend qemu (TCG) or auto"
         ))),
         (BackendChoice::Auto, Ok(())) => Ok(Selected {
-            why: "backend kvm: /dev/kvm passed the probe (xsave, int3, cmpxchg16b, VEX)".into(),
+            why: "backend kvm: /dev/kvm passed the probe (int3, cmpxchg16b; xsave and VEX where offered)".into(),
             backend: Box::new(kvm()),
         }),
         (BackendChoice::Qemu, Ok(())) | (BackendChoice::Auto, Err(probe::ProbeError::Setup(_))) => {
