@@ -1,9 +1,10 @@
-//! The own kvm backend end to end, nested: L1 = Debian's cloud kernel under QEMU TCG (`-cpu max`
-//! emulates SVM with nested paging) with kvm/kvm-amd loaded; inside it this build's ktstr boots
+//! The own kvm backend end to end, nested: L1 = Debian's cloud kernel under QEMU TCG
+//! (`nested::L1_CPU`: emulated SVM with nested paging) with kvm/kvm-amd loaded; inside it this build's ktstr boots
 //! L2 (the same Debian kernel) with `--backend auto` / `--backend kvm`.
 //!
-//! TCG L1 is slow, so all cases share ONE L1 boot (a script running each inner command in turn);
-//! every #[test] checks its own case from that boot's console. Also checks, on the host, that
+//! TCG L1 is slow, so all cases share one L1 boot (a script running each inner command in turn),
+//! and a further boot only runs the cases a lost L1 or a spurious L2 reset left; every #[test]
+//! checks its own case's result and output. Also checks, on the host, that
 //! `--backend auto` refuses this host's /dev/kvm when the probe fails.
 
 use ktstr::nested::{self, L1Request};
@@ -19,6 +20,8 @@ const NUMA_MARK: &str = "KTSTR-NUMA";
 
 /// Marker the interactive case types into L2's shell, with arithmetic only the guest evaluates.
 const TTY_MARK: &str = "KTSTR-TTY";
+/// The same for the terminal case.
+const PTY_MARK: &str = "KTSTR-PTY";
 
 /// The cases of the shared L1 script, in order: (label, script line).
 fn cases() -> Vec<(&'static str, String)> {
@@ -64,6 +67,19 @@ fn cases() -> Vec<(&'static str, String)> {
                 &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
             ),
         ),
+        // The same on a terminal: util-linux `script` gives the inner ktstr a pty in L1, and each
+        // line is typed once the previous answer is on the screen.
+        (
+            "terminal",
+            nested::terminal_case(
+                "terminal",
+                &[
+                    ("ktstr# ", &format!("echo {PTY_MARK} $((6*7))\\r")),
+                    (&format!("{PTY_MARK} 42"), "exit 3\\r"),
+                ],
+                &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
+            ),
+        ),
         // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
         // last: its trace reaches L1's console, whose crash watch then ends L1.
         line(
@@ -104,6 +120,11 @@ fn suite() -> &'static Suite {
                 dir.join(format!("l1-console-{boot}.log")),
             );
             req.timeout = Duration::from_secs(1200);
+            req.files.extend(
+                nested::TERMINAL_FILES
+                    .iter()
+                    .map(|(host, l1)| (host.into(), l1.to_string())),
+            );
             let out = nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
             eprintln!(
                 "nested: L1 boot {boot} ran {:?}, ended {:?} after {:?}; console at {}",
@@ -246,6 +267,26 @@ fn piped_input_reaches_the_interactive_shell() {
     let (line, nums) = marker_numbers("interactive", TTY_MARK);
     assert_eq!(nums, vec![42], "{line}");
     assert_eq!(code, 3, "the shell's `exit 3` is ktstr shell's status");
+}
+
+/// `ktstr shell --backend kvm` on a real terminal: raw mode (one echo per typed line: the
+/// guest's), the guest evaluating the input, and the shell's exit status coming back.
+#[test]
+fn a_terminal_reaches_the_interactive_shell() {
+    let (code, _) = case("terminal");
+    let output = &case_doc("terminal").2;
+    assert_eq!(
+        code, 3,
+        "the shell's `exit 3` is ktstr shell's status:\n{output}"
+    );
+    let answer = format!("{PTY_MARK} 42");
+    let answers = output.lines().filter(|l| l.trim() == answer).count();
+    assert_eq!(answers, 1, "{output}");
+    let typed = output
+        .lines()
+        .filter(|l| l.contains(&format!("echo {PTY_MARK}")))
+        .count();
+    assert_eq!(typed, 1, "typed line shown {typed} times:\n{output}");
 }
 
 /// What case `label` printed in a given L1 console (between its JSON line and the next one);

@@ -6,9 +6,9 @@
 //! if the guest reaches the last stage. It takes a few milliseconds on real hardware.
 //!
 //! Why `andn` and not an AVX op: what software KVMs fail on is decoding the VEX prefix, which
-//! any VEX instruction exercises; AVX additionally needs AVX state in XCR0, and QEMU TCG's
-//! emulated SVM (the nested test environment) raises #UD for AVX inside an L2 guest even though
-//! stock kernels boot there (they do not need AVX to boot).
+//! any VEX instruction exercises; AVX additionally needs AVX state in XCR0, which QEMU 7.2 TCG's
+//! emulated SVM (the nested test environment) does not keep for an L2 guest: it ignores the XSETBV
+//! intercept, so L1's KVM never learns the guest's XCR0 (see `nested::L1_CPU`).
 
 use super::regs;
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
