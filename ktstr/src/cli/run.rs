@@ -131,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if result.outcome != Outcome::Pass && !result.console_tail.is_empty() {
         eprintln!(
             "--- console tail ---\n{}",
-            last_lines(&result.console_tail, 25)
+            crate::vm::console::tail_excerpt(&result.console_tail, 25)
         );
     }
     if let Some(d) = &run_dir {
@@ -270,11 +270,6 @@ pub(crate) fn write_json(out: &Path, result: &CellResult) -> anyhow::Result<()> 
     tmp.persist(out)
         .with_context(|| format!("--json {}: cannot write", out.display()))?;
     Ok(())
-}
-
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {

@@ -26,11 +26,8 @@ pub enum CrashKind {
 
 /// Classifies one console line (timestamp prefix allowed).
 pub fn classify(line: &str) -> Option<CrashKind> {
-    // Strip "[   12.345678] " so patterns can anchor on the message.
-    let msg = match line.find("] ") {
-        Some(i) if line.trim_start().starts_with('[') => &line[i + 2..],
-        _ => line,
-    };
+    // Without "[   12.345678] " so patterns can anchor on the message.
+    let msg = message(line);
     const KERNEL: &[&str] = &[
         "Kernel panic",
         "BUG:",
@@ -59,45 +56,25 @@ pub fn classify(line: &str) -> Option<CrashKind> {
     None
 }
 
-#[derive(Debug)]
-pub struct Console {
-    log: Option<BufWriter<File>>,
+/// What a console says as evidence, kept while the bytes stream by: the last [`TAIL_LINES`]
+/// lines, the first crash line, and the first kernel warning. Shared by every backend, so a
+/// console line means the same under each.
+#[derive(Debug, Default)]
+pub struct Evidence {
     tail: VecDeque<String>,
     partial: Vec<u8>,
     crash: Option<(CrashKind, String)>,
-    bytes: u64,
+    /// The first `WARNING:` line, with the message line the kernel prints before it, and the
+    /// number of the line it is on.
+    first_warning: Option<(u64, String)>,
+    previous: String,
+    lines: u64,
 }
 
-impl Console {
-    /// `log`: where to append the raw console bytes (created/truncated); `None` = tail only.
-    pub fn new(log: Option<&Path>) -> std::io::Result<Self> {
-        let log = match log {
-            Some(p) => {
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                Some(BufWriter::new(File::create(p)?))
-            }
-            None => None,
-        };
-        Ok(Console {
-            log,
-            tail: VecDeque::with_capacity(TAIL_LINES + 1),
-            partial: Vec::new(),
-            crash: None,
-            bytes: 0,
-        })
-    }
-
-    /// Appends bytes; returns the first crash line if these bytes completed it.
+impl Evidence {
+    /// Takes console bytes; returns the first crash line if these bytes completed it (or a
+    /// kernel crash that upgrades an earlier sched_ext error).
     pub fn feed(&mut self, bytes: &[u8]) -> Option<(CrashKind, String)> {
-        self.bytes += bytes.len() as u64;
-        if let Some(log) = &mut self.log {
-            // The log is evidence, not the result: a full disk must not fail the run.
-            let _ = log.write_all(bytes);
-            // Flushed per chunk so the file is complete up to the moment the VM dies.
-            let _ = log.flush();
-        }
         let mut newly = None;
         for &b in bytes {
             if b == b'\n' {
@@ -116,25 +93,33 @@ impl Console {
     fn finish_line(&mut self) -> Option<(CrashKind, String)> {
         let line = String::from_utf8_lossy(&self.partial).into_owned();
         self.partial.clear();
-        let found = if self.crash.is_none() {
-            classify(&line).map(|k| (k, line.clone()))
-        } else {
-            None
+        self.lines += 1;
+        let kind = classify(&line);
+        let found = match (&self.crash, kind) {
+            (None, Some(k)) => Some((k, line.clone())),
+            // A kernel crash after a sched_ext error is the more important evidence.
+            (Some((CrashKind::SchedExt, _)), Some(CrashKind::Kernel)) => {
+                Some((CrashKind::Kernel, line.clone()))
+            }
+            _ => None,
         };
-        // A kernel crash after a sched_ext error is the more important evidence.
-        let upgrade = matches!(self.crash, Some((CrashKind::SchedExt, _)))
-            && classify(&line) == Some(CrashKind::Kernel);
-        if upgrade {
-            self.crash = Some((CrashKind::Kernel, line.clone()));
-        }
         if let Some(f) = &found {
             self.crash = Some(f.clone());
+        }
+        if self.first_warning.is_none() && message(&line).starts_with("WARNING: ") {
+            let before = if self.previous.contains("cut here") {
+                String::new()
+            } else {
+                format!("{}\n", self.previous)
+            };
+            self.first_warning = Some((self.lines, format!("{before}{line}")));
         }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
+        self.previous.clone_from(&line);
         self.tail.push_back(line);
-        if upgrade { self.crash.clone() } else { found }
+        found
     }
 
     /// The first crash line seen (upgraded to a kernel crash if one followed a sched_ext error).
@@ -142,18 +127,106 @@ impl Console {
         self.crash.as_ref()
     }
 
-    /// Last lines, including an unterminated last line.
+    /// The last lines, including an unterminated last line. A first kernel warning that has
+    /// scrolled out of them comes first: it is often the cause of what the tail shows (a
+    /// warning's register and CPUID dumps alone can fill the tail).
     pub fn tail(&self) -> String {
-        let mut s: String = self.tail.iter().fold(String::new(), |mut acc, l| {
-            acc.push_str(l);
-            acc.push('\n');
-            acc
-        });
+        let mut s = String::new();
+        let first_in_tail = self.lines + 1 - self.tail.len() as u64;
+        if let Some((at, warning)) = &self.first_warning
+            && *at < first_in_tail
+        {
+            s.push_str(&format!(
+                "--- first kernel warning, console line {at} ---\n{warning}\n--- last {} lines ---\n",
+                self.tail.len()
+            ));
+        }
+        for l in &self.tail {
+            s.push_str(l);
+            s.push('\n');
+        }
         if !self.partial.is_empty() {
             s.push_str(&String::from_utf8_lossy(&self.partial));
             s.push('\n');
         }
         s
+    }
+}
+
+/// The last `n` lines of an [`Evidence::tail`], after its first-warning block if it has one.
+pub fn tail_excerpt(tail: &str, n: usize) -> String {
+    const MARK: &str = "\n--- last ";
+    let (head, rest) = match tail.find(MARK) {
+        Some(i) if tail.starts_with("--- first kernel warning") => {
+            let end = tail[i + 1..]
+                .find('\n')
+                .map_or(tail.len(), |j| i + 1 + j + 1);
+            tail.split_at(end)
+        }
+        _ => ("", tail),
+    };
+    let lines: Vec<&str> = rest.lines().collect();
+    format!(
+        "{head}{}",
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    )
+}
+
+/// A console line without its "[   12.345678] " timestamp.
+fn message(line: &str) -> &str {
+    match line.find("] ") {
+        Some(i) if line.trim_start().starts_with('[') => &line[i + 2..],
+        _ => line,
+    }
+}
+
+/// A console log file plus its [`Evidence`] (the qemu backend's console).
+#[derive(Debug)]
+pub struct Console {
+    log: Option<BufWriter<File>>,
+    evidence: Evidence,
+    bytes: u64,
+}
+
+impl Console {
+    /// `log`: where to append the raw console bytes (created/truncated); `None` = tail only.
+    pub fn new(log: Option<&Path>) -> std::io::Result<Self> {
+        let log = match log {
+            Some(p) => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                Some(BufWriter::new(File::create(p)?))
+            }
+            None => None,
+        };
+        Ok(Console {
+            log,
+            evidence: Evidence::default(),
+            bytes: 0,
+        })
+    }
+
+    /// Appends bytes; returns the first crash line if these bytes completed it.
+    pub fn feed(&mut self, bytes: &[u8]) -> Option<(CrashKind, String)> {
+        self.bytes += bytes.len() as u64;
+        if let Some(log) = &mut self.log {
+            // The log is evidence, not the result: a full disk must not fail the run.
+            let _ = log.write_all(bytes);
+            // Flushed per chunk so the file is complete up to the moment the VM dies.
+            let _ = log.flush();
+        }
+        self.evidence.feed(bytes)
+    }
+
+    /// The first crash line seen (upgraded to a kernel crash if one followed a sched_ext error).
+    pub fn crash(&self) -> Option<&(CrashKind, String)> {
+        self.evidence.crash()
+    }
+
+    /// See [`Evidence::tail`].
+    pub fn tail(&self) -> String {
+        self.evidence.tail()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -228,6 +301,39 @@ mod tests {
         );
         assert_eq!(c.feed(b"Kernel panic - x\n").unwrap().0, CrashKind::Kernel);
         assert_eq!(c.crash().unwrap().0, CrashKind::Kernel);
+    }
+
+    /// The kernel's WARN output: the message line, then `WARNING:`; dumps after it push both out
+    /// of the tail, and the tail then starts with them.
+    #[test]
+    fn first_warning_is_kept_when_it_scrolls_out() {
+        let mut e = Evidence::default();
+        e.feed(b"[ 0.5] ------------[ cut here ]------------\n");
+        e.feed(b"[ 0.5] XSAVE consistency problem: size 2696 != kernel_size 576\n");
+        e.feed(b"[ 0.5] WARNING: CPU: 0 PID: 0 at arch/x86/kernel/fpu/xstate.c:605 x\n");
+        e.feed(b"[ 0.6] WARNING: CPU: 1 PID: 0 at a second one\n");
+        assert!(
+            !e.tail().contains("first kernel warning"),
+            "still in the tail"
+        );
+        for i in 0..TAIL_LINES {
+            e.feed(format!("[ 0.7] CPUID[0d, {i:02x}]: eax=0\n").as_bytes());
+        }
+        let tail = e.tail();
+        let head: Vec<&str> = tail.lines().take(4).collect();
+        assert_eq!(head[0], "--- first kernel warning, console line 3 ---");
+        assert!(head[1].contains("XSAVE consistency problem"), "{tail}");
+        assert!(head[2].contains("xstate.c:605"), "{tail}");
+        assert_eq!(head[3], format!("--- last {TAIL_LINES} lines ---"));
+        assert!(!tail.contains("a second one"));
+        assert_eq!(tail.lines().count(), TAIL_LINES + 4);
+        let short = tail_excerpt(&tail, 2);
+        assert_eq!(short.lines().count(), 4 + 2, "{short}");
+        assert!(
+            short.contains("XSAVE") && short.ends_with(&format!("{:02x}]: eax=0", TAIL_LINES - 1))
+        );
+        assert_eq!(tail_excerpt("a\nb\nc\n", 2), "b\nc");
+        assert!(e.crash().is_none(), "a warning is not a crash");
     }
 
     #[test]

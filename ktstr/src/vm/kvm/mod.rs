@@ -436,7 +436,11 @@ impl Backend for KvmBackend {
         let (console_tail, mut crash_line) = {
             let mut c = serial::lock(&vm.uarts.com1);
             c.writer_mut().finish();
-            (c.writer().tail_text(), c.writer().crash_line.clone())
+            let evidence = &c.writer().evidence;
+            (
+                evidence.tail(),
+                evidence.crash().map(|(_, line)| line.clone()),
+            )
         };
         if let Some(f) = fault {
             crash_line.get_or_insert(format!("kvm: {f}"));

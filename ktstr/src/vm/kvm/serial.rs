@@ -4,9 +4,9 @@
 //! are decoded by `ktstr_guest::frame::Decoder`, which bounds what it buffers.
 
 use super::console_ring::ConsoleRing;
+use crate::vm::console::Evidence;
 use ktstr_guest::frame::Decoder;
 use ktstr_guest::protocol::GuestMessage;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,11 +18,6 @@ pub const COM1_BASE: u16 = 0x3f8;
 pub const COM2_BASE: u16 = 0x2f8;
 pub const COM1_IRQ: u32 = 4;
 pub const COM2_IRQ: u32 = 3;
-/// Lines of console kept for the result's evidence.
-const TAIL_LINES: usize = 60;
-/// Longest console line kept; a guest spewing bytes without newlines cannot grow memory.
-const MAX_LINE: usize = 4096;
-
 /// Raises the UART's IRQ through an irqfd registered with KVM.
 #[derive(Debug)]
 pub struct IrqTrigger(pub EventFd);
@@ -34,17 +29,8 @@ impl Trigger for IrqTrigger {
     }
 }
 
-/// Console lines that mean the kernel crashed (first one wins as evidence).
-const CRASH_MARKERS: [&str; 6] = [
-    "Kernel panic",
-    "BUG: ",
-    "Oops: ",
-    "general protection fault",
-    "sched_ext: BPF scheduler",
-    "watchdog: BUG",
-];
-
-/// COM1: log file, bounded tail, crash detection; optionally echoed to the terminal.
+/// COM1: log file and the console's [`Evidence`] (tail, crash line, first warning, classified
+/// as the qemu backend does); optionally echoed to the terminal.
 ///
 /// The log is written a line at a time (vm-superio hands over one byte per call and "flushes"
 /// after each; a write(2) per byte meant one syscall per console byte, each emulated under
@@ -53,9 +39,7 @@ const CRASH_MARKERS: [&str; 6] = [
 pub struct ConsoleSink {
     log: Option<BufWriter<File>>,
     echo: bool,
-    line: Vec<u8>,
-    pub tail: VecDeque<String>,
-    pub crash_line: Option<String>,
+    pub evidence: Evidence,
 }
 
 impl ConsoleSink {
@@ -63,24 +47,8 @@ impl ConsoleSink {
         ConsoleSink {
             log: log.map(BufWriter::new),
             echo,
-            line: Vec::new(),
-            tail: VecDeque::new(),
-            crash_line: None,
+            evidence: Evidence::default(),
         }
-    }
-
-    fn end_line(&mut self) {
-        let text = String::from_utf8_lossy(&self.line)
-            .trim_end_matches('\r')
-            .to_string();
-        self.line.clear();
-        if self.crash_line.is_none() && CRASH_MARKERS.iter().any(|m| text.contains(m)) {
-            self.crash_line = Some(text.clone());
-        }
-        if self.tail.len() == TAIL_LINES {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(text);
     }
 
     /// Writes what is buffered to the log file (called when the VM has ended).
@@ -89,22 +57,12 @@ impl ConsoleSink {
             let _ = f.flush();
         }
     }
-
-    pub fn tail_text(&self) -> String {
-        let mut s: Vec<&str> = self.tail.iter().map(String::as_str).collect();
-        let partial = String::from_utf8_lossy(&self.line).into_owned();
-        if !partial.is_empty() {
-            s.push(&partial);
-            return s.join("\n");
-        }
-        s.join("\n")
-    }
 }
 
 impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(f) = self.log.as_mut() {
-            // A full disk must not kill the VM; the tail still has the evidence.
+            // A full disk must not kill the VM; the evidence still has the tail.
             let _ = f.write_all(buf);
             if buf.contains(&b'\n') {
                 let _ = f.flush();
@@ -115,13 +73,7 @@ impl Write for ConsoleSink {
             let _ = out.write_all(buf);
             let _ = out.flush();
         }
-        for &b in buf {
-            if b == b'\n' {
-                self.end_line();
-            } else if self.line.len() < MAX_LINE {
-                self.line.push(b);
-            }
-        }
+        self.evidence.feed(buf);
         Ok(buf.len())
     }
     /// A no-op: vm-superio calls it after every byte; the log is flushed per line instead.
@@ -334,13 +286,27 @@ mod tests {
         assert!(sink.writer().to_agent.is_some());
     }
 
+    /// A scheduler's "enabled" line is not a crash; the error after it is, as in the qemu
+    /// backend (both classify with `vm::console::classify`).
+    #[test]
+    fn console_reports_the_sched_ext_error_after_an_enable() {
+        let mut c = ConsoleSink::new(None, false);
+        c.write_all(b"[ 2.0] sched_ext: BPF scheduler \"simple\" enabled\n")
+            .unwrap();
+        c.write_all(b"[ 9.0] sched_ext: BPF scheduler \"simple\" errored, disabling\n")
+            .unwrap();
+        let (kind, line) = c.evidence.crash().unwrap();
+        assert_eq!(*kind, crate::vm::console::CrashKind::SchedExt);
+        assert!(line.contains("errored"), "{line}");
+    }
+
     #[test]
     fn console_detects_panics_and_bounds_lines() {
         let mut c = ConsoleSink::new(None, false);
         c.write_all(&vec![b'x'; 100_000]).unwrap();
         c.write_all(b"\nKernel panic - not syncing: boom\nmore\n")
             .unwrap();
-        assert!(c.crash_line.as_deref().unwrap().contains("boom"));
-        assert!(c.tail.iter().all(|l| l.len() <= MAX_LINE));
+        assert!(c.evidence.crash().unwrap().1.contains("boom"));
+        assert!(c.evidence.tail().lines().all(|l| l.len() <= 4096));
     }
 }
