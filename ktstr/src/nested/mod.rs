@@ -36,8 +36,8 @@ const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
 /// does not honour the XSETBV intercept of its emulated SVM, so an L2's XSETBV changes XCR0
 /// behind L1's KVM, which keeps reporting the old XCR0's XSAVE size in CPUID.0xD and loads its
 /// own XCR0 again at the next VM entry. Measured: every L2 boot of the Debian kernel warned
-/// "XSAVE consistency problem: size 2696 != kernel_size 576" (8 of 8), and L2s triple-faulted
-/// at random under both VMMs. Without XSAVE no guest level touches XCR0.
+/// "XSAVE consistency problem: size 2696 != kernel_size 576" (8 of 8), and L2s under both VMMs
+/// triple-faulted now and then, likely from this. Without XSAVE no guest level touches XCR0.
 pub const L1_CPU: &str = "max,-xsave";
 /// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
 const QEMU_FIRMWARE: [&str; 8] = [
