@@ -81,8 +81,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let log = std::env::temp_dir().join(format!("ktstr-bench-vmm-{}.log", std::process::id()));
     eprintln!("L1 console: {}", log.display());
+    let exe = std::env::current_exe().context("locating the ktstr binary")?;
+    // L1 runs this very binary: a stale build measures old code, so say how old it is.
+    if let Some(age) = std::fs::metadata(&exe)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+    {
+        eprintln!(
+            "measuring {} as built {} min ago (rebuild it first to measure a change)",
+            exe.display(),
+            age.as_secs() / 60
+        );
+    }
     let (_, text) = nested::bench::bench(&nested::bench::BenchRequest {
-        ktstr_bin: std::env::current_exe().context("locating the ktstr binary")?,
+        ktstr_bin: exe,
         l2_kernel: args.kernel.clone(),
         runs: args.runs,
         backends: args.backends.clone(),
