@@ -107,7 +107,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         l1_extra,
     })?;
     println!("{text}");
-    Ok(crate::exit::OK)
+    Ok(if crate::cancel::requested() {
+        crate::exit::INTERRUPTED
+    } else {
+        crate::exit::OK
+    })
 }
 
 /// Backend names `--backends` takes: `kvm-no-perf` is the kvm backend with `--no-perf-mode`.

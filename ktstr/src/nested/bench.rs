@@ -185,6 +185,10 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
             }
         }
         last = Some(out);
+        // Ctrl-C: report what was measured, boot nothing more.
+        if crate::cancel::requested() {
+            break;
+        }
     }
     let out = last.expect("at least one L1 boot");
     let out = super::L1Outcome { records, ..out };

@@ -334,7 +334,7 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     };
     let mut run = backend.run(&cfg)?;
     let mut console = std::fs::read_to_string(&req.console_log).unwrap_or_default();
-    if run.to_agent.is_none() || l1_died_of_tcg_int3(&console) {
+    if l1_failed(&run.end, run.to_agent.is_some(), &console) && !crate::cancel::requested() {
         // `hold` removes the known cause in kvm.ko, but L1's own boot flips static keys too
         // (measured: "Oops: int3" in sched_clock_tick at 2.8 s and in __schedule at 7 s, L1
         // uptime). Such a run says nothing about the VMM under test, so it is repeated once,
@@ -368,6 +368,12 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     })
 }
 
+/// L1 itself failed (not the system under test): its agent never started, or its kernel died of
+/// the TCG int3 fault. A cancelled run (Ctrl-C, SIGTERM) is not a failure.
+fn l1_failed(end: &crate::vm::VmEnd, agent_started: bool, console: &str) -> bool {
+    *end != crate::vm::VmEnd::Cancelled && (!agent_started || l1_died_of_tcg_int3(console))
+}
+
 /// L1's own kernel (kvm modules loaded; an L2 kernel has none) oopsed on an `int3`.
 fn l1_died_of_tcg_int3(console: &str) -> bool {
     console.contains("Oops: int3") && console.contains("Modules linked in: kvm_amd kvm irqbypass")
@@ -387,6 +393,15 @@ mod tests {
         assert!(!l1_died_of_tcg_int3(
             "[ 3.1] Oops: int3: 0000 [#1]\nModules linked in:\n"
         ));
+    }
+
+    #[test]
+    fn a_cancelled_l1_is_not_booted_again() {
+        use crate::vm::VmEnd;
+        assert!(l1_failed(&VmEnd::Shutdown, false, ""));
+        assert!(l1_failed(&VmEnd::TimedOut, false, ""));
+        assert!(!l1_failed(&VmEnd::Shutdown, true, "all fine"));
+        assert!(!l1_failed(&VmEnd::Cancelled, false, ""));
     }
 
     #[test]
