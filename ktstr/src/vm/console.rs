@@ -13,7 +13,11 @@ use std::path::Path;
 /// Lines kept for the evidence tail (a panic with its stack trace fits).
 pub const TAIL_LINES: usize = 80;
 /// Bound on one line: a console spewing without newlines still stays bounded.
-const MAX_LINE: usize = 4096;
+pub(crate) const MAX_LINE: usize = 4096;
+/// Heads of the two parts of a tail that starts with a first kernel warning (see
+/// [`Evidence::tail`], read back by [`tail_excerpt`]).
+const WARNING_HEAD: &str = "--- first kernel warning";
+const LAST_HEAD: &str = "--- last ";
 
 /// What a crash line says about the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +71,6 @@ pub struct Evidence {
     /// The first `WARNING:` line, with the message line the kernel prints before it, and the
     /// number of the line it is on.
     first_warning: Option<(u64, String)>,
-    previous: String,
     lines: u64,
 }
 
@@ -107,17 +110,17 @@ impl Evidence {
             self.crash = Some(f.clone());
         }
         if self.first_warning.is_none() && message(&line).starts_with("WARNING: ") {
-            let before = if self.previous.contains("cut here") {
-                String::new()
-            } else {
-                format!("{}\n", self.previous)
+            // The line before, still the tail's last: the warning's message (none after a bare
+            // "cut here").
+            let before = match self.tail.back() {
+                Some(prev) if !prev.contains("cut here") => format!("{prev}\n"),
+                _ => String::new(),
             };
             self.first_warning = Some((self.lines, format!("{before}{line}")));
         }
         if self.tail.len() == TAIL_LINES {
             self.tail.pop_front();
         }
-        self.previous.clone_from(&line);
         self.tail.push_back(line);
         found
     }
@@ -137,7 +140,7 @@ impl Evidence {
             && *at < first_in_tail
         {
             s.push_str(&format!(
-                "--- first kernel warning, console line {at} ---\n{warning}\n--- last {} lines ---\n",
+                "{WARNING_HEAD}, console line {at} ---\n{warning}\n{LAST_HEAD}{} lines ---\n",
                 self.tail.len()
             ));
         }
@@ -155,9 +158,8 @@ impl Evidence {
 
 /// The last `n` lines of an [`Evidence::tail`], after its first-warning block if it has one.
 pub fn tail_excerpt(tail: &str, n: usize) -> String {
-    const MARK: &str = "\n--- last ";
-    let (head, rest) = match tail.find(MARK) {
-        Some(i) if tail.starts_with("--- first kernel warning") => {
+    let (head, rest) = match tail.find(&format!("\n{LAST_HEAD}")) {
+        Some(i) if tail.starts_with(WARNING_HEAD) => {
             let end = tail[i + 1..]
                 .find('\n')
                 .map_or(tail.len(), |j| i + 1 + j + 1);

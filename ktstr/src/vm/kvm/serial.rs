@@ -307,6 +307,11 @@ mod tests {
         c.write_all(b"\nKernel panic - not syncing: boom\nmore\n")
             .unwrap();
         assert!(c.evidence.crash().unwrap().1.contains("boom"));
-        assert!(c.evidence.tail().lines().all(|l| l.len() <= 4096));
+        assert!(
+            c.evidence
+                .tail()
+                .lines()
+                .all(|l| l.len() <= crate::vm::console::MAX_LINE)
+        );
     }
 }
