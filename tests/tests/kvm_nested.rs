@@ -7,6 +7,7 @@
 //! `as_expected`); every #[test] checks its own case's result and output. Also checks, on the host, that
 //! `--backend auto` refuses this host's /dev/kvm when the probe fails.
 
+use ktstr::nested::settle::{self, Rounds};
 use ktstr::nested::{self, L1Request};
 use ktstr_e2e as e2e;
 use ktstr_matrix::result::{CellResult, Outcome};
@@ -80,15 +81,15 @@ fn cases() -> Vec<(&'static str, String)> {
                 &format!("$KTSTR shell --backend kvm {common} --timeout 120s"),
             ),
         ),
-        // A guest that never reports ends as timeout; a kernel panic as crashed. The panic goes
-        // last: its trace reaches L1's console, whose crash watch then ends L1.
-        line(
-            "hang",
-            format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
-        ),
+        // A kernel panic ends as crashed, a guest that never reports as timeout. The panic is
+        // not last: L1 goes on after an L2 crash (`stop_on_kernel_crash` is off for L1).
         line(
             "panic",
             format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),
+        ),
+        line(
+            "hang",
+            format!("$KTSTR shell --backend kvm {common} --timeout 45s --exec 'sleep 600'"),
         ),
     ]
 }
@@ -116,64 +117,84 @@ fn as_expected(label: &str, doc: &serde_json::Value) -> bool {
     }
 }
 
-fn suite() -> &'static Suite {
-    static SUITE: OnceLock<Suite> = OnceLock::new();
-    SUITE.get_or_init(|| {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
-        e2e::debian_kernel();
-        let mut docs = Vec::new();
-        let mut todo = cases();
-        let mut boot = 0;
-        loop {
-            boot += 1;
-            let script: String = todo.iter().map(|(_, line)| line.as_str()).collect();
-            let mut req = L1Request::new(
-                e2e::ktstr_bin(),
-                script,
-                dir.join(format!("l1-console-{boot}.log")),
-            );
-            req.timeout = Duration::from_secs(1200);
-            req.files.extend(
-                nested::TERMINAL_FILES
-                    .iter()
-                    .map(|(host, l1)| (host.into(), l1.to_string())),
-            );
-            let out = nested::run_l1(&req).unwrap_or_else(|e| panic!("L1 boot: {e}"));
-            eprintln!(
-                "nested: L1 boot {boot} ran {:?}, ended {:?} after {:?}; console at {}",
-                todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
-                out.run.end,
-                out.run.wall,
-                req.console_log.display()
-            );
-            // Seen on this bed (QEMU 7.2 TCG emulating SVM): L1 lost mid-script; L2s that reset
-            // during boot, hit a double fault, or oopsed on an int3 of TCG's cross-modifying-code
-            // fault, under both VMMs. L1's crash watch also ends L1 when an L2's crash text
-            // reaches L1's console. A case that did not give its expected result runs again.
-            let last_boot = boot == L1_BOOTS;
-            todo.retain(|(label, _)| {
-                let Some(doc) = out.json.iter().find(|d| d["label"] == *label) else {
-                    return true;
-                };
-                let output = case_output_in(&out.console, label);
-                if as_expected(label, doc) || last_boot {
-                    docs.push((label.to_string(), doc.clone(), output));
-                    return false;
-                }
-                eprintln!(
-                    "nested: case {label} not as expected in L1 boot {boot}:\n{doc}\n{output}"
-                );
-                true
-            });
-            if todo.is_empty() || last_boot {
-                return Suite { docs, last: out };
+/// The cases over L1 boots: each boot runs the cases not settled yet.
+struct CaseRounds {
+    dir: std::path::PathBuf,
+    todo: Vec<(&'static str, String)>,
+    docs: Vec<(String, serde_json::Value, String)>,
+}
+
+impl Rounds for CaseRounds {
+    fn next(&mut self, boot: u32) -> Option<L1Request> {
+        if self.todo.is_empty() {
+            return None;
+        }
+        let script: String = self.todo.iter().map(|(_, line)| line.as_str()).collect();
+        let mut req = L1Request::new(
+            e2e::ktstr_bin(),
+            script,
+            self.dir.join(format!("l1-console-{boot}.log")),
+        );
+        req.timeout = Duration::from_secs(1200);
+        req.files.extend(
+            nested::TERMINAL_FILES
+                .iter()
+                .map(|(host, l1)| (host.into(), l1.to_string())),
+        );
+        Some(req)
+    }
+
+    fn absorb(&mut self, boot: u32, out: &nested::L1Outcome) {
+        eprintln!(
+            "nested: L1 boot {boot} ran {:?}, ended {:?} after {:?}; console at {}",
+            self.todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+            out.run.end,
+            out.run.wall,
+            self.dir.join(format!("l1-console-{boot}.log")).display()
+        );
+        // Seen on this bed (QEMU 7.2 TCG emulating SVM): L1 lost mid-script; L2s that reset
+        // during boot, hit a double fault, or oopsed on an int3 of TCG's cross-modifying-code
+        // fault, under both VMMs. A case that did not give its expected result runs again.
+        let last_boot = boot == L1_BOOTS;
+        let docs = &mut self.docs;
+        self.todo.retain(|(label, _)| {
+            let Some(doc) = out.json.iter().find(|d| d["label"] == *label) else {
+                return true;
+            };
+            let output = case_output_in(&out.console, label);
+            if as_expected(label, doc) || last_boot {
+                docs.push((label.to_string(), doc.clone(), output));
+                return false;
             }
+            eprintln!("nested: case {label} not as expected in L1 boot {boot}:\n{doc}\n{output}");
+            true
+        });
+        if !self.todo.is_empty() && !last_boot {
             eprintln!(
                 "nested: cases {:?} not settled (L1 crash line {:?}); tail:\n{}\nbooting L1 again",
-                todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+                self.todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
                 out.run.crash_line,
                 out.run.console_tail
             );
+        }
+    }
+}
+
+fn suite() -> &'static Suite {
+    static SUITE: OnceLock<Suite> = OnceLock::new();
+    SUITE.get_or_init(|| {
+        e2e::debian_kernel();
+        let mut rounds = CaseRounds {
+            dir: tempfile::tempdir().expect("temp dir").keep(),
+            todo: cases(),
+            docs: Vec::new(),
+        };
+        let settled = settle::boot_until_settled(&mut rounds, L1_BOOTS, nested::run_l1)
+            .unwrap_or_else(|e| panic!("L1 boot: {e}"))
+            .expect("the suite has cases");
+        Suite {
+            docs: rounds.docs,
+            last: settled.last,
         }
     })
 }

@@ -2,7 +2,8 @@
 //! and initramfs are booted `runs` times per backend; medians of host-side time to the agent's
 //! first frame and to the result frame, and the kvm / qemu ratio.
 
-use super::{L1Request, NestedError, RunRecord, run_l1};
+use super::settle::{self, Rounds};
+use super::{L1Outcome, L1Request, NestedError, RunRecord, run_l1};
 use crate::initramfs::{self, InitramfsSpec};
 use crate::topology::Topology;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
@@ -109,10 +110,82 @@ pub fn render(figs: &[BackendFigures], runs: u32, topology: Topology) -> String 
     s
 }
 
+/// The benchmark's runs over L1 boots: a further L1 boot runs, per backend, the runs still
+/// missing, and the finished ones are kept (see [`settle`]).
+struct BenchRounds<'a> {
+    req: &'a BenchRequest,
+    /// The L2 initramfs, built once so every backend and every L1 boot boots the same bytes.
+    l2_initrd: PathBuf,
+    records: Vec<RunRecord>,
+    /// Run numbers of the current L1 boot start here.
+    offset: u32,
+}
+
+impl BenchRounds<'_> {
+    fn done(&self, backend: &str) -> u32 {
+        self.records.iter().filter(|r| r.backend == backend).count() as u32
+    }
+}
+
+impl Rounds for BenchRounds<'_> {
+    fn next(&mut self, boot: u32) -> Option<L1Request> {
+        let req = self.req;
+        let left = req
+            .backends
+            .iter()
+            .map(|b| req.runs.saturating_sub(self.done(b)))
+            .max()
+            .unwrap_or(0);
+        if left == 0 {
+            return None;
+        }
+        let console_log = if boot == 1 {
+            req.console_log.clone()
+        } else {
+            let log = req
+                .console_log
+                .with_extension(format!("l1-{}.log", boot - 1));
+            eprintln!(
+                "L1 ended before every run reported; booting L1 again for {left} more run(s) per backend, console {}",
+                log.display()
+            );
+            log
+        };
+        // The profiling extra runs in the first L1 boot only: it is not part of the figures.
+        let extra = if boot == 1 { req.l1_extra.as_str() } else { "" };
+        let mut l1 = L1Request::new(
+            req.ktstr_bin.clone(),
+            guest_side_script(req, left, extra),
+            console_log,
+        );
+        l1.l2_kernel = req.l2_kernel.clone();
+        l1.files
+            .push((self.l2_initrd.clone(), L2_INITRD.to_string()));
+        l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
+        // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
+        let extra_s = if extra.is_empty() { 0 } else { 1200 };
+        l1.timeout =
+            Duration::from_secs(300 + extra_s + 250 * u64::from(left) * req.backends.len() as u64);
+        self.offset = req.runs - left;
+        Some(l1)
+    }
+
+    fn absorb(&mut self, _boot: u32, out: &L1Outcome) {
+        for r in &out.records {
+            // Round-robin order, so a backend that is already complete stops at `runs`.
+            if self.done(&r.backend) < self.req.runs {
+                let mut r = r.clone();
+                r.run += self.offset;
+                self.records.push(r);
+            }
+        }
+    }
+}
+
 pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), NestedError> {
     // The L2 initramfs is built here, once, so every backend boots the same bytes. Its agent
     // runs `true` and reports at once: the figures are boot cost, not workload.
-    let l2 = initramfs::build(&InitramfsSpec::new(
+    let l2_initrd = initramfs::build(&InitramfsSpec::new(
         CellSpec {
             protocol_version: PROTOCOL_VERSION,
             mode: Mode::Shell {
@@ -123,79 +196,24 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
     ))?;
     // L1 (QEMU TCG emulating SVM) often dies mid-benchmark: 6 of 8 L1 boots on 11-22 11:11-11:28,
     // 3 of them with an oops in the L1 process running qemu-kvm, 3 silently
-    // (docs/benchmarks.md, run 5). Its finished boots are kept and the missing ones are run in a fresh
-    // L1, up to MAX_L1_BOOTS in all.
+    // (docs/benchmarks.md, run 5).
     const MAX_L1_BOOTS: u32 = 3;
-    let mut records: Vec<RunRecord> = Vec::new();
-    let mut last = None;
-    let mut l1_boots = 0;
-    for boot in 0..MAX_L1_BOOTS {
-        let done =
-            |recs: &[RunRecord], b: &str| recs.iter().filter(|r| r.backend == b).count() as u32;
-        let left = req
-            .backends
-            .iter()
-            .map(|b| req.runs.saturating_sub(done(&records, b)))
-            .max()
-            .unwrap_or(0);
-        if left == 0 {
-            break;
-        }
-        let console_log = if boot == 0 {
-            req.console_log.clone()
-        } else {
-            let log = req.console_log.with_extension(format!("l1-{boot}.log"));
-            eprintln!(
-                "L1 ended before every run reported; booting L1 again for {left} more run(s) per backend, console {}",
-                log.display()
-            );
-            log
-        };
-        let extra = if boot == 0 { req.l1_extra.as_str() } else { "" };
-        let mut l1 = L1Request::new(
-            req.ktstr_bin.clone(),
-            guest_side_script(req, left, extra),
-            console_log,
-        );
-        l1.l2_kernel = req.l2_kernel.clone();
-        l1.files.push((l2.clone(), L2_INITRD.to_string()));
-        l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
-        // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
-        let extra_s = if extra.is_empty() { 0 } else { 1200 };
-        l1.timeout =
-            Duration::from_secs(300 + extra_s + 250 * u64::from(left) * req.backends.len() as u64);
-        let mut out = match run_l1(&l1) {
-            Ok(out) => out,
-            Err(e) if last.is_some() => {
-                eprintln!(
-                    "L1 boot {} failed ({e}); reporting the runs so far",
-                    boot + 1
-                );
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        l1_boots += 1;
-        let offset = req.runs - left;
-        for mut r in std::mem::take(&mut out.records) {
-            // Round-robin order, so a backend that is already complete stops at `runs`.
-            if done(&records, &r.backend) < req.runs {
-                r.run += offset;
-                records.push(r);
-            }
-        }
-        last = Some(out);
-        // Ctrl-C: report what was measured, boot nothing more.
-        if crate::cancel::requested() {
-            break;
-        }
-    }
-    let out = last.expect("at least one L1 boot");
-    let out = super::L1Outcome { records, ..out };
-    let figs = figures(&out.records, &req.backends);
+    let mut rounds = BenchRounds {
+        req,
+        l2_initrd,
+        records: Vec::new(),
+        offset: 0,
+    };
+    let settled = settle::boot_until_settled(&mut rounds, MAX_L1_BOOTS, run_l1)?;
+    let records = rounds.records;
+    let figs = figures(&records, &req.backends);
     let mut text = render(&figs, req.runs, req.topology);
-    let _ = writeln!(text, "\nL1 boots: {l1_boots}");
-    for r in out.records.iter().filter(|r| r.to_result_ms.is_none()) {
+    let Some(settled) = settled else {
+        let _ = writeln!(text, "\nno L1 boot: no runs were asked for");
+        return Ok((figs, text));
+    };
+    let _ = writeln!(text, "\nL1 boots: {}", settled.boots);
+    for r in records.iter().filter(|r| r.to_result_ms.is_none()) {
         let _ = writeln!(
             text,
             "\nfailed run {} #{}: end {}, error {:?}, crash {:?}\n{}",
@@ -207,11 +225,11 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
             r.console_tail.as_deref().unwrap_or("")
         );
     }
-    if out.records.is_empty() {
+    if records.is_empty() {
         let _ = writeln!(
             text,
             "\nno inner runs reported; L1 console tail:\n{}",
-            out.run.console_tail
+            settled.last.run.console_tail
         );
     }
     Ok((figs, text))

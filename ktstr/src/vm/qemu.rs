@@ -82,6 +82,11 @@ pub struct QemuBackend {
     pub pvh: bool,
     /// `-cpu` model; `None`: `max` under TCG, `host` under KVM.
     pub cpu: Option<String>,
+    /// Kill the VM [`CRASH_GRACE`] after a kernel crash line, so a kernel that hangs after an
+    /// oops does not run to the watchdog. Off for a guest whose console also carries another
+    /// kernel's text (the nested harness's L1 prints its L2's crashes); the first crash line is
+    /// still recorded, and a panic of the guest itself still ends it (`panic=-1`, `oops=panic`).
+    pub stop_on_kernel_crash: bool,
 }
 
 /// `KTSTR_QEMU` or `qemu-system-x86_64` on PATH.
@@ -114,6 +119,7 @@ impl QemuBackend {
             accel,
             pvh: true,
             cpu: None,
+            stop_on_kernel_crash: true,
         })
     }
 
@@ -523,12 +529,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
                 kill_at.get_or_insert(Instant::now() + RESULT_GRACE);
             }
             Ok(Event::Frame { result: false }) => {}
-            Ok(Event::Crash(CrashKind::Kernel)) => {
+            Ok(Event::Crash(CrashKind::Kernel)) if be.stop_on_kernel_crash => {
                 kill_at = Some(kill_at.map_or(Instant::now() + CRASH_GRACE, |k| {
                     k.min(Instant::now() + CRASH_GRACE)
                 }));
             }
-            Ok(Event::Crash(CrashKind::SchedExt)) => {}
+            Ok(Event::Crash(_)) => {}
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -693,6 +699,7 @@ mod tests {
             accel: Accel::Tcg,
             pvh: false,
             cpu: None,
+            stop_on_kernel_crash: true,
         }
     }
 

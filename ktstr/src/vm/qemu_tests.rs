@@ -24,6 +24,7 @@ fn fake(dir: &Path, body: &str) -> QemuBackend {
         accel: Accel::Tcg,
         pvh: false,
         cpu: None,
+        stop_on_kernel_crash: true,
     }
 }
 
@@ -82,6 +83,24 @@ fn crash_line_then_hang_is_killed_after_the_grace() {
     let log = std::fs::read_to_string(dir.path().join("console.log")).unwrap();
     assert!(log.contains("Kernel panic"));
     assert_eq!(judge(&run, t).outcome, Outcome::Crashed);
+}
+
+#[test]
+fn without_stop_on_kernel_crash_a_crash_line_is_recorded_and_the_vm_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // As in the nested harness: the guest prints another kernel's panic and carries on.
+    let be = QemuBackend {
+        stop_on_kernel_crash: false,
+        ..fake(
+            dir.path(),
+            "echo 'inner: Kernel panic - not syncing: test' > $CON; sleep 5; echo done >> $CON",
+        )
+    };
+    let run = be.run(&cfg(dir.path(), Duration::from_secs(30))).unwrap();
+    assert_eq!(run.end, VmEnd::Shutdown);
+    assert!(run.wall >= Duration::from_secs(5), "{:?}", run.wall);
+    assert!(run.console_tail.contains("done"), "{}", run.console_tail);
+    assert!(run.crash_line.unwrap().contains("Kernel panic"));
 }
 
 #[test]
