@@ -124,17 +124,19 @@ struct CaseRounds {
     docs: Vec<(String, serde_json::Value, String)>,
 }
 
+impl CaseRounds {
+    fn console_log(&self, boot: u32) -> std::path::PathBuf {
+        self.dir.join(format!("l1-console-{boot}.log"))
+    }
+}
+
 impl Rounds for CaseRounds {
     fn next(&mut self, boot: u32) -> Option<L1Request> {
         if self.todo.is_empty() {
             return None;
         }
         let script: String = self.todo.iter().map(|(_, line)| line.as_str()).collect();
-        let mut req = L1Request::new(
-            e2e::ktstr_bin(),
-            script,
-            self.dir.join(format!("l1-console-{boot}.log")),
-        );
+        let mut req = L1Request::new(e2e::ktstr_bin(), script, self.console_log(boot));
         req.timeout = Duration::from_secs(1200);
         req.files.extend(
             nested::TERMINAL_FILES
@@ -150,7 +152,7 @@ impl Rounds for CaseRounds {
             self.todo.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
             out.run.end,
             out.run.wall,
-            self.dir.join(format!("l1-console-{boot}.log")).display()
+            self.console_log(boot).display()
         );
         // Seen on this bed (QEMU 7.2 TCG emulating SVM): L1 lost mid-script; L2s that reset
         // during boot, hit a double fault, or oopsed on an int3 of TCG's cross-modifying-code

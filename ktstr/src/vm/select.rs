@@ -93,14 +93,17 @@ pub fn select(choice: BackendChoice) -> Result<Selected, VmError> {
     select_with(choice, SelectOpts::default())
 }
 
+/// What the kvm choice line says the probe showed (see `probe`).
+const PROBE_PASSED: &str =
+    "/dev/kvm passed the probe (int3, cmpxchg16b; xsave and VEX where offered)";
+
 pub fn select_with(choice: BackendChoice, opts: SelectOpts) -> Result<Selected, VmError> {
     let kvm = || KvmBackend {
         perf_mode: opts.perf_mode,
     };
     match (choice, kvm_verdict()) {
         (BackendChoice::Kvm, Ok(())) => Ok(Selected {
-            why: "backend kvm: requested; /dev/kvm passed the probe (int3, cmpxchg16b; xsave and VEX where offered)"
-                .into(),
+            why: format!("backend kvm: requested; {PROBE_PASSED}"),
             backend: Box::new(kvm()),
         }),
         (BackendChoice::Kvm, Err(probe::ProbeError::NoDevice(e))) => Err(VmError::MissingTool {
@@ -113,7 +116,7 @@ pub fn select_with(choice: BackendChoice, opts: SelectOpts) -> Result<Selected, 
             "--backend kvm: this /dev/kvm cannot run a stock kernel ({e}); use --backend qemu (TCG) or auto"
         ))),
         (BackendChoice::Auto, Ok(())) => Ok(Selected {
-            why: "backend kvm: /dev/kvm passed the probe (int3, cmpxchg16b; xsave and VEX where offered)".into(),
+            why: format!("backend kvm: {PROBE_PASSED}"),
             backend: Box::new(kvm()),
         }),
         (BackendChoice::Qemu, Ok(())) | (BackendChoice::Auto, Err(probe::ProbeError::Setup(_))) => {
