@@ -82,7 +82,8 @@ fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         // A kernel panic ends as crashed, a guest that never reports as timeout. The panic is
-        // not last: L1 goes on after an L2 crash (`stop_on_kernel_crash` is off for L1).
+        // not last: L1 goes on after an L2 crash (only L1's own kernel lines end it, see
+        // tests/nested_crash_watch.rs).
         line(
             "panic",
             format!("$KTSTR shell --backend kvm {common} --exec 'echo c > /proc/sysrq-trigger'"),

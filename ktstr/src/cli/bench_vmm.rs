@@ -80,7 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None => String::new(),
     };
     let log = std::env::temp_dir().join(format!("ktstr-bench-vmm-{}.log", std::process::id()));
-    eprintln!("L1 console: {}", log.display());
+    eprintln!(
+        "L1 console: {} (L1's own kernel lines: {})",
+        log.display(),
+        crate::nested::kernel_log(&log).display()
+    );
     let exe = std::env::current_exe().context("locating the ktstr binary")?;
     // L1 runs this very binary: a stale build measures old code, so say how old it is.
     if let Some(age) = std::fs::metadata(&exe)

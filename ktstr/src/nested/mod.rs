@@ -6,6 +6,8 @@
 //! L1 is an ordinary ktstr VM: the guest agent runs a shell script (`Mode::Shell`) whose output
 //! goes to the L1 console; the inner ktstr reports back through marker lines on that console
 //! ([`RunRecord`] lines, [`JSON_PREFIX`] lines with a file's JSON), parsed from the console log.
+//! L1's kernel also writes its own lines to COM3 ([`kernel_log`]); only those are watched for
+//! L1's crashes, since the console also carries the L2 crashes the inner ktstr reports.
 
 pub mod bench;
 pub mod hold;
@@ -130,9 +132,8 @@ pub fn emit_json(path: &str) -> String {
 /// A script line running one inner ktstr command (which must accept `--json FILE`) and emitting
 /// `{"label": .., "exit": <status>, "result": <the JSON file or null>}` on the console.
 ///
-/// The command's own output is printed after that line, not while it runs: a crashing L2's
-/// console tail carries "Kernel panic", which L1's crash watch acts on (the VM is killed 3 s
-/// later), and under TCG that could come before the result line was out (seen in CI).
+/// The command's own output is printed after that line, not while it runs, so that the
+/// output of one case reads as one block after its result.
 pub fn case(label: &str, command: &str) -> String {
     format!(
         "rm -f /tmp/{label}.json; {command} --json /tmp/{label}.json > /tmp/{label}.out 2>&1; rc=$?; \
@@ -313,8 +314,8 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     let backend = QemuBackend {
         cpu: Some(L1_CPU.to_string()),
         // L1's console carries the inner ktstr's output, L2 crash text included (a case's
-        // JSON holds its console tail): that is not L1 crashing.
-        stop_on_kernel_crash: false,
+        // JSON holds its console tail): only L1's own kernel lines, on their own port, may end it.
+        kernel_log: Some(kernel_log(&req.console_log)),
         ..QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?
     };
     let cfg = VmConfig {
@@ -353,10 +354,11 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
                 .unwrap_or("its agent never started"),
             req.console_log.display()
         );
-        let _ = std::fs::rename(
-            &req.console_log,
-            req.console_log.with_extension("log.first"),
-        );
+        for log in [req.console_log.clone(), kernel_log(&req.console_log)] {
+            let mut first = log.clone().into_os_string();
+            first.push(".first");
+            let _ = std::fs::rename(&log, first);
+        }
         run = backend.run(&cfg)?;
         console = std::fs::read_to_string(&req.console_log).unwrap_or_default();
     }
@@ -371,6 +373,11 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
         exit_code,
         run,
     })
+}
+
+/// Where L1's own kernel lines go (beside its console log): the evidence when L1 dies.
+pub fn kernel_log(console_log: &Path) -> PathBuf {
+    console_log.with_extension("kernel.log")
 }
 
 /// L1 itself failed (not the system under test): its agent never started, or its kernel died of

@@ -82,12 +82,15 @@ pub struct QemuBackend {
     pub pvh: bool,
     /// `-cpu` model; `None`: `max` under TCG, `host` under KVM.
     pub cpu: Option<String>,
-    /// Kill the VM [`CRASH_GRACE`] after a kernel crash line, so a kernel that hangs after an
-    /// oops does not run to the watchdog. Off for a guest whose console also carries another
-    /// kernel's text (the nested harness's L1 prints its L2's crashes); the first crash line is
-    /// still recorded, and a panic of the guest itself still ends it (`panic=-1`, `oops=panic`).
-    pub stop_on_kernel_crash: bool,
+    /// A second copy of the guest kernel's own messages, on COM3 (an `earlycon` kept for the
+    /// whole boot), logged to this file. When set, crash lines are watched there, not on COM1:
+    /// for a guest whose console also carries another kernel's text (the nested harness's L1
+    /// prints its L2s' consoles), so that only the guest's own crash ends it.
+    pub kernel_log: Option<PathBuf>,
 }
+
+/// COM3, the port of [`QemuBackend::kernel_log`].
+const KERNEL_LOG_PORT: &str = "0x3e8";
 
 /// `KTSTR_QEMU` or `qemu-system-x86_64` on PATH.
 pub fn find_binary() -> Result<PathBuf, VmError> {
@@ -119,7 +122,7 @@ impl QemuBackend {
             accel,
             pvh: true,
             cpu: None,
-            stop_on_kernel_crash: true,
+            kernel_log: None,
         })
     }
 
@@ -142,9 +145,10 @@ impl QemuBackend {
         format!("qemu-{accel}/{}{format}", machine.name())
     }
 
-    /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode.
-    pub fn args(&self, cfg: &VmConfig, con: &str, res: &str) -> Vec<String> {
-        self.args_with(cfg, con, res, None)
+    /// QEMU arguments for `cfg`; `con`/`res` are the chardev paths of COM1/COM2 in capture mode,
+    /// `kmsg` that of COM3 when [`Self::kernel_log`] is set.
+    pub fn args(&self, cfg: &VmConfig, con: &str, res: &str, kmsg: Option<&str>) -> Vec<String> {
+        self.args_with(cfg, con, res, kmsg, None)
     }
 
     /// As [`Self::args`]; `piped_console` is the socket fd an interactive console uses when
@@ -154,6 +158,7 @@ impl QemuBackend {
         cfg: &VmConfig,
         con: &str,
         res: &str,
+        kmsg: Option<&str>,
         piped_console: Option<i32>,
     ) -> Vec<String> {
         let machine = self.machine_for(cfg);
@@ -183,12 +188,22 @@ impl QemuBackend {
         };
         push(&["-kernel", &kernel.to_string_lossy()]);
         push(&["-initrd", &cfg.initramfs.to_string_lossy()]);
-        let backend_extra = if machine == Machine::Microvm && self.accel == Accel::Tcg {
+        let mut backend_extra = if machine == Machine::Microvm && self.accel == Accel::Tcg {
             cmdline::microvm_extra()
         } else {
             Vec::new()
         };
-        let cmd = cmdline::compose(&backend_extra, &cfg.cmdline_extra);
+        if kmsg.is_some() {
+            // A boot console of its own driver (earlycon), so it can run beside ttyS0: one 8250
+            // console struct serves only one port. It writes by polling; COM3 needs no IRQ.
+            backend_extra.push(format!("earlycon=uart8250,io,{KERNEL_LOG_PORT},115200"));
+            backend_extra.push("keep_bootcon".into());
+        }
+        let mut cmd = cmdline::compose(&backend_extra, &cfg.cmdline_extra);
+        if kmsg.is_some() {
+            // keep_bootcon would keep earlyprintk's COM1 console too: every line twice on COM1.
+            cmd.retain(|s| !s.starts_with("earlyprintk="));
+        }
         push(&["-append", &cmd.join(" ")]);
         a.extend(topology_args(cfg));
         match (&cfg.console, piped_console) {
@@ -213,6 +228,10 @@ impl QemuBackend {
         // type (microvm's built-in UART only provides COM1).
         a.extend(["-device".into(), "isa-serial,chardev=con,index=0".into()]);
         a.extend(["-device".into(), "isa-serial,chardev=res,index=1".into()]);
+        if let Some(kmsg) = kmsg {
+            a.extend(["-chardev".into(), format!("file,id=kmsg,path={kmsg}")]);
+            a.extend(["-device".into(), "isa-serial,chardev=kmsg,index=2".into()]);
+        }
         if machine == Machine::Microvm {
             // microvm's own UART would be a second COM1; ours above replaces it.
             let m = a.iter().position(|x| x == "-M").map(|i| i + 1);
@@ -330,6 +349,16 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let (res_r, res_w) = pipe().map_err(io_err("result pipe"))?;
     let con_fd = con_w.as_raw_fd();
     let res_fd = res_w.as_raw_fd();
+    // COM3: the kernel's own lines, when wanted; then the crash watch reads them, not COM1.
+    let kernel_port = match &be.kernel_log {
+        Some(log) => {
+            let (r, w) = pipe().map_err(io_err("kernel log pipe"))?;
+            let console = Console::new(Some(log)).map_err(io_err("kernel log"))?;
+            Some((r, w, Arc::new(Mutex::new(console))))
+        }
+        None => None,
+    };
+    let kmsg_fd = kernel_port.as_ref().map(|(_, w, _)| w.as_raw_fd());
     // Interactive with stdin not a terminal (a script piped into `ktstr shell`): QEMU's stdio
     // chardev would read it at once and the guest lose it to a UART the kernel has not set up
     // yet. The console is a socket instead; ktstr echoes it and sends stdin once the agent runs.
@@ -344,6 +373,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         cfg,
         &format!("/dev/fd/{con_fd}"),
         &format!("/dev/fd/{res_fd}"),
+        kmsg_fd.map(|fd| format!("/dev/fd/{fd}")).as_deref(),
         sock_fd,
     );
     let affinity = cfg.cpu_budget.map(budget_cpuset);
@@ -360,6 +390,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     } else {
         std::iter::once(res_fd).chain(sock_fd).collect()
     };
+    let inherit: Vec<i32> = inherit.into_iter().chain(kmsg_fd).collect();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe syscalls
     // (prctl, getppid, fcntl, sched_setaffinity) on values copied in before the fork.
     unsafe {
@@ -405,6 +436,10 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     // Our copies of the write ends must close, or the readers never see EOF.
     drop(con_w);
     drop(res_w);
+    let kernel_port = kernel_port.map(|(r, w, console)| {
+        drop(w);
+        (r, console)
+    });
     let console_sock = console_sock.map(|(ours, _theirs)| ours);
     let mut guard = KillGuard {
         pid: child.id() as libc::pid_t,
@@ -421,38 +456,21 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         String::from_utf8_lossy(&buf).into_owned()
     });
     let con_thread = {
-        let console = Arc::clone(&console);
-        let tx = tx.clone();
-        let (mut r, echo): (Box<dyn Read + Send>, bool) = match &console_sock {
+        let (r, echo): (Box<dyn Read + Send>, bool) = match &console_sock {
             Some(sock) => (
                 Box::new(sock.try_clone().map_err(io_err("console socket"))?),
                 true,
             ),
             None => (Box::new(con_r), false),
         };
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            loop {
-                match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if echo {
-                            let mut out = std::io::stdout().lock();
-                            let _ = out.write_all(&buf[..n]);
-                            let _ = out.flush();
-                        }
-                        let hit = console
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .feed(&buf[..n]);
-                        if let Some((kind, _)) = hit {
-                            let _ = tx.send(Event::Crash(kind));
-                        }
-                    }
-                }
-            }
-        })
+        let watch = kernel_port.is_none().then(|| tx.clone());
+        spawn_console_reader(r, Arc::clone(&console), watch, echo)
     };
+    let kernel_port = kernel_port.map(|(r, console)| {
+        let thread =
+            spawn_console_reader(Box::new(r), Arc::clone(&console), Some(tx.clone()), false);
+        (thread, console)
+    });
     let frames: Arc<Mutex<Frames>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), None, None)));
     let res_thread = {
         let frames = Arc::clone(&frames);
@@ -529,7 +547,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
                 kill_at.get_or_insert(Instant::now() + RESULT_GRACE);
             }
             Ok(Event::Frame { result: false }) => {}
-            Ok(Event::Crash(CrashKind::Kernel)) if be.stop_on_kernel_crash => {
+            Ok(Event::Crash(CrashKind::Kernel)) => {
                 kill_at = Some(kill_at.map_or(Instant::now() + CRASH_GRACE, |k| {
                     k.min(Instant::now() + CRASH_GRACE)
                 }));
@@ -563,6 +581,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let _ = waiter.join();
     let _ = con_thread.join();
     let _ = res_thread.join();
+    // (The kernel port's crash line, and its byte count.)
+    let kernel_port = kernel_port.map(|(thread, console)| {
+        let _ = thread.join();
+        let c = console.lock().unwrap_or_else(|p| p.into_inner());
+        (c.crash().map(|(_, l)| l.clone()), c.bytes())
+    });
     let qemu_stderr = stderr_thread.join().unwrap_or_default();
     let wall = spawned_at.elapsed();
 
@@ -576,6 +600,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let failed_to_start = end == VmEnd::Shutdown
         && status.is_some_and(|s| !s.success())
         && console.bytes() == 0
+        && kernel_port.as_ref().is_none_or(|(_, bytes)| *bytes == 0)
         && messages.is_empty();
     if failed_to_start {
         return Err(VmError::Spawn {
@@ -606,11 +631,46 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         frame_errors,
         console_tail,
         console_log: capture_log,
-        crash_line: console.crash().map(|(_, l)| l.clone()),
+        crash_line: match kernel_port {
+            Some((crash, _)) => crash,
+            None => console.crash().map(|(_, l)| l.clone()),
+        },
         to_agent,
         to_result,
         wall,
         backend: described.clone(),
+    })
+}
+
+/// Feeds what a serial port's pipe brings to `console` (log, tail, crash lines), echoing it to
+/// stdout when `echo`; crash lines go to `watch`, whose receiver acts on them.
+fn spawn_console_reader(
+    mut r: Box<dyn Read + Send>,
+    console: Arc<Mutex<Console>>,
+    watch: Option<mpsc::Sender<Event>>,
+    echo: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
+                    let hit = console
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .feed(&buf[..n]);
+                    if let (Some((kind, _)), Some(tx)) = (hit, &watch) {
+                        let _ = tx.send(Event::Crash(kind));
+                    }
+                }
+            }
+        }
     })
 }
 
@@ -675,109 +735,5 @@ fn budget_cpuset(k: u32) -> libc::cpu_set_t {
 mod fake_qemu_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::topology::Topology;
-
-    fn cfg(topo: &str) -> VmConfig {
-        VmConfig {
-            kernel: "/k".into(),
-            initramfs: "/i".into(),
-            topology: topo.parse::<Topology>().unwrap(),
-            memory_mib: 1000,
-            cmdline_extra: vec!["x=1".into()],
-            console: ConsoleMode::Capture { log: "/l".into() },
-            timeout: Duration::from_secs(5),
-            cpu_budget: None,
-        }
-    }
-
-    fn be(m: Machine) -> QemuBackend {
-        QemuBackend {
-            binary: QEMU.into(),
-            machine: m,
-            accel: Accel::Tcg,
-            pvh: false,
-            cpu: None,
-            stop_on_kernel_crash: true,
-        }
-    }
-
-    fn after<'a>(a: &'a [String], flag: &str) -> Vec<&'a str> {
-        a.windows(2)
-            .filter(|w| w[0] == flag)
-            .map(|w| w[1].as_str())
-            .collect()
-    }
-
-    #[test]
-    fn topology_maps_llcs_to_sockets_and_nodes_to_numa() {
-        let a = be(Machine::Q35).args(&cfg("2n2l3c2t"), "/dev/fd/5", "/dev/fd/6");
-        assert_eq!(after(&a, "-smp"), ["cpus=24,sockets=4,cores=3,threads=2"]);
-        assert_eq!(
-            after(&a, "-object"),
-            [
-                "memory-backend-ram,id=mem0,size=500M",
-                "memory-backend-ram,id=mem1,size=500M"
-            ]
-        );
-        let numa = after(&a, "-numa");
-        assert!(numa.contains(&"cpu,node-id=1,socket-id=3"), "{numa:?}");
-        assert!(numa.contains(&"cpu,node-id=0,socket-id=1"), "{numa:?}");
-        let one = be(Machine::Q35).args(&cfg("1n2l2c1t"), "a", "b");
-        assert!(after(&one, "-numa").is_empty());
-    }
-
-    #[test]
-    fn uneven_memory_split_adds_up() {
-        let mut c = cfg("3n1l1c1t");
-        c.memory_mib = 1000;
-        let a = topology_args(&c);
-        let sizes: u32 = after(&a, "-object")
-            .iter()
-            .map(|o| {
-                o.rsplit("size=")
-                    .next()
-                    .unwrap()
-                    .trim_end_matches('M')
-                    .parse::<u32>()
-                    .unwrap()
-            })
-            .sum();
-        assert_eq!(sizes, 1000);
-    }
-
-    #[test]
-    fn serial_ports_and_cmdline() {
-        let a = be(Machine::Microvm).args(&cfg("1n1l2c1t"), "/dev/fd/5", "/dev/fd/6");
-        assert!(after(&a, "-chardev").contains(&"file,id=con,path=/dev/fd/5"));
-        assert!(after(&a, "-chardev").contains(&"file,id=res,path=/dev/fd/6"));
-        assert_eq!(
-            after(&a, "-device"),
-            [
-                "isa-serial,chardev=con,index=0",
-                "isa-serial,chardev=res,index=1"
-            ]
-        );
-        let append = after(&a, "-append")[0];
-        assert!(
-            append.contains("console=ttyS0") && append.ends_with(" x=1"),
-            "{append}"
-        );
-        assert!(append.contains("tsc_early_khz="));
-        assert!(after(&a, "-M")[0].starts_with("microvm,"));
-        assert!(a.contains(&"-no-reboot".to_string()));
-        let pc = be(Machine::Pc).args(&cfg("1n1l2c1t"), "a", "b");
-        assert!(!after(&pc, "-append")[0].contains("tsc_early_khz"));
-        assert!(after(&pc, "-fw_cfg").contains(&"name=etc/sercon-port,string=0"));
-    }
-
-    #[test]
-    fn numa_moves_microvm_to_q35() {
-        let b = be(Machine::Microvm);
-        assert_eq!(b.machine_for(&cfg("2n1l1c1t")), Machine::Q35);
-        assert_eq!(b.machine_for(&cfg("1n2l1c1t")), Machine::Microvm);
-        let a = b.args(&cfg("2n1l1c1t"), "a", "b");
-        assert_eq!(after(&a, "-M"), ["q35"]);
-    }
-}
+#[path = "qemu_args_tests.rs"]
+mod args_tests;

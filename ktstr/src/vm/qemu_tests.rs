@@ -10,11 +10,12 @@ use ktstr_matrix::result::Outcome;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// A fake QEMU running `body` with $CON and $RES set to the console and result chardev paths.
+/// A fake QEMU running `body` with $CON, $RES and $KMSG set to the console, result and kernel
+/// log chardev paths.
 fn fake(dir: &Path, body: &str) -> QemuBackend {
     let script = dir.join("qemu-system-x86_64");
     let text = format!(
-        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in\n  file,id=con,path=*) CON=${{a#file,id=con,path=}};;\n  file,id=res,path=*) RES=${{a#file,id=res,path=}};;\nesac; done\n{body}\n"
+        "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in\n  file,id=con,path=*) CON=${{a#file,id=con,path=}};;\n  file,id=res,path=*) RES=${{a#file,id=res,path=}};;\n  file,id=kmsg,path=*) KMSG=${{a#file,id=kmsg,path=}};;\nesac; done\n{body}\n"
     );
     std::fs::write(&script, text).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -24,7 +25,7 @@ fn fake(dir: &Path, body: &str) -> QemuBackend {
         accel: Accel::Tcg,
         pvh: false,
         cpu: None,
-        stop_on_kernel_crash: true,
+        kernel_log: None,
     }
 }
 
@@ -86,20 +87,42 @@ fn crash_line_then_hang_is_killed_after_the_grace() {
 }
 
 #[test]
-fn without_stop_on_kernel_crash_a_crash_line_is_recorded_and_the_vm_runs_on() {
+fn with_a_kernel_log_port_crash_text_on_the_console_is_not_the_guests() {
     let dir = tempfile::tempdir().unwrap();
-    // As in the nested harness: the guest prints another kernel's panic and carries on.
+    // As in the nested harness: the guest's program prints another kernel's panic and carries on.
     let be = QemuBackend {
-        stop_on_kernel_crash: false,
+        kernel_log: Some(dir.path().join("kernel.log")),
         ..fake(
             dir.path(),
-            "echo 'inner: Kernel panic - not syncing: test' > $CON; sleep 5; echo done >> $CON",
+            "echo 'inner: Kernel panic - not syncing: test' > $CON; echo booted > $KMSG; \
+             sleep 5; echo done >> $CON",
         )
     };
     let run = be.run(&cfg(dir.path(), Duration::from_secs(30))).unwrap();
     assert_eq!(run.end, VmEnd::Shutdown);
     assert!(run.wall >= Duration::from_secs(5), "{:?}", run.wall);
     assert!(run.console_tail.contains("done"), "{}", run.console_tail);
+    assert_eq!(run.crash_line, None);
+    let kernel = std::fs::read_to_string(dir.path().join("kernel.log")).unwrap();
+    assert_eq!(kernel, "booted\n");
+}
+
+#[test]
+fn with_a_kernel_log_port_its_crash_line_ends_the_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = QemuBackend {
+        kernel_log: Some(dir.path().join("kernel.log")),
+        ..fake(
+            dir.path(),
+            "echo '[ 1.0] Kernel panic - not syncing: test' > $KMSG; exec sleep 60",
+        )
+    };
+    let run = be.run(&cfg(dir.path(), Duration::from_secs(30))).unwrap();
+    assert!(
+        run.wall < CRASH_GRACE + Duration::from_secs(5),
+        "{:?}",
+        run.wall
+    );
     assert!(run.crash_line.unwrap().contains("Kernel panic"));
 }
 
