@@ -207,9 +207,14 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
     } else if let Some((None, line)) = crash {
         // The backend's own account of the end (e.g. the kvm VMM: "the guest ended the VM
         // (shutdown (triple fault …)) before its result").
+        let stage = if agent_started {
+            "the agent had started"
+        } else {
+            "before the agent started"
+        };
         (
             Outcome::Crashed,
-            Some(format!("no result: {}", line.trim())),
+            Some(format!("no result ({stage}): {}", line.trim())),
         )
     } else {
         let stage = if agent_started {
@@ -370,7 +375,7 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Crashed);
         assert_eq!(
             r.reason.as_deref(),
-            Some(format!("no result: {vmm}").as_str())
+            Some(format!("no result (the agent had started): {vmm}").as_str())
         );
         let mut garbage = run(vec![started()], VmEnd::Shutdown, None);
         garbage.frame_errors = vec!["frame checksum mismatch".into()];

@@ -170,7 +170,7 @@ impl Rounds for BenchRounds<'_> {
         Some(l1)
     }
 
-    fn absorb(&mut self, _boot: u32, out: &L1Outcome) {
+    fn absorb(&mut self, boot: u32, out: &L1Outcome) {
         for r in &out.records {
             // Round-robin order, so a backend that is already complete stops at `runs`.
             if self.done(&r.backend) < self.req.runs {
@@ -178,6 +178,20 @@ impl Rounds for BenchRounds<'_> {
                 r.run += self.offset;
                 self.records.push(r);
             }
+        }
+        let short = self
+            .req
+            .backends
+            .iter()
+            .any(|b| self.done(b) < self.req.runs);
+        if short {
+            // How L1 ended (its own crash line, or how QEMU ended) is the evidence of the bed.
+            eprintln!(
+                "L1 boot {boot} ended after {} record(s), {:?}: {}",
+                out.records.len(),
+                out.run.end,
+                out.run.crash_line.as_deref().unwrap_or("no crash line")
+            );
         }
     }
 }

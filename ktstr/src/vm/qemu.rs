@@ -625,21 +625,44 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
         console_tail.push_str(qemu_stderr.trim_end());
         console_tail.push('\n');
     }
+    let crash_line = match kernel_port {
+        Some((crash, _)) => crash,
+        None => console.crash().map(|(_, l)| l.clone()),
+    }
+    .or_else(|| {
+        // QEMU is killed only after a crash line, a result, Ctrl-C or the watchdog; so it ended
+        // by itself here, and how says what happened (as the kvm backend does).
+        let own_end = end == VmEnd::Shutdown && to_result.is_none();
+        status.filter(|_| own_end).map(ended_without_result)
+    });
     Ok(VmRun {
         end,
         messages,
         frame_errors,
         console_tail,
         console_log: capture_log,
-        crash_line: match kernel_port {
-            Some((crash, _)) => crash,
-            None => console.crash().map(|(_, l)| l.clone()),
-        },
+        crash_line,
         to_agent,
         to_result,
         wall,
         backend: described.clone(),
     })
+}
+
+/// How QEMU ended when it ended by itself before the guest's result.
+fn ended_without_result(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(0), _) => {
+            "qemu: the guest reset or powered off before its result (QEMU runs with -no-reboot)"
+                .into()
+        }
+        (_, Some(sig)) => format!("qemu: QEMU died of signal {sig} before the guest's result"),
+        (code, _) => format!(
+            "qemu: QEMU exited with status {} before the guest's result",
+            code.unwrap_or(-1)
+        ),
+    }
 }
 
 /// Feeds what a serial port's pipe brings to `console` (log, tail, crash lines), echoing it to

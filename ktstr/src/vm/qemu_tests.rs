@@ -86,23 +86,29 @@ fn crash_line_then_hang_is_killed_after_the_grace() {
     assert_eq!(judge(&run, t).outcome, Outcome::Crashed);
 }
 
+/// [`fake`] with the kernel log port (COM3, `$KMSG`) logging to `dir/kernel.log`.
+fn with_kernel_log(dir: &Path, body: &str) -> QemuBackend {
+    QemuBackend {
+        kernel_log: Some(dir.join("kernel.log")),
+        ..fake(dir, body)
+    }
+}
+
 #[test]
 fn with_a_kernel_log_port_crash_text_on_the_console_is_not_the_guests() {
     let dir = tempfile::tempdir().unwrap();
     // As in the nested harness: the guest's program prints another kernel's panic and carries on.
-    let be = QemuBackend {
-        kernel_log: Some(dir.path().join("kernel.log")),
-        ..fake(
-            dir.path(),
-            "echo 'inner: Kernel panic - not syncing: test' > $CON; echo booted > $KMSG; \
-             sleep 5; echo done >> $CON",
-        )
-    };
+    let be = with_kernel_log(
+        dir.path(),
+        "echo 'inner: Kernel panic - not syncing: test' > $CON; echo booted > $KMSG; \
+         sleep 5; echo done >> $CON",
+    );
     let run = be.run(&cfg(dir.path(), Duration::from_secs(30))).unwrap();
     assert_eq!(run.end, VmEnd::Shutdown);
     assert!(run.wall >= Duration::from_secs(5), "{:?}", run.wall);
     assert!(run.console_tail.contains("done"), "{}", run.console_tail);
-    assert_eq!(run.crash_line, None);
+    let line = run.crash_line.unwrap_or_default();
+    assert!(!line.contains("Kernel panic"), "{line}");
     let kernel = std::fs::read_to_string(dir.path().join("kernel.log")).unwrap();
     assert_eq!(kernel, "booted\n");
 }
@@ -110,13 +116,10 @@ fn with_a_kernel_log_port_crash_text_on_the_console_is_not_the_guests() {
 #[test]
 fn with_a_kernel_log_port_its_crash_line_ends_the_vm() {
     let dir = tempfile::tempdir().unwrap();
-    let be = QemuBackend {
-        kernel_log: Some(dir.path().join("kernel.log")),
-        ..fake(
-            dir.path(),
-            "echo '[ 1.0] Kernel panic - not syncing: test' > $KMSG; exec sleep 60",
-        )
-    };
+    let be = with_kernel_log(
+        dir.path(),
+        "echo '[ 1.0] Kernel panic - not syncing: test' > $KMSG; exec sleep 60",
+    );
     let run = be.run(&cfg(dir.path(), Duration::from_secs(30))).unwrap();
     assert!(
         run.wall < CRASH_GRACE + Duration::from_secs(5),
@@ -124,6 +127,25 @@ fn with_a_kernel_log_port_its_crash_line_ends_the_vm() {
         run.wall
     );
     assert!(run.crash_line.unwrap().contains("Kernel panic"));
+}
+
+#[test]
+fn qemu_ending_by_itself_before_a_result_says_how() {
+    let dir = tempfile::tempdir().unwrap();
+    // A guest that resets: QEMU (-no-reboot) exits 0.
+    let be = fake(dir.path(), "echo booting > $CON; exit 0");
+    let t = Duration::from_secs(20);
+    let run = be.run(&cfg(dir.path(), t)).unwrap();
+    let line = run.crash_line.clone().unwrap_or_default();
+    assert!(line.contains("reset or powered off"), "{line}");
+    let r = judge(&run, t);
+    assert_eq!(r.outcome, Outcome::Crashed);
+    assert!(r.reason.unwrap().contains("before the agent started"));
+    // QEMU itself crashing.
+    let be = fake(dir.path(), "echo booting > $CON; kill -SEGV $$");
+    let run = be.run(&cfg(dir.path(), t)).unwrap();
+    let line = run.crash_line.unwrap_or_default();
+    assert!(line.contains("died of signal 11"), "{line}");
 }
 
 #[test]

@@ -252,7 +252,7 @@ fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>,
         .map_err(|e| kvm_err("KVM_IRQFD", e))?;
     vm.register_irqfd(&com2, serial::COM2_IRQ)
         .map_err(|e| kvm_err("KVM_IRQFD", e))?;
-    let console = match &cfg.console {
+    let mut console = match &cfg.console {
         ConsoleMode::Capture { log } => {
             let f = std::fs::File::create(log).map_err(|source| VmError::Io {
                 what: log.display().to_string(),
@@ -262,6 +262,9 @@ fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>,
         }
         ConsoleMode::Interactive => ConsoleSink::new(None, true),
     };
+    if std::env::var_os("KTSTR_KVM_TIMINGS").is_some() {
+        console.milestones = Some(serial::Milestones::new(start));
+    }
     Ok(Uarts::new(com1, com2, console, ResultSink::new(start)))
 }
 
@@ -436,6 +439,9 @@ impl Backend for KvmBackend {
         let (console_tail, mut crash_line) = {
             let mut c = serial::lock(&vm.uarts.com1);
             c.writer_mut().finish();
+            if let Some(m) = &c.writer().milestones {
+                eprintln!("ktstr kvm console: {}", m.report());
+            }
             let evidence = &c.writer().evidence;
             (
                 evidence.tail(),

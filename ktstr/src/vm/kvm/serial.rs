@@ -40,6 +40,8 @@ pub struct ConsoleSink {
     log: Option<BufWriter<File>>,
     echo: bool,
     pub evidence: Evidence,
+    /// Host arrival times of a few boot milestones, when profiling (`KTSTR_KVM_TIMINGS`).
+    pub milestones: Option<Milestones>,
 }
 
 impl ConsoleSink {
@@ -48,6 +50,7 @@ impl ConsoleSink {
             log: log.map(BufWriter::new),
             echo,
             evidence: Evidence::default(),
+            milestones: None,
         }
     }
 
@@ -74,11 +77,72 @@ impl Write for ConsoleSink {
             let _ = out.flush();
         }
         self.evidence.feed(buf);
+        if let Some(m) = self.milestones.as_mut() {
+            m.feed(buf);
+        }
         Ok(buf.len())
     }
     /// A no-op: vm-superio calls it after every byte; the log is flushed per line instead.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// When the first console byte and a few boot milestones reached the host, counted from the
+/// VM's start: how much of a boot passes before the guest's own clock starts (`kvm-clock`),
+/// which the guest's uptime cannot show (docs/benchmarks.md, run 11).
+#[derive(Debug)]
+pub struct Milestones {
+    start: Instant,
+    line: Vec<u8>,
+    pub seen: Vec<(Duration, String)>,
+}
+
+impl Milestones {
+    /// Lines whose arrival is kept (their start, up to 40 characters).
+    const MARKS: [&'static str; 4] = [
+        "kvm-clock: Using",
+        "smp: Brought up",
+        "Freeing unused kernel",
+        "Run /init",
+    ];
+
+    pub fn new(start: Instant) -> Self {
+        Milestones {
+            start,
+            line: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, buf: &[u8]) {
+        if self.seen.is_empty() && !buf.is_empty() {
+            self.seen
+                .push((self.start.elapsed(), "first console byte".into()));
+        }
+        for &b in buf {
+            if b != b'\n' {
+                if self.line.len() < 256 {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).into_owned();
+            if let Some(at) = Self::MARKS.iter().find_map(|m| line.find(m)) {
+                let text: String = line[at..].chars().take(40).collect();
+                self.seen.push((self.start.elapsed(), text));
+            }
+            self.line.clear();
+        }
+    }
+
+    pub fn report(&self) -> String {
+        let parts: Vec<String> = self
+            .seen
+            .iter()
+            .map(|(d, what)| format!("{what} {:.0} ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        parts.join(", ")
     }
 }
 
@@ -234,6 +298,24 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use ktstr_guest::protocol::{AgentStarted, PROTOCOL_VERSION};
+
+    #[test]
+    fn milestones_keep_the_first_byte_and_marked_lines_in_order() {
+        let mut m = Milestones::new(Instant::now());
+        m.feed(b"Linux version 6.1\nkvm-clock: Using msrs 4b564d01 and 4b564d00\nnoise\n");
+        m.feed(b"[ 2.0] Run /init as init process\n");
+        let what: Vec<&str> = m.seen.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(
+            what,
+            [
+                "first console byte",
+                "kvm-clock: Using msrs 4b564d01 and 4b564",
+                "Run /init as init process"
+            ]
+        );
+        assert!(m.seen.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert!(m.report().starts_with("first console byte "));
+    }
 
     fn uarts() -> Arc<Uarts> {
         let e = || EventFd::new(libc::EFD_NONBLOCK).unwrap();
