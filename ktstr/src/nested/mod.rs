@@ -286,7 +286,9 @@ fn l1_script(user: &str) -> String {
     s
 }
 
-/// Boots L1 and runs `req.script` in it.
+/// Boots L1 and runs `req.script` in it. An L1 that fails by itself (before its agent starts,
+/// or of the TCG int3 fault) is booted once more here, for every caller: [`settle`] handles the
+/// work an L1 boot left undone, and direct callers (tests/nested_crash_watch.rs) have no loop.
 pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     let deb = debian::fetch(None)?;
     let tmp = tempfile::tempdir().map_err(io("temp dir"))?;

@@ -653,10 +653,9 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
 fn ended_without_result(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
-        (Some(0), _) => {
-            "qemu: the guest reset or powered off before its result (QEMU runs with -no-reboot)"
-                .into()
-        }
+        (Some(0), _) => "qemu: QEMU exited before the guest's result: the guest reset or powered \
+                         off (QEMU runs with -no-reboot), or QEMU was told to quit"
+            .into(),
         (_, Some(sig)) => format!("qemu: QEMU died of signal {sig} before the guest's result"),
         (code, _) => format!(
             "qemu: QEMU exited with status {} before the guest's result",
