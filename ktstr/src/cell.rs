@@ -19,7 +19,7 @@ pub struct CellRequest {
     /// bzImage or vmlinux (validated by the caller, e.g. `kernel::image::probe`).
     pub kernel: PathBuf,
     pub cell: CellSpec,
-    /// (host path, guest path); an empty guest path means /ktstr/files/<name>.
+    /// (host path, guest path); an empty guest path means `/ktstr/files/<name>`.
     pub files: Vec<(PathBuf, String)>,
     pub topology: Topology,
     pub memory_mib: u32,

@@ -6,7 +6,7 @@
 //! The FADT is a full (not hardware-reduced) one: hardware-reduced ACPI makes Linux drop the
 //! legacy PIC and with it the ISA IRQ mapping the UARTs use (they would then need AML device
 //! descriptions). Its only fixed hardware is a PM1 event/control block pair, emulated by
-//! [`pm_io_in`] (SCI_EN always set, no events); no SMI command port means "always in ACPI mode".
+//! [`Pm::io_in`] (SCI_EN always set, no events); no SMI command port means "always in ACPI mode".
 //! The tables live in the BIOS area at [`ACPI_START`]; the RSDP address is also in boot_params.
 
 use super::cpuid::ApicLayout;

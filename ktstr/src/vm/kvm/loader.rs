@@ -1,5 +1,5 @@
 //! Boot step 2: load the kernel image: a bzImage with linux-loader, an ELF vmlinux with
-//! [`copy_elf`].
+//! `copy_elf`.
 
 use super::layout::HIMEM_START;
 use linux_loader::loader::bootparam::setup_header;
