@@ -130,6 +130,17 @@ impl Evidence {
         self.crash.as_ref()
     }
 
+    /// Lines completed so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// The last `n` completed lines (at most the tail's), oldest first.
+    pub fn last_lines(&self, n: usize) -> impl Iterator<Item = &str> {
+        let skip = self.tail.len().saturating_sub(n);
+        self.tail.iter().skip(skip).map(String::as_str)
+    }
+
     /// The last lines, including an unterminated last line. A first kernel warning that has
     /// scrolled out of them comes first: it is often the cause of what the tail shows (a
     /// warning's register and CPUID dumps alone can fill the tail).

@@ -350,15 +350,15 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let con_fd = con_w.as_raw_fd();
     let res_fd = res_w.as_raw_fd();
     // COM3: the kernel's own lines, when wanted; then the crash watch reads them, not COM1.
-    let kernel_port = match &be.kernel_log {
+    let (kernel_port, kmsg_w) = match &be.kernel_log {
         Some(log) => {
             let (r, w) = pipe().map_err(io_err("kernel log pipe"))?;
             let console = Console::new(Some(log)).map_err(io_err("kernel log"))?;
-            Some((r, w, Arc::new(Mutex::new(console))))
+            (Some((r, Arc::new(Mutex::new(console)))), Some(w))
         }
-        None => None,
+        None => (None, None),
     };
-    let kmsg_fd = kernel_port.as_ref().map(|(_, w, _)| w.as_raw_fd());
+    let kmsg_fd = kmsg_w.as_ref().map(|w| w.as_raw_fd());
     // Interactive with stdin not a terminal (a script piped into `ktstr shell`): QEMU's stdio
     // chardev would read it at once and the guest lose it to a UART the kernel has not set up
     // yet. The console is a socket instead; ktstr echoes it and sends stdin once the agent runs.
@@ -385,12 +385,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     if capture_log.is_some() || piped {
         cmd.stdin(Stdio::null()).stdout(Stdio::null());
     }
-    let inherit: Vec<i32> = if capture_log.is_some() {
+    let mut inherit: Vec<i32> = if capture_log.is_some() {
         vec![con_fd, res_fd]
     } else {
         std::iter::once(res_fd).chain(sock_fd).collect()
     };
-    let inherit: Vec<i32> = inherit.into_iter().chain(kmsg_fd).collect();
+    inherit.extend(kmsg_fd);
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe syscalls
     // (prctl, getppid, fcntl, sched_setaffinity) on values copied in before the fork.
     unsafe {
@@ -436,10 +436,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     // Our copies of the write ends must close, or the readers never see EOF.
     drop(con_w);
     drop(res_w);
-    let kernel_port = kernel_port.map(|(r, w, console)| {
-        drop(w);
-        (r, console)
-    });
+    drop(kmsg_w);
     let console_sock = console_sock.map(|(ours, _theirs)| ours);
     let mut guard = KillGuard {
         pid: child.id() as libc::pid_t,

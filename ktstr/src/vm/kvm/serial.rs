@@ -76,9 +76,12 @@ impl Write for ConsoleSink {
             let _ = out.write_all(buf);
             let _ = out.flush();
         }
+        let lines_before = self.evidence.lines();
         self.evidence.feed(buf);
-        if let Some(m) = self.milestones.as_mut() {
-            m.feed(buf);
+        if let Some(m) = self.milestones.as_mut()
+            && !buf.is_empty()
+        {
+            m.observe(&self.evidence, lines_before);
         }
         Ok(buf.len())
     }
@@ -90,11 +93,11 @@ impl Write for ConsoleSink {
 
 /// When the first console byte and a few boot milestones reached the host, counted from the
 /// VM's start: how much of a boot passes before the guest's own clock starts (`kvm-clock`),
-/// which the guest's uptime cannot show (docs/benchmarks.md, run 11).
+/// which the guest's uptime cannot show (docs/benchmarks.md, run 11). It reads the lines the
+/// console's [`Evidence`] has already assembled.
 #[derive(Debug)]
 pub struct Milestones {
     start: Instant,
-    line: Vec<u8>,
     pub seen: Vec<(Duration, String)>,
 }
 
@@ -110,29 +113,22 @@ impl Milestones {
     pub fn new(start: Instant) -> Self {
         Milestones {
             start,
-            line: Vec::new(),
             seen: Vec::new(),
         }
     }
 
-    fn feed(&mut self, buf: &[u8]) {
-        if self.seen.is_empty() && !buf.is_empty() {
+    /// Console bytes just reached `evidence`, which had completed `lines_before` lines before them.
+    fn observe(&mut self, evidence: &Evidence, lines_before: u64) {
+        if self.seen.is_empty() {
             self.seen
                 .push((self.start.elapsed(), "first console byte".into()));
         }
-        for &b in buf {
-            if b != b'\n' {
-                if self.line.len() < 256 {
-                    self.line.push(b);
-                }
-                continue;
-            }
-            let line = String::from_utf8_lossy(&self.line).into_owned();
+        let new = (evidence.lines() - lines_before) as usize;
+        for line in evidence.last_lines(new) {
             if let Some(at) = Self::MARKS.iter().find_map(|m| line.find(m)) {
                 let text: String = line[at..].chars().take(40).collect();
                 self.seen.push((self.start.elapsed(), text));
             }
-            self.line.clear();
         }
     }
 
@@ -301,9 +297,13 @@ mod tests {
 
     #[test]
     fn milestones_keep_the_first_byte_and_marked_lines_in_order() {
-        let mut m = Milestones::new(Instant::now());
-        m.feed(b"Linux version 6.1\nkvm-clock: Using msrs 4b564d01 and 4b564d00\nnoise\n");
-        m.feed(b"[ 2.0] Run /init as init process\n");
+        let mut sink = ConsoleSink::new(None, false);
+        sink.milestones = Some(Milestones::new(Instant::now()));
+        sink.write_all(b"Linux version 6.1\nkvm-clock: Using msrs 4b564d01 and 4b564d00\nnoise\n")
+            .unwrap();
+        sink.write_all(b"[ 2.0] Run /init as init process\n")
+            .unwrap();
+        let m = sink.milestones.unwrap();
         let what: Vec<&str> = m.seen.iter().map(|(_, w)| w.as_str()).collect();
         assert_eq!(
             what,
