@@ -125,6 +125,12 @@ impl BenchRounds<'_> {
     fn done(&self, backend: &str) -> u32 {
         self.records.iter().filter(|r| r.backend == backend).count() as u32
     }
+
+    /// The profiling extra script L1 boot `boot` runs: the first boot only, so it is not part
+    /// of the figures.
+    fn extra(&self, boot: u32) -> &str {
+        if boot == 1 { &self.req.l1_extra } else { "" }
+    }
 }
 
 impl Rounds for BenchRounds<'_> {
@@ -151,8 +157,7 @@ impl Rounds for BenchRounds<'_> {
             );
             log
         };
-        // The profiling extra runs in the first L1 boot only: it is not part of the figures.
-        let extra = if boot == 1 { req.l1_extra.as_str() } else { "" };
+        let extra = self.extra(boot);
         let mut l1 = L1Request::new(
             req.ktstr_bin.clone(),
             guest_side_script(req, left, extra),
@@ -162,6 +167,7 @@ impl Rounds for BenchRounds<'_> {
         l1.files
             .push((self.l2_initrd.clone(), L2_INITRD.to_string()));
         l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
+        l1.zero_freed_memory = true;
         // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
         let extra_s = if extra.is_empty() { 0 } else { 1200 };
         l1.timeout =
@@ -184,7 +190,10 @@ impl Rounds for BenchRounds<'_> {
             .backends
             .iter()
             .any(|b| self.done(b) < self.req.runs);
-        if short {
+        // The profiling extra ended without the script's exit status: L1 died there, after
+        // the figures.
+        let extra_cut = !self.extra(boot).is_empty() && out.exit_code.is_none();
+        if short || extra_cut {
             // How L1 ended (its own crash line, or how QEMU ended) is the evidence of the bed.
             eprintln!(
                 "L1 boot {boot} ended after {} record(s), {:?}: {}",

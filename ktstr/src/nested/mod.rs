@@ -42,6 +42,14 @@ const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
 /// "XSAVE consistency problem: size 2696 != kernel_size 576" (8 of 8), and L2s under both VMMs
 /// triple-faulted now and then, likely from this. Without XSAVE no guest level touches XCR0.
 pub const L1_CPU: &str = "max,-xsave";
+
+/// L1 zeroes memory as it frees it ([`L1Request::zero_freed_memory`]). Under TCG, writing to
+/// pages a previous L2 has just used is slow (likely TCG dropping the code it translated from
+/// them): without this, the next VM pays for it while it loads its kernel, 1.4-1.6 s per boot
+/// under both backends (docs/benchmarks.md, run 12). With it, the previous VM pays as it exits,
+/// after its result. The cost moves; it does not go away, and L1's own boot takes 4-6 s longer.
+pub const L1_INIT_ON_FREE: &str = "init_on_free=1";
+
 /// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
 const QEMU_FIRMWARE: [&str; 8] = [
     "/usr/share/qemu/bios-microvm.bin",
@@ -93,6 +101,9 @@ pub struct L1Request {
     pub console_log: PathBuf,
     pub memory_mib: u32,
     pub cpus: u32,
+    /// [`L1_INIT_ON_FREE`]: for timing L2 boots (`bench vmm`), which then leave out a cost
+    /// only TCG has; tests, which time nothing, boot L1 faster without it.
+    pub zero_freed_memory: bool,
 }
 
 impl L1Request {
@@ -107,8 +118,19 @@ impl L1Request {
             console_log,
             memory_mib: 2048,
             cpus: 2,
+            zero_freed_memory: false,
         }
     }
+}
+
+/// L1's extra kernel command line. Its own boot messages are noise here and slow under TCG
+/// (`quiet`); the inner output is not kernel output, so it still reaches the console.
+fn l1_cmdline(req: &L1Request) -> Vec<String> {
+    let mut c = crate::vm::cmdline::quiet();
+    if req.zero_freed_memory {
+        c.push(L1_INIT_ON_FREE.into());
+    }
+    c
 }
 
 /// What came back from L1.
@@ -330,9 +352,7 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
             threads_per_core: 1,
         },
         memory_mib: req.memory_mib,
-        // L1's own boot messages are noise here and slow under TCG; the inner output is not
-        // kernel output, so it still reaches the console.
-        cmdline_extra: crate::vm::cmdline::quiet(),
+        cmdline_extra: l1_cmdline(req),
         console: ConsoleMode::Capture {
             log: req.console_log.clone(),
         },
@@ -411,6 +431,16 @@ mod tests {
         assert!(!l1_died_of_tcg_int3(
             "[ 3.1] Oops: int3: 0000 [#1]\nModules linked in:\n"
         ));
+    }
+
+    #[test]
+    fn only_timed_l1_boots_zero_freed_memory() {
+        let mut req = L1Request::new("ktstr".into(), "true".into(), "l1.log".into());
+        assert!(!l1_cmdline(&req).iter().any(|c| c == L1_INIT_ON_FREE));
+        req.zero_freed_memory = true;
+        let c = l1_cmdline(&req);
+        assert!(c.iter().any(|c| c == L1_INIT_ON_FREE));
+        assert!(c.iter().any(|c| c == "quiet"), "still quiet: {c:?}");
     }
 
     #[test]
