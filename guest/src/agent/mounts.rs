@@ -104,20 +104,64 @@ pub fn enable_controllers(cgroup: &Path, wanted: &[&str]) {
     }
 }
 
+/// The console's tty for fds 0-2. With the kvm backend's MMIO console the kernel prints through
+/// a boot console that has no tty, so /dev/console cannot be opened; COM1's port UART (ttyS0)
+/// then carries the agent's output to the same console log.
+const STDIO_DEVICES: [&str; 2] = ["/dev/console", "/dev/ttyS0"];
+
+/// Points fds 0-2 at the console when they are closed or /dev/null (where Rust's runtime put
+/// them when the kernel could not open /dev/console for init).
 fn ensure_stdio() {
     for fd in 0..3 {
-        // SAFETY: F_GETFD only queries the descriptor.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+        if !closed_or_null(fd) {
             continue;
         }
-        let path = CString::new("/dev/console").expect("constant");
-        // SAFETY: opening a device with a valid path; dup2 onto the missing descriptor.
-        unsafe {
-            let c = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
-            if c >= 0 && c != fd {
-                libc::dup2(c, fd);
-                libc::close(c);
+        for dev in STDIO_DEVICES {
+            let path = CString::new(dev).expect("constant");
+            // SAFETY: opening a device with a valid path; dup2 onto the descriptor to replace.
+            let opened = unsafe {
+                let c = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+                if c >= 0 && c != fd {
+                    libc::dup2(c, fd);
+                    libc::close(c);
+                }
+                c >= 0
+            };
+            if opened {
+                break;
             }
         }
+    }
+}
+
+fn closed_or_null(fd: i32) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct, and fstat writes only
+    // into the struct it is given.
+    let (rc, st) = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st), st)
+    };
+    rc != 0 || (st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closed_or_null;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn null_and_closed_descriptors_are_replaced_others_kept() {
+        let null = std::fs::File::open("/dev/null").unwrap();
+        assert!(closed_or_null(null.as_raw_fd()));
+        let file = tempfile_in_tmp();
+        assert!(!closed_or_null(file.as_raw_fd()));
+        assert!(closed_or_null(100_000), "not an open descriptor");
+    }
+
+    fn tempfile_in_tmp() -> std::fs::File {
+        let p = std::env::temp_dir().join(format!("ktstr-guest-stdio-{}", std::process::id()));
+        let f = std::fs::File::create(&p).unwrap();
+        let _ = std::fs::remove_file(&p);
+        f
     }
 }

@@ -9,8 +9,10 @@
 //!   `/ktstr/files/<file name>` (protocol::FILES_DIR); executable bits are kept.
 //! - the shared-library closure of every ELF among them (see [`elf`]), and `/etc/ld.so.cache` when a
 //!   library was found only through it.
-//! - `/dev/console` (5:1), since the kernel opens it for init's stdio before anything is mounted,
-//!   and empty mount points (`/proc`, `/sys`, `/dev`, `/tmp`, `/run`).
+//! - `/dev/console` (5:1), since the kernel opens it for init's stdio before anything is mounted;
+//!   `/dev/null` (1:3), which Rust's runtime opens for the agent's stdio when the kernel could not
+//!   (no console tty: the kvm backend's MMIO console) and aborts without; and empty mount points
+//!   (`/proc`, `/sys`, `/dev`, `/tmp`, `/run`).
 //!
 //! The image is `paths::initramfs_dir()/<sha256 of the uncompressed cpio>.cpio.zst`: hashing the
 //! archive bytes makes the key cover every input by construction. Building the cpio in memory is
@@ -162,6 +164,7 @@ pub fn assemble(spec: &InitramfsSpec) -> Result<Tree, InitramfsError> {
         },
     )?;
     t.insert("/dev/console", Node::CharDev { major: 5, minor: 1 })?;
+    t.insert("/dev/null", Node::CharDev { major: 1, minor: 3 })?;
     for d in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", FILES_DIR] {
         t.insert_if_absent(d, Node::Dir)?;
     }
@@ -324,6 +327,10 @@ mod tests {
         assert!(matches!(
             t.get("/dev/console"),
             Some(Node::CharDev { major: 5, minor: 1 })
+        ));
+        assert!(matches!(
+            t.get("/dev/null"),
+            Some(Node::CharDev { major: 1, minor: 3 })
         ));
     }
 

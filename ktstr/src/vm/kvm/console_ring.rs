@@ -1,4 +1,5 @@
-//! Part of boot step 8 (serial): COM1's transmit register as a KVM coalesced PIO zone.
+//! Part of boot step 8 (serial): COM1's transmit register as a KVM coalesced PIO zone, and the
+//! MMIO console's register page ([`super::mmio_console`]) as a coalesced MMIO zone.
 //!
 //! Without it every console byte costs a VM exit to this process (two with the LSR poll), and
 //! under nested virtualisation each exit is expensive. With it, KVM appends the guest's THR
@@ -17,10 +18,11 @@ use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// One entry the guest wrote without an exit.
+/// One byte the guest wrote without an exit: to a port (`pio`) or to guest-physical memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PioWrite {
-    pub port: u16,
+pub struct RingWrite {
+    pub pio: bool,
+    pub addr: u64,
     pub value: u8,
 }
 
@@ -77,8 +79,8 @@ impl ConsoleRing {
         unsafe { &*self.page.as_ptr().add(field).cast::<AtomicU32>() }
     }
 
-    /// Takes every queued PIO write off the ring, oldest first, and hands it to `apply`.
-    pub fn drain(&mut self, mut apply: impl FnMut(PioWrite)) {
+    /// Takes every queued write off the ring, oldest first, and hands it to `apply`.
+    pub fn drain(&mut self, mut apply: impl FnMut(RingWrite)) {
         let (first, last) = (self.index(0), self.index(4));
         let cap = self.capacity();
         // Acquire pairs with the kernel's write barrier before it advances `last`.
@@ -96,13 +98,13 @@ impl ConsoleRing {
             };
             // SAFETY: both union members are u32s; any bit pattern is valid.
             let pio = unsafe { entry.__bindgen_anon_1.pio };
-            if pio == 1 && entry.len >= 1 {
-                if let Ok(port) = u16::try_from(entry.phys_addr) {
-                    apply(PioWrite {
-                        port,
-                        value: entry.data[0],
-                    });
-                }
+            // The zones are byte registers: a wider write is not a UART access.
+            if entry.len == 1 {
+                apply(RingWrite {
+                    pio: pio == 1,
+                    addr: entry.phys_addr,
+                    value: entry.data[0],
+                });
             }
             at = (at + 1) % cap;
             // Release: the entry is read before the kernel may reuse its slot.
@@ -158,22 +160,31 @@ mod tests {
     }
 
     #[test]
-    fn drains_in_order_across_the_wrap_and_skips_mmio() {
-        let entries = [(0x3f8, b'a', 1), (0xfee0_0000, 0, 0), (0x3f8, b'b', 1)];
+    fn drains_in_order_across_the_wrap() {
+        let entries = [(0x3f8, b'a', 1), (0xfe00_0000, b'm', 0), (0x3f8, b'b', 1)];
         // Start two slots before the end so the entries wrap around.
         let cap = ((4096 - 8) / size_of::<kvm_coalesced_mmio>()) as u32;
         let (page, mut ring) = fake_ring(&entries, cap - 2);
         let mut got = Vec::new();
         ring.drain(|w| got.push(w));
-        let w = |value| PioWrite { port: 0x3f8, value };
-        assert_eq!(got, vec![w(b'a'), w(b'b')]);
+        let port = |value| RingWrite {
+            pio: true,
+            addr: 0x3f8,
+            value,
+        };
+        let mmio = RingWrite {
+            pio: false,
+            addr: 0xfe00_0000,
+            value: b'm',
+        };
+        assert_eq!(got, vec![port(b'a'), mmio, port(b'b')]);
         assert_eq!(
             ring.index(0).load(Ordering::Relaxed),
             1,
             "first caught up with last"
         );
         ring.drain(|w| got.push(w));
-        assert_eq!(got.len(), 2, "a drained ring yields nothing more");
+        assert_eq!(got.len(), 3, "a drained ring yields nothing more");
         std::mem::forget(ring); // the page is `page`'s, not an mmap
         drop(page);
     }

@@ -12,6 +12,7 @@ pub mod console_ring;
 pub mod cpuid;
 pub mod layout;
 pub mod loader;
+pub mod mmio_console;
 pub mod mptable;
 pub mod msrs;
 pub mod probe;
@@ -58,8 +59,9 @@ pub struct Vm {
     vcpus: Vec<VcpuFd>,
     uarts: Arc<Uarts>,
     pub kernel_format: &'static str,
-    // Last, so it is dropped (unmapped) after the VM fd is closed: KVM refers to this memory
-    // until then.
+    // These two last, so they are dropped (unmapped) after the VM fd is closed: KVM refers to
+    // this memory until then.
+    _console_page: Option<mmio_console::RegisterPage>,
     _ram: layout::GuestRam,
 }
 
@@ -142,7 +144,9 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
     let apic = ApicLayout::new(cfg.topology);
     mptable::write(mem, &apic).map_err(VmError::Config)?;
     let rsdp = acpi::write(mem, &apic, cfg.memory_mib).map_err(VmError::Config)?;
-    let cmdline = command_line(cfg);
+    // 8a. The kernel console's UART page (read-only to the guest), when KVM can map it so.
+    let console_page = mmio_console_page(kvm, &vm, mem.num_regions() as u32);
+    let cmdline = command_line(cfg, console_page.is_some());
     boot_params::write_boot_params(mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)
         .map_err(VmError::Config)?;
 
@@ -175,7 +179,7 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         vcpus.push(vcpu);
     }
     if let Some(vcpu0) = vcpus.first() {
-        coalesce_console(kvm, &vm, vcpu0, &uarts);
+        coalesce_console(kvm, &vm, vcpu0, &uarts, console_page.is_some());
     }
     steps.mark("vcpus");
     steps.report();
@@ -184,6 +188,7 @@ pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> R
         vcpus,
         uarts,
         kernel_format: kernel.format,
+        _console_page: console_page,
         _ram: ram,
     })
 }
@@ -220,9 +225,28 @@ impl StepTimes {
     }
 }
 
-fn command_line(cfg: &VmConfig) -> String {
+fn command_line(cfg: &VmConfig, mmio_console: bool) -> String {
     let ours: Vec<String> = KVM_CMDLINE.iter().map(|s| s.to_string()).collect();
-    super::cmdline::compose(&ours, &cfg.cmdline_extra).join(" ")
+    let mut items = super::cmdline::compose(&ours, &cfg.cmdline_extra);
+    if mmio_console {
+        items.retain(|i| !mmio_console::replaced(i));
+        items.splice(0..0, mmio_console::cmdline());
+    }
+    items.join(" ")
+}
+
+/// The register page of [`mmio_console`] in memory slot `slot`, or None (the console then stays
+/// on COM1's port UART) when it is turned off or KVM lacks read-only slots or coalesced MMIO.
+fn mmio_console_page(kvm: &Kvm, vm: &VmFd, slot: u32) -> Option<mmio_console::RegisterPage> {
+    if !mmio_console::wanted()
+        || !kvm.check_extension(Cap::ReadonlyMem)
+        || !kvm.check_extension(Cap::CoalescedMmio)
+    {
+        return None;
+    }
+    let page = mmio_console::RegisterPage::new().ok()?;
+    page.register(vm, slot).ok()?;
+    Some(page)
 }
 
 fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
@@ -268,22 +292,26 @@ fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>,
     Ok(Uarts::new(com1, com2, console, ResultSink::new(start)))
 }
 
-/// Makes COM1's transmit register a coalesced PIO zone (see [`console_ring`]) when the host
-/// supports it; without it every console byte exits, which is slower but the same output.
-/// `KTSTR_KVM_CONSOLE_EXITS=1` turns it off (every console byte exits again), for telling a
-/// console-ring problem from another one.
-fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd, uarts: &Uarts) {
-    if !kvm.check_extension(Cap::CoalescedPio)
-        || std::env::var_os("KTSTR_KVM_CONSOLE_EXITS").is_some()
-    {
+/// Makes COM1's transmit register a coalesced PIO zone, and the MMIO console's page a
+/// coalesced MMIO zone (see [`console_ring`]), when the host supports it; without them every
+/// console byte exits, which is slower but the same output. `KTSTR_KVM_CONSOLE_EXITS=1` turns
+/// both off (every console byte exits again), for telling a console-ring problem from another.
+fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd, uarts: &Uarts, mmio_console: bool) {
+    let pio = kvm.check_extension(Cap::CoalescedPio);
+    if !(pio || mmio_console) || std::env::var_os("KTSTR_KVM_CONSOLE_EXITS").is_some() {
         return;
     }
     let Ok(ring) = console_ring::ConsoleRing::map(vcpu0) else {
         return;
     };
-    // The ring is attached first: once the zone exists, bytes may land in it.
+    // The ring is attached first: once a zone exists, bytes may land in it.
     uarts.attach_console_ring(ring);
-    let _ = vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(serial::COM1_BASE)), 1);
+    if pio {
+        let _ = vm.register_coalesced_mmio(IoEventAddress::Pio(u64::from(serial::COM1_BASE)), 1);
+    }
+    if mmio_console {
+        let _ = vm.register_coalesced_mmio(IoEventAddress::Mmio(mmio_console::BASE), 8);
+    }
 }
 
 /// LAPIC LVT0 = ExtINT (the PIC's output) and LVT1 = NMI, as a BIOS leaves them.
@@ -552,6 +580,29 @@ mod tests {
         let e = validate(&cfg("1n64l3c1t", 4096)).unwrap_err().to_string();
         assert!(e.contains("APIC IDs"), "{e}");
         assert!(validate(&cfg("2n2l2c2t", 1024)).is_ok());
+    }
+
+    /// The MMIO console's items come first and take the port console's place; the rest of the
+    /// line (the backend's items, the caller's `quiet`) stays as it is.
+    #[test]
+    fn the_mmio_console_replaces_the_port_console() {
+        let mut c = cfg("1n1l2c1t", 256);
+        c.cmdline_extra = vec!["quiet".into(), "x=1".into()];
+        let port = command_line(&c, false);
+        assert!(port.contains("console=ttyS0,115200"), "{port}");
+        let mmio = command_line(&c, true);
+        assert!(
+            mmio.starts_with("console=uart8250,mmio,0xfe000000,115200 keep_bootcon "),
+            "{mmio}"
+        );
+        assert!(
+            !mmio.contains("ttyS0") && !mmio.contains("earlyprintk"),
+            "{mmio}"
+        );
+        assert!(
+            mmio.contains("pci=off") && mmio.ends_with("quiet x=1"),
+            "{mmio}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! are decoded by `ktstr_guest::frame::Decoder`, which bounds what it buffers.
 
 use super::console_ring::ConsoleRing;
+use super::mmio_console::{self, WriteDecoder};
 use crate::vm::console::Evidence;
 use ktstr_guest::frame::Decoder;
 use ktstr_guest::protocol::GuestMessage;
@@ -210,6 +211,9 @@ pub struct Uarts {
     /// COM1 THR bytes KVM queued without an exit (absent when the host lacks coalesced PIO).
     /// Lock order: this, then `com1`.
     console_ring: OnceLock<Mutex<ConsoleRing>>,
+    /// The kernel console's MMIO UART ([`super::mmio_console`]); its bytes go to COM1's sink.
+    /// Lock order: after `console_ring`, before `com1`.
+    mmio_console: Mutex<WriteDecoder>,
 }
 
 impl Uarts {
@@ -223,6 +227,7 @@ impl Uarts {
             com1: Mutex::new(Serial::new(IrqTrigger(com1_irq), console)),
             com2: Mutex::new(Serial::new(IrqTrigger(com2_irq), results)),
             console_ring: OnceLock::new(),
+            mmio_console: Mutex::new(WriteDecoder::default()),
         })
     }
 
@@ -237,12 +242,35 @@ impl Uarts {
             return;
         };
         let mut ring = lock(ring);
+        let mut mmio = lock(&self.mmio_console);
         let mut com1 = lock(&self.com1);
         ring.drain(|w| {
-            if let Some(off) = offset(w.port, COM1_BASE) {
+            if !w.pio {
+                if let Some(b) = mmio.write(w.addr, w.value) {
+                    let _ = com1.writer_mut().write_all(&[b]);
+                }
+            } else if let Some(off) = u16::try_from(w.addr)
+                .ok()
+                .and_then(|p| offset(p, COM1_BASE))
+            {
                 let _ = com1.write(off, w.value);
             }
         });
+    }
+
+    /// An MMIO write that exited (the ring was full, or there is none); returns true if it
+    /// belongs to the MMIO console. Queued bytes go first, to keep the guest's order.
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> bool {
+        if !mmio_console::contains(addr) {
+            return false;
+        }
+        self.drain_console_ring();
+        if let [value] = data
+            && let Some(b) = lock(&self.mmio_console).write(addr, *value)
+        {
+            let _ = lock(&self.com1).writer_mut().write_all(&[b]);
+        }
+        true
     }
 
     /// Port write; returns true if the port belongs to a UART. An IRQ that cannot be raised

@@ -184,7 +184,9 @@ fn run_exits(vcpu: &mut VcpuFd, shared: &Shared, mut tally: Option<&mut ExitTall
             }
             VcpuExit::IoIn(port, data) => io_in(shared, port, data),
             VcpuExit::MmioRead(_, data) => data.fill(0),
-            VcpuExit::MmioWrite(..) => {}
+            VcpuExit::MmioWrite(addr, data) => {
+                shared.uarts.mmio_write(addr, data);
+            }
             VcpuExit::Shutdown => {
                 return VcpuStop::GuestShutdown("shutdown (triple fault / reboot=t)".into());
             }
