@@ -32,9 +32,15 @@ pub fn ktstr(args: &[&str]) -> Output {
 
 /// Runs `run`, and once more if what it printed shows the guest died of [`tcg_int3_fault`].
 pub fn once_more_on_tcg_int3(run: impl Fn() -> Output) -> Output {
+    once_more_if_tcg_int3(run, |out| {
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    })
+}
+
+/// [`once_more_on_tcg_int3`] for any kind of run: `printed` gives what the run showed.
+pub fn once_more_if_tcg_int3<T>(run: impl Fn() -> T, printed: impl Fn(&T) -> String) -> T {
     let out = run();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = printed(&out);
     if !tcg_int3_fault(&text) {
         return out;
     }

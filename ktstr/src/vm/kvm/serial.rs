@@ -246,9 +246,7 @@ impl Uarts {
         let mut com1 = lock(&self.com1);
         ring.drain(|w| {
             if !w.pio {
-                if let Some(b) = mmio.write(w.addr, w.value) {
-                    let _ = com1.writer_mut().write_all(&[b]);
-                }
+                mmio_console_write(&mut mmio, &mut com1, w.addr, w.value);
             } else if let Some(off) = u16::try_from(w.addr)
                 .ok()
                 .and_then(|p| offset(p, COM1_BASE))
@@ -265,10 +263,9 @@ impl Uarts {
             return false;
         }
         self.drain_console_ring();
-        if let [value] = data
-            && let Some(b) = lock(&self.mmio_console).write(addr, *value)
-        {
-            let _ = lock(&self.com1).writer_mut().write_all(&[b]);
+        if let [value] = data {
+            let mut mmio = lock(&self.mmio_console);
+            mmio_console_write(&mut mmio, &mut lock(&self.com1), addr, *value);
         }
         true
     }
@@ -306,6 +303,14 @@ impl Uarts {
     /// Terminal input for `ktstr shell` (interactive): queued into COM1's receive FIFO.
     pub fn console_input(&self, bytes: &[u8]) -> usize {
         lock(&self.com1).enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+}
+
+/// One guest write to the MMIO console's page: the console byte it carries, if any, goes to
+/// COM1's sink (the same log, evidence and echo as the port console).
+fn mmio_console_write(mmio: &mut WriteDecoder, com1: &mut Uart<ConsoleSink>, addr: u64, value: u8) {
+    if let Some(b) = mmio.write(addr, value) {
+        let _ = com1.writer_mut().write_all(&[b]);
     }
 }
 
