@@ -9,12 +9,15 @@
 pub mod cancel;
 pub mod cell;
 pub mod cli;
+pub mod digest;
 pub mod exit;
 pub mod initramfs;
 pub mod kernel;
+pub mod lock;
 pub mod matrix_runner;
 pub mod nested;
 pub mod paths;
+pub mod progress;
 pub mod sched;
 pub mod topology;
 pub mod vm;

@@ -326,7 +326,7 @@ fn git_spec_resolves_a_ref() {
         "keyed by the ref's tree id"
     );
     assert_eq!(src.version.as_deref(), Some("6.99.1"));
-    let mut progress = kernel::build::Progress::new(false, &spec);
+    let mut progress = ktstr::progress::Progress::new(false, &spec);
     let tree = source::materialize(&src, &mut progress).unwrap();
     assert_eq!(
         std::fs::read_to_string(tree.join("kernel/sched.c")).unwrap(),
@@ -524,7 +524,7 @@ fn git_spec_fetches_a_remote_ref_with_the_local_identity() {
         );
         assert_eq!(src.version.as_deref(), Some("6.99.1"));
         let tree =
-            source::materialize(&src, &mut kernel::build::Progress::new(false, &spec)).unwrap();
+            source::materialize(&src, &mut ktstr::progress::Progress::new(false, &spec)).unwrap();
         assert_eq!(
             std::fs::read_to_string(tree.join("kernel/sched.c")).unwrap(),
             "first\n"
@@ -698,7 +698,7 @@ fn two_clean_builds_give_the_same_image() {
     // Make sure the 6.12 source is extracted before the clean build and the shared one race for it.
     let spec = KernelSpec::parse(SPEC).unwrap();
     let src = source::identify(&spec, SPEC, true).unwrap();
-    source::materialize(&src, &mut kernel::build::Progress::new(true, SPEC)).unwrap();
+    source::materialize(&src, &mut ktstr::progress::Progress::new(true, SPEC)).unwrap();
     let cache_dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(&shared_sources, cache_dir.path().join("sources")).unwrap();
     let t = Instant::now();

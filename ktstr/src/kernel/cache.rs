@@ -12,7 +12,8 @@
 //! and fragment texts), which is a pure function of the same inputs, so recipe -> key is stable.
 //! Entries are staged in a temp dir and renamed into place: a reader never sees half an entry.
 
-use super::source::{Source, sha256_file};
+use super::sha256_file;
+use super::source::Source;
 use super::spec::ConfigPart;
 use super::{KernelError, ResolvedKernel, io};
 use sha2::{Digest, Sha256};
@@ -301,53 +302,34 @@ pub fn install(key: &str, stage: tempfile::TempDir, meta: &Metadata) -> Result<E
     })
 }
 
-/// A held lock file; released on drop (the kernel drops flock(2) locks when the fd closes).
-#[derive(Debug)]
-pub struct Lock {
-    _file: std::fs::File,
-}
+/// A held kernel-cache lock; released on drop.
+pub type Lock = crate::lock::FileLock;
 
-/// Opens (creating) the lock file for `name` in the kernel cache's `.locks` dir, not yet locked.
-fn lock_file(name: &str) -> Result<(std::fs::File, PathBuf), KernelError> {
-    let dir = crate::paths::kernels_dir().join(".locks");
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let path = dir.join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    Ok((file, path))
+/// The lock file for `name` in the kernel cache's `.locks` dir.
+fn lock_path(name: &str) -> PathBuf {
+    crate::paths::kernels_dir()
+        .join(".locks")
+        .join(format!("{name}.lock"))
 }
 
 /// Exclusive lock on `name`, waiting (with a notice) if another process holds it.
 pub fn lock(name: &str) -> Result<Lock, KernelError> {
-    let (file, path) = lock_file(name)?;
-    match fs4::FileExt::try_lock(&file) {
-        Ok(()) => {}
-        Err(_) => {
-            eprintln!(
-                "notice: another ktstr holds {name}; waiting for it (its result will be reused)"
-            );
-            fs4::FileExt::lock(&file).map_err(io(format!("locking {}", path.display())))?;
-        }
-    }
-    Ok(Lock { _file: file })
+    let path = lock_path(name);
+    Lock::exclusive(&path, || {
+        eprintln!("notice: another ktstr holds {name}; waiting for it (its result will be reused)")
+    })
+    .map_err(io(format!("locking {}", path.display())))
 }
 
 /// Shared lock on `name`: marks a source tree as in use so `gc` (which needs it exclusively) skips
 /// it while builds read it.
 pub fn lock_shared(name: &str) -> Result<Lock, KernelError> {
-    let (file, path) = lock_file(name)?;
-    fs4::FileExt::lock_shared(&file).map_err(io(format!("locking {}", path.display())))?;
-    Ok(Lock { _file: file })
+    let path = lock_path(name);
+    Lock::shared(&path).map_err(io(format!("locking {}", path.display())))
 }
 
 fn try_lock(name: &str) -> Option<Lock> {
-    let (file, _) = lock_file(name).ok()?;
-    fs4::FileExt::try_lock(&file).ok()?;
-    Some(Lock { _file: file })
+    Lock::try_exclusive(&lock_path(name))
 }
 
 /// All entries, most recently used first.

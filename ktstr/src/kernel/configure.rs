@@ -2,9 +2,10 @@
 //! verify that every requested option kept its value. Kconfig silently drops options whose
 //! dependencies are unmet; we name each dropped option and, where the Kconfig files tell, why.
 
-use super::build::{self, Progress};
+use super::make;
 use super::spec::{ConfigPart, effective_items};
 use super::{KernelError, io};
+use crate::progress::Progress;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ pub fn configure(
         }
         None => {
             progress.phase("configure: tinyconfig");
-            build::run_make(
+            make::run_make(
                 tree,
                 &dir,
                 &["tinyconfig"],
@@ -78,7 +79,7 @@ pub fn configure(
     }
     std::fs::write(&config, lines.join("\n") + "\n").map_err(io("writing .config"))?;
     progress.phase("configure: olddefconfig");
-    build::run_make(
+    make::run_make(
         tree,
         &dir,
         &["olddefconfig"],

@@ -12,6 +12,7 @@ pub mod configure;
 pub mod debian;
 pub mod git_remote;
 pub mod image;
+pub mod make;
 pub mod source;
 pub mod spec;
 
@@ -86,6 +87,11 @@ impl KernelError {
                 | Self::Dropped { .. }
         )
     }
+}
+
+/// [`crate::digest::sha256_file`] with the kernel module's error.
+pub(crate) fn sha256_file(path: &Path) -> Result<String, KernelError> {
+    crate::digest::sha256_file(path).map_err(io(format!("hashing {}", path.display())))
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> KernelError {
@@ -246,7 +252,7 @@ fn resolve_or_plan(
     {
         return Ok(Outcome::Kernel(entry.resolved(true)));
     }
-    let mut progress = build::Progress::new(opts.progress, spec_str);
+    let mut progress = crate::progress::Progress::new(opts.progress, spec_str);
     let (tree, _tree_in_use) = source::materialize_in_use(&src, &mut progress)?;
     let conf = configure::configure(&tree, opts.base_config.as_deref(), &parts, &mut progress)?;
     let key = cache::content_key(&src.identity, &conf.normalized, &toolchain);
@@ -304,7 +310,7 @@ pub fn source_tree(k: &ResolvedKernel) -> Result<PathBuf, KernelError> {
         why: "no such cache entry".into(),
     })?;
     let meta = entry.metadata()?;
-    let mut progress = build::Progress::new(false, key);
+    let mut progress = crate::progress::Progress::new(false, key);
     source::materialize(&meta.inputs.source, &mut progress)
 }
 

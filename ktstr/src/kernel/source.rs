@@ -2,10 +2,11 @@
 //! content (tarball sha256, git tree id, or a hash of a local tree's files) and materialize them as
 //! an extracted tree under the cache, one per identity, so a tree is extracted once.
 
-use super::build::Progress;
 use super::git_remote;
+use super::sha256_file;
 use super::spec::KernelSpec;
 use super::{KernelError, io};
+use crate::progress::Progress;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -307,13 +308,6 @@ fn remember_version(path: &Path, version: Option<&str>) {
         e.version = version.map(str::to_string);
         store_stat_cache(&cache);
     }
-}
-
-pub fn sha256_file(path: &Path) -> Result<String, KernelError> {
-    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(io(format!("reading {}", path.display())))?;
-    Ok(hex::encode(h.finalize()))
 }
 
 // ---- git -------------------------------------------------------------------------------------

@@ -14,9 +14,7 @@
 
 use super::SchedError;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,16 +66,12 @@ impl Cache {
 
     /// Holds an exclusive lock on `key` until the guard drops; a second process building the same
     /// scheduler waits here and then finds the index entry the first one wrote.
-    pub fn lock(&self, key: &str) -> Result<fs::File, SchedError> {
+    pub fn lock(&self, key: &str) -> Result<crate::lock::FileLock, SchedError> {
         let p = self.dir("locks")?.join(format!("{key}.lock"));
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(|e| io_err(&p, e))?;
-        fs4::FileExt::lock(&f).map_err(|e| io_err(&p, e))?;
-        Ok(f)
+        crate::lock::FileLock::exclusive(&p, || {
+            eprintln!("notice: another ktstr is building scheduler {key}; waiting for it")
+        })
+        .map_err(|e| io_err(&p, e))
     }
 
     /// Copies `bin` into the store under its content hash and points `key` at it.
@@ -113,18 +107,9 @@ impl Cache {
     }
 }
 
+/// [`crate::digest::sha256_file`] with the scheduler module's error.
 pub fn sha256_file(p: &Path) -> Result<String, SchedError> {
-    let mut f = fs::File::open(p).map_err(|e| io_err(p, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io_err(p, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
+    crate::digest::sha256_file(p).map_err(|e| io_err(p, e))
 }
 
 /// Appends `line` to a build log (how long the build took, for later reading); best effort.
@@ -133,13 +118,6 @@ pub fn append_line(log: &Path, line: &str) {
     if let Ok(mut f) = fs::OpenOptions::new().append(true).open(log) {
         let _ = writeln!(f, "{line}");
     }
-}
-
-/// The last `n` lines of a build log, for the error message.
-pub fn log_tail(p: &Path, n: usize) -> String {
-    let text = fs::read_to_string(p).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 #[cfg(test)]

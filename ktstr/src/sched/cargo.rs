@@ -1,7 +1,7 @@
 //! scx schedulers from crates.io: `cargo install NAME --version =V --locked`, once per NAME@V.
 
 use super::SchedError;
-use super::cache::{Cache, Entry, io_err, log_tail};
+use super::cache::{Cache, Entry, io_err};
 use super::toolchain::{self, BuildKind};
 use std::fs;
 use std::process::{Command, Stdio};
@@ -67,7 +67,7 @@ pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedEr
             return Err(SchedError::Build {
                 what: format!("{name} {version} (cargo install)"),
                 log: log.clone(),
-                tail: log_tail(&log, 15),
+                tail: crate::progress::log_tail(&log, 15),
             });
         }
         let _ = fs::remove_dir_all(&root);

@@ -3,7 +3,7 @@
 //! results are cached per kernel key.
 
 use super::SchedError;
-use super::cache::{Cache, Entry, append_line, io_err, log_tail};
+use super::cache::{Cache, Entry, append_line, io_err};
 use super::spec::KERNEL_TOOLS;
 use super::toolchain::{self, BuildKind};
 use std::fs;
@@ -81,7 +81,7 @@ pub fn ensure(
         return Err(SchedError::Build {
             what: format!("tools/sched_ext of kernel {version}"),
             log: log.clone(),
-            tail: log_tail(&log, 15),
+            tail: crate::progress::log_tail(&log, 15),
         });
     }
     let took = format!("ktstr: built tools/sched_ext in {:.1?}", t0.elapsed());
