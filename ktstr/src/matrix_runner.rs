@@ -2,13 +2,12 @@
 //! [`CellRunner`] that builds every distinct kernel, scheduler and initramfs once and boots each
 //! cell in its own VM through [`crate::cell::run_cell`].
 
-use crate::cell::{self, CellRequest};
-use crate::initramfs::{self, InitramfsSpec};
+use crate::cell::{self, Cell, SchedulerBinary, Workload};
+use crate::initramfs;
 use crate::kernel::{self, ResolveOptions, ResolvedKernel};
 use crate::sched::{self, ResolvedSched, Source};
 use crate::topology::Topology;
 use crate::vm::Backend;
-use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
 use ktstr_matrix::engine::{Artifact, CellRunner, Event};
 use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell, Validator};
 use ktstr_matrix::result::{CellResult, HostTimings};
@@ -18,8 +17,6 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The scheduler attach wait given to the guest agent.
-const ATTACH_TIMEOUT_MS: u64 = 20_000;
 /// Measured: tinyconfig + fragments, `make -j2` on the dev machines (DEVELOPERS.md).
 const KERNEL_BUILD_ESTIMATE: Duration = Duration::from_secs(630);
 const KERNEL_TOOLS_ESTIMATE: Duration = Duration::from_secs(15);
@@ -47,10 +44,11 @@ impl Validator for KtstrValidator {
     fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
         ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())
     }
-    fn topology(&self, spec: &str) -> Result<u32, String> {
-        spec.parse::<Topology>()
-            .map(|t| t.cpus())
-            .map_err(|e| e.to_string())
+    fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String> {
+        let t = spec.parse::<Topology>().map_err(|e| e.to_string())?;
+        cell::pipeline::check_memory(memory_mib, &t)
+            .map_err(|e| format!("memory_mib with topology {spec}: {e}"))?;
+        Ok(t.cpus())
     }
 }
 
@@ -153,33 +151,44 @@ pub struct Prepared {
     initramfs: Mutex<HashMap<String, Result<PathBuf, String>>>,
 }
 
+/// The pipeline's cell for a planned cell, once its kernel image and scheduler are known.
+pub fn cell_of(
+    kernel: PathBuf,
+    cell: &PlannedCell,
+    scheduler: Option<SchedulerBinary>,
+    memory_mib: u32,
+    cpu_budget: Option<u32>,
+) -> Result<Cell, String> {
+    let topology: Topology = cell.key.topology.parse().map_err(|e| format!("{e}"))?;
+    Ok(Cell {
+        kernel,
+        workload: Workload::Scenario {
+            scheduler,
+            scenario: cell.key.scenario.name.clone(),
+            params: json_params(&cell.key.scenario.params),
+            duration: Duration::from_millis(cell.key.duration_ms),
+        },
+        topology,
+        memory_mib,
+        files: Vec::new(),
+        cpu_budget,
+        cmdline_extra: Vec::new(),
+    })
+}
+
 impl KtstrRunner {
-    fn cell_spec(&self, cell: &PlannedCell, s: &SchedReady) -> (CellSpec, Vec<(PathBuf, String)>) {
-        let (scheduler, files) = match s {
+    fn cell_of(&self, kernel: PathBuf, cell: &PlannedCell, s: &SchedReady) -> Result<Cell, String> {
+        let scheduler = match s {
             SchedReady::Binary {
                 name, path, args, ..
-            } => (
-                Some(SchedulerLaunch {
-                    name: name.clone(),
-                    path: initramfs::guest_path_for(path, ""),
-                    args: args.clone(),
-                    attach_timeout_ms: ATTACH_TIMEOUT_MS,
-                }),
-                vec![(path.clone(), String::new())],
-            ),
-            _ => (None, Vec::new()),
-        };
-        let spec = CellSpec {
-            protocol_version: PROTOCOL_VERSION,
-            mode: Mode::Scenario(ScenarioRun {
-                scheduler,
-                scenario: cell.key.scenario.name.clone(),
-                params: json_params(&cell.key.scenario.params),
-                duration_ms: cell.key.duration_ms,
-                thresholds: BTreeMap::new(),
+            } => Some(SchedulerBinary {
+                name: name.clone(),
+                path: path.clone(),
+                args: args.clone(),
             }),
+            _ => None,
         };
-        (spec, files)
+        cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
     }
 
     fn initramfs_key(cell: &PlannedCell) -> String {
@@ -366,8 +375,12 @@ impl CellRunner for KtstrRunner {
             if matches!(s, SchedReady::Skipped(_) | SchedReady::Failed(_)) {
                 continue;
             }
-            let (spec, files) = self.cell_spec(cell, s);
-            let r = initramfs::build(&InitramfsSpec::new(spec, files))
+            let Some(Ok(k)) = prepared.kernels.get(&cell.key.column()) else {
+                continue;
+            };
+            let r = self
+                .cell_of(k.image.clone(), cell, s)
+                .and_then(|c| initramfs::build(&c.initramfs_spec()).map_err(|e| e.to_string()))
                 .map_err(|e| format!("initramfs: {e}"));
             built += 1;
             prepared
@@ -453,24 +466,14 @@ impl CellRunner for KtstrRunner {
             Some(Err(e)) => return error(e.clone()),
             None => return error("initramfs was not prepared".into()),
         };
-        let topology: Topology = match cell.key.topology.parse() {
-            Ok(t) => t,
-            Err(e) => return error(e.to_string()),
-        };
-        let (spec, files) = self.cell_spec(cell, s);
         let log = self.logs_dir.join(log_name(&cell.key));
         let _ = std::fs::create_dir_all(&self.logs_dir);
-        let req = CellRequest {
-            kernel: k.image.clone(),
-            cell: spec,
-            files,
-            topology,
-            memory_mib: self.memory_mib,
-            timeout: Duration::from_millis(cell.key.duration_ms)
-                + cell::boot_allowance(topology.cpus()),
-            cpu_budget: self.cpu_budget,
-            console_log: log,
-            cmdline_extra: Vec::new(),
+        let req = match self
+            .cell_of(k.image.clone(), cell, s)
+            .and_then(|c| c.request(log, None).map_err(|e| e.to_string()))
+        {
+            Ok(req) => req,
+            Err(e) => return error(e),
         };
         cell::boot_cell(&req, &initramfs, self.backend.as_ref())
     }

@@ -14,8 +14,9 @@ pub trait Validator {
     fn sched(&self, spec: &str) -> Result<(), String>;
     /// `params` values are JSON text.
     fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String>;
-    /// Returns the topology's vCPU count.
-    fn topology(&self, spec: &str) -> Result<u32, String>;
+    /// Checks the topology and the guest memory every cell gets against it; returns the
+    /// topology's vCPU count.
+    fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String>;
 }
 
 /// One column of the report: a kernel built with one config set.
@@ -134,7 +135,7 @@ pub fn validate(
     }
     let mut vcpus = BTreeMap::new();
     for t in &spec.topologies {
-        match v.topology(t) {
+        match v.topology(t, spec.memory_mib) {
             Ok(n) => {
                 vcpus.insert(t.clone(), n);
             }

@@ -631,7 +631,7 @@ fn version_download_verifies_sha256_and_offline_lists_what_was_tried() {
         .unwrap();
     assert!(st.success());
     let tarball = std::fs::read(work.path().join("linux-9.9.1.tar.xz")).unwrap();
-    let sum = ktstr::kernel::source::sha256_file(&work.path().join("linux-9.9.1.tar.xz")).unwrap();
+    let sum = ktstr::digest::sha256_file(&work.path().join("linux-9.9.1.tar.xz")).unwrap();
     let good = format!(
         "{sum}  linux-9.9.1.tar.xz\n{}  linux-9.9.tar.xz\n",
         "0".repeat(64)
@@ -674,7 +674,7 @@ fn version_download_verifies_sha256_and_offline_lists_what_was_tried() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("download"), "{err}");
     let kept = tarballs.join("linux-9.9.1.tar.xz");
-    assert_eq!(ktstr::kernel::source::sha256_file(&kept).unwrap(), sum);
+    assert_eq!(ktstr::digest::sha256_file(&kept).unwrap(), sum);
 
     // Offline with nothing local: one clear error listing each place tried.
     let empty = tempfile::tempdir().unwrap();
@@ -728,13 +728,13 @@ fn two_clean_builds_give_the_same_image() {
         shared.key.as_deref(),
         "same inputs, same key"
     );
-    let image = source::sha256_file(&shared.image).unwrap();
+    let image = ktstr::digest::sha256_file(&shared.image).unwrap();
     assert_eq!(
         clean_meta["files"]["bzImage"]["sha256"].as_str(),
         Some(image.as_str()),
         "same inputs in another O= tree, same bzImage sha256"
     );
-    let vmlinux = source::sha256_file(shared.vmlinux.as_ref().unwrap()).unwrap();
+    let vmlinux = ktstr::digest::sha256_file(shared.vmlinux.as_ref().unwrap()).unwrap();
     assert_eq!(
         clean_meta["files"]["vmlinux"]["sha256"].as_str(),
         Some(vmlinux.as_str()),

@@ -6,11 +6,10 @@
 
 use super::bad_input;
 use super::vm_args::{VmArgs, announce};
-use crate::cell::{self, CellRequest};
+use crate::cell::{self, Cell, SchedulerBinary, Workload};
 use crate::sched::{self, ResolvedSched};
 use anyhow::Context;
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION, ScenarioRun, SchedulerLaunch};
 use ktstr_matrix::result::{CellResult, Outcome};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,9 +47,6 @@ pub struct Args {
     pub timeout: Option<Duration>,
 }
 
-/// How long the agent waits for a scheduler to reach `enabled`: BPF verification under TCG is slow.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
-
 pub fn run(args: Args) -> anyhow::Result<i32> {
     // Everything cheap is checked before the kernel is resolved (which may build for minutes);
     // the backend line is printed only once every input has been accepted.
@@ -60,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
     super::vm_args::check_json_out(args.json.as_deref())?;
-    let mut files = args.vm.files()?;
+    let files = args.vm.files()?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
             "--sched-arg given without --sched: name the scheduler",
@@ -79,53 +75,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let scheduler = match resolved {
         ResolvedSched::Eevdf => None,
         ResolvedSched::Skipped { reason } => return skipped(&args, reason),
-        ResolvedSched::Binary {
-            name,
-            path,
-            args: mut sched_args,
-        } => {
-            let guest = crate::initramfs::guest_path_for(&path, "");
-            files.push((path, guest.clone()));
-            sched_args.extend(args.sched_args.iter().cloned());
-            Some(SchedulerLaunch {
-                name,
-                path: guest,
-                args: sched_args,
-                attach_timeout_ms: ATTACH_TIMEOUT.as_millis() as u64,
-            })
-        }
+        ResolvedSched::Binary { name, path, args } => Some(SchedulerBinary { name, path, args }),
     };
-    let kernel = resolved_kernel.image;
-    let attach = if scheduler.is_some() {
-        ATTACH_TIMEOUT
-    } else {
-        Duration::ZERO
-    };
-    let timeout = args
-        .timeout
-        .unwrap_or(args.duration + cell::boot_allowance(topology.cpus()) + attach);
+    let cell = cell_of(
+        &args,
+        resolved_kernel.image,
+        scheduler,
+        topology,
+        params,
+        files,
+    );
     // Without --console-log, the console and the result go to a per-run directory that is kept.
     let (run_dir, console_log) = console_target(args.console_log.as_deref())?;
-    let req = CellRequest {
-        kernel,
-        cell: CellSpec {
-            protocol_version: PROTOCOL_VERSION,
-            mode: Mode::Scenario(ScenarioRun {
-                scheduler,
-                scenario: args.scenario.clone(),
-                params,
-                duration_ms: args.duration.as_millis() as u64,
-                thresholds: BTreeMap::new(),
-            }),
-        },
-        files,
-        topology,
-        memory_mib: args.vm.memory_mib,
-        timeout,
-        cpu_budget: args.vm.cpu_budget,
-        console_log: console_log.clone(),
-        cmdline_extra: Vec::new(),
-    };
+    let req = cell
+        .request(console_log.clone(), args.timeout)
+        .map_err(|e| bad_input(format!("--memory-mib: {e}")))?;
     let result = cell::run_cell(&req, selected.backend.as_ref());
     println!("{}", table(&result, &args, &console_log));
     if result.outcome != Outcome::Pass && !result.console_tail.is_empty() {
@@ -147,6 +111,34 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         crate::exit::FAILURE
     })
+}
+
+/// The cell `ktstr run` asked for; `--sched-arg`s follow the spec's own arguments.
+fn cell_of(
+    args: &Args,
+    kernel: PathBuf,
+    mut scheduler: Option<SchedulerBinary>,
+    topology: crate::topology::Topology,
+    params: BTreeMap<String, serde_json::Value>,
+    files: Vec<(PathBuf, String)>,
+) -> Cell {
+    if let Some(s) = &mut scheduler {
+        s.args.extend(args.sched_args.iter().cloned());
+    }
+    Cell {
+        kernel,
+        workload: Workload::Scenario {
+            scheduler,
+            scenario: args.scenario.clone(),
+            params,
+            duration: args.duration,
+        },
+        topology,
+        memory_mib: args.vm.memory_mib,
+        files,
+        cpu_budget: args.vm.cpu_budget,
+        cmdline_extra: Vec::new(),
+    }
 }
 
 /// Scheduler errors: bad specs and missing host packages exit 2, build failures exit 1.
@@ -382,6 +374,117 @@ fn fmt_metric(name: &str, v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ktstr run` and a matrix cell with the same inputs must boot the same request: the same
+    /// guest spec (scheduler launch, attach timeout, scenario, params, duration), files, memory
+    /// and watchdog.
+    #[test]
+    fn run_and_matrix_make_the_same_cell_for_the_same_inputs() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "ktstr",
+            "--kernel",
+            "6.12",
+            "--config",
+            "sched_ext",
+            "--sched",
+            "kernel:scx_simple",
+            "--scenario",
+            "wake",
+            "--param",
+            "pairs=3",
+            "--param",
+            "mechanism=futex",
+            "--duration",
+            "3s",
+            "--topology",
+            "1n2l2c1t",
+            "--memory-mib",
+            "1024",
+        ])
+        .unwrap();
+        let args = cli.args;
+        let sched = SchedulerBinary {
+            name: "kernel:scx_simple".into(),
+            path: "/cache/scx_simple".into(),
+            args: vec![],
+        };
+        let kernel = PathBuf::from("/cache/k/bzImage");
+        let log = PathBuf::from("/out/console.log");
+        let from_run = cell_of(
+            &args,
+            kernel.clone(),
+            Some(sched.clone()),
+            args.vm.topology().unwrap(),
+            parse_params(&args.params).unwrap(),
+            args.vm.files().unwrap(),
+        )
+        .request(log.clone(), args.timeout)
+        .unwrap();
+
+        let toml = r#"
+            kernels = ["6.12"]
+            configs = ["sched_ext"]
+            scheds = ["kernel:scx_simple"]
+            scenarios = ["wake"]
+            topologies = ["1n2l2c1t"]
+            duration = "3s"
+            repeats = 1
+            memory_mib = 1024
+            [params.wake]
+            pairs = 3
+            mechanism = "futex"
+        "#;
+        let spec = ktstr_matrix::spec::parse_file(toml, "test.toml")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let vcpus =
+            ktstr_matrix::plan::validate(&spec, &crate::matrix_runner::KtstrValidator).unwrap();
+        let plan = ktstr_matrix::plan::expand(&spec, &vcpus);
+        assert_eq!(plan.cells.len(), 1);
+        let from_matrix = crate::matrix_runner::cell_of(
+            kernel,
+            &plan.cells[0],
+            Some(sched),
+            spec.memory_mib,
+            None,
+        )
+        .unwrap()
+        .request(log, None)
+        .unwrap();
+        assert_eq!(from_run, from_matrix);
+        assert_eq!(
+            from_run.timeout,
+            Duration::from_secs(3 + 60 + 2 * 4) + cell::pipeline::ATTACH_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn a_matrix_spec_gets_the_memory_check_of_run() {
+        let toml = r#"
+            kernels = ["6.12"]
+            scheds = ["eevdf"]
+            scenarios = ["steady"]
+            topologies = ["1n1l2c1t", "4n1l1c1t"]
+            memory_mib = 200
+        "#;
+        let spec = ktstr_matrix::spec::parse_file(toml, "test.toml")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        let errs =
+            ktstr_matrix::plan::validate(&spec, &crate::matrix_runner::KtstrValidator).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("4n1l1c1t") && errs[0].contains("256 MiB"),
+            "{errs:?}"
+        );
+    }
 
     #[test]
     fn run_dirs_are_new_and_the_oldest_beyond_keep_go() {

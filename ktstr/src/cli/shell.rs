@@ -9,10 +9,10 @@
 use super::bad_input;
 use super::run::{parse_duration, write_json};
 use super::vm_args::{VmArgs, announce};
-use crate::cell::{self, CellRequest};
-use crate::initramfs::{self, InitramfsSpec};
+use crate::cell::{self, Cell, Workload};
+use crate::initramfs;
 use crate::vm::{ConsoleMode, VmConfig, cmdline};
-use ktstr_guest::protocol::{CellSpec, GuestMessage, Mode, PROTOCOL_VERSION};
+use ktstr_guest::protocol::GuestMessage;
 use ktstr_matrix::result::{CellResult, Outcome};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,10 +41,6 @@ pub struct Args {
     pub console_log: Option<PathBuf>,
 }
 
-/// "No timeout" for an interactive shell: a VM left open for a month is still ended.
-const INTERACTIVE_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
-const EXEC_TIMEOUT: Duration = Duration::from_secs(600);
-
 pub fn run(args: Args) -> anyhow::Result<i32> {
     // Cheap checks first, silent; resolving the kernel may build it for minutes, so it comes
     // after them; the backend line is printed only once every input has been accepted.
@@ -64,24 +60,29 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         cmdline::quiet()
     };
-    let cell = CellSpec {
-        protocol_version: PROTOCOL_VERSION,
-        mode: Mode::Shell {
+    let cell = Cell {
+        kernel,
+        workload: Workload::Shell {
             exec: args.exec.clone(),
         },
+        topology,
+        memory_mib: args.vm.memory_mib,
+        files,
+        cpu_budget: args.vm.cpu_budget,
+        cmdline_extra,
     };
 
     let Some(_) = &args.exec else {
-        let initramfs = initramfs::build(&InitramfsSpec::new(cell, files))?;
+        let initramfs = initramfs::build(&cell.initramfs_spec())?;
         let cfg = VmConfig {
-            kernel,
+            kernel: cell.kernel.clone(),
             initramfs,
             topology,
-            memory_mib: args.vm.memory_mib,
-            cmdline_extra,
+            memory_mib: cell.memory_mib,
+            cmdline_extra: cell.cmdline_extra.clone(),
             console: ConsoleMode::Interactive,
-            timeout: args.timeout.unwrap_or(INTERACTIVE_TIMEOUT),
-            cpu_budget: args.vm.cpu_budget,
+            timeout: args.timeout.unwrap_or_else(|| cell.default_watchdog()),
+            cpu_budget: cell.cpu_budget,
         };
         let run = selected.backend.run(&cfg)?;
         let code = run.messages.iter().find_map(|m| match m {
@@ -95,17 +96,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let (run_dir, console_log) = super::run::console_target(args.console_log.as_deref())?;
     // The follower must not print a previous run's log.
     let _ = std::fs::remove_file(&console_log);
-    let req = CellRequest {
-        kernel,
-        cell,
-        files,
-        topology,
-        memory_mib: args.vm.memory_mib,
-        timeout: args.timeout.unwrap_or(EXEC_TIMEOUT),
-        cpu_budget: args.vm.cpu_budget,
-        console_log: console_log.clone(),
-        cmdline_extra,
-    };
+    let req = cell
+        .request(console_log.clone(), args.timeout)
+        .map_err(|e| bad_input(format!("--memory-mib: {e}")))?;
     let (tx, rx) = mpsc::channel();
     let backend = selected.backend;
     let worker = std::thread::spawn(move || {

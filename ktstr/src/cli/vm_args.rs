@@ -102,20 +102,10 @@ pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
         .map_err(|e| bad_input(format!("--topology: {e}")))
 }
 
-/// Below this a distribution kernel (~60 MB unpacked) plus the initramfs leaves the guest too
-/// little to run a scenario; QEMU would also silently turn 0 into its default.
-pub const MIN_MEMORY_MIB: u32 = 128;
-/// Per NUMA node, so no node is only kernel text.
-pub const MIN_NODE_MEMORY_MIB: u32 = 64;
-
+/// `--memory-mib` against the topology, by the cell pipeline's rule.
 pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
-    if mib < MIN_MEMORY_MIB || mib / topology.nodes < MIN_NODE_MEMORY_MIB {
-        return Err(bad_input(format!(
-            "--memory-mib {mib}: give at least {} MiB for topology {topology} ({MIN_MEMORY_MIB} MiB, and {MIN_NODE_MEMORY_MIB} MiB per NUMA node)",
-            MIN_MEMORY_MIB.max(MIN_NODE_MEMORY_MIB * topology.nodes)
-        )));
-    }
-    Ok(())
+    crate::cell::pipeline::check_memory(mib, topology)
+        .map_err(|e| bad_input(format!("--memory-mib: {e}")))
 }
 
 /// `perf_mode`: false for `--no-perf-mode` (kvm backend only).

@@ -39,7 +39,12 @@ impl Validator for NameValidator {
         }
         Ok(())
     }
-    fn topology(&self, spec: &str) -> Result<u32, String> {
+    fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String> {
+        if memory_mib < 128 {
+            return Err(format!(
+                "topology {spec}: memory {memory_mib} MiB is too little"
+            ));
+        }
         match spec {
             "1n1l1c1t" => Ok(1),
             "1n1l2c1t" => Ok(2),

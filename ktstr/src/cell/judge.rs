@@ -1,114 +1,11 @@
-//! One cell: initramfs + backend run -> `CellResult`.
-//!
-//! [`run_cell`] never panics and never returns an error: every fault (initramfs, backend start,
-//! kernel crash, watchdog, agent silence, garbage on the result channel) becomes an outcome with a
-//! one-line reason and the console tail as evidence. [`judge`] is the pure mapping from what the
-//! VM produced to the outcome, so it is unit-tested without booting.
+//! What a VM produced -> the cell's outcome: a pure mapping, unit-tested without booting.
 
-use crate::initramfs::{self, InitramfsSpec};
-use crate::topology::Topology;
+use super::ms;
 use crate::vm::console::{CrashKind, classify};
-use crate::vm::{Backend, ConsoleMode, VmConfig, VmEnd, VmRun};
-use ktstr_guest::protocol::{CellSpec, GuestMessage, GuestReport, GuestStatus, PROTOCOL_VERSION};
+use crate::vm::{VmEnd, VmRun};
+use ktstr_guest::protocol::{GuestMessage, GuestReport, GuestStatus, PROTOCOL_VERSION};
 use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-#[derive(Debug, Clone)]
-pub struct CellRequest {
-    /// bzImage or vmlinux (validated by the caller, e.g. `kernel::image::probe`).
-    pub kernel: PathBuf,
-    pub cell: CellSpec,
-    /// (host path, guest path); an empty guest path means `/ktstr/files/<name>`.
-    pub files: Vec<(PathBuf, String)>,
-    pub topology: Topology,
-    pub memory_mib: u32,
-    /// Host-side watchdog for the whole boot (boot allowance + scenario + teardown).
-    pub timeout: Duration,
-    pub cpu_budget: Option<u32>,
-    /// Where the kernel console is written.
-    pub console_log: PathBuf,
-    /// Extra kernel command line items (after `vm::cmdline::base`).
-    pub cmdline_extra: Vec<String>,
-}
-
-impl CellRequest {
-    /// A request with the defaults `ktstr run` uses for everything but the essentials.
-    pub fn new(kernel: PathBuf, cell: CellSpec, console_log: PathBuf) -> Self {
-        CellRequest {
-            kernel,
-            cell,
-            files: Vec::new(),
-            topology: Topology::default(),
-            memory_mib: 512,
-            timeout: Duration::from_secs(120),
-            cpu_budget: None,
-            console_log,
-            cmdline_extra: Vec::new(),
-        }
-    }
-}
-
-/// Boot allowance for the watchdog on top of a scenario's duration: a Debian cloud kernel reaches
-/// the agent in ~3-6 s under TCG on an idle 2-core host, several times that when cells run in
-/// parallel on a loaded one.
-pub fn boot_allowance(cpus: u32) -> Duration {
-    Duration::from_secs(60 + 2 * u64::from(cpus))
-}
-
-/// Builds (or finds in the cache) the cell's initramfs, then boots it: see [`boot_cell`].
-pub fn run_cell(req: &CellRequest, backend: &dyn Backend) -> CellResult {
-    let spec = InitramfsSpec::new(req.cell.clone(), req.files.clone());
-    match initramfs::build(&spec) {
-        Ok(initramfs) => boot_cell(req, &initramfs, backend),
-        Err(e) => CellResult::error(
-            format!("initramfs: {e}"),
-            HostTimings::default(),
-            backend.describe(),
-        ),
-    }
-}
-
-/// Boots `initramfs`, which must be the image built from `req.cell` and `req.files` (callers that
-/// built it already, like the matrix runner, skip re-assembling and re-hashing it per cell).
-pub fn boot_cell(req: &CellRequest, initramfs: &Path, backend: &dyn Backend) -> CellResult {
-    let started = Instant::now();
-    let error = |reason: String| {
-        let timings = HostTimings {
-            to_agent_ms: None,
-            to_result_ms: None,
-            wall_ms: ms(started.elapsed()),
-        };
-        CellResult::error(reason, timings, backend.describe())
-    };
-    let cfg = VmConfig {
-        kernel: req.kernel.clone(),
-        initramfs: initramfs.to_path_buf(),
-        topology: req.topology,
-        memory_mib: req.memory_mib,
-        cmdline_extra: req.cmdline_extra.clone(),
-        console: ConsoleMode::Capture {
-            log: req.console_log.clone(),
-        },
-        timeout: req.timeout,
-        cpu_budget: req.cpu_budget,
-    };
-    // A panic inside a backend must still become a result (the backend's guards kill the VM
-    // while unwinding).
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.run(&cfg)));
-    match run {
-        Ok(Ok(run)) => judge(&run, req.timeout),
-        Ok(Err(e)) => error(format!("{}: {e}", backend.describe())),
-        Err(p) => error(format!(
-            "{} panicked: {}",
-            backend.describe(),
-            p.downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| p.downcast_ref::<&str>().copied())
-                .unwrap_or("?")
-        )),
-    }
-}
+use std::time::Duration;
 
 /// Multi-threaded QEMU TCG sometimes runs kernel text that was just live-patched as if the
 /// patch's temporary int3 were still there, and the kernel oopses on it (seen in the nested
@@ -237,10 +134,6 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
         },
         backend: run.backend.clone(),
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 #[cfg(test)]
