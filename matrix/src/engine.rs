@@ -23,11 +23,16 @@ pub struct Artifact {
 pub trait CellRunner: Sync {
     /// Whatever `prepare` produced that `run` needs (paths of images, initramfs ...).
     type Prepared: Sync;
+    /// Why preparation stopped the run (bad input: a build failure only fails its cells).
+    type Error: std::error::Error + Send + Sync + 'static;
     /// What must be built or fetched, and whether it is cached (for the plan; builds nothing).
     fn survey(&self, plan: &Plan) -> Vec<Artifact>;
     /// Builds every distinct kernel, scheduler and initramfs once. An error here stops the run.
-    fn prepare(&self, plan: &Plan, emit: &(dyn Fn(Event) + Sync))
-    -> Result<Self::Prepared, String>;
+    fn prepare(
+        &self,
+        plan: &Plan,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Self::Prepared, Self::Error>;
     /// The hashes of every input of one cell (and whether it must be skipped).
     fn inputs(&self, prepared: &Self::Prepared, cell: &PlannedCell) -> CellInputs;
     /// Runs one cell in its own VM. Never panics: every fault is an outcome.
@@ -234,7 +239,7 @@ fn skipped(reason: &str) -> CellResult {
 pub struct StoreSubscriber {
     pub writer: crate::store::Writer,
     /// First write error (reported at the end; the run goes on so the VMs are not wasted).
-    pub error: Mutex<Option<String>>,
+    pub error: Mutex<Option<crate::store::StoreError>>,
 }
 
 impl Subscriber for StoreSubscriber {
@@ -243,7 +248,7 @@ impl Subscriber for StoreSubscriber {
             && let Err(e) = self.writer.append(&Record::Cell(record.clone()))
         {
             let mut err = self.error.lock().unwrap_or_else(|p| p.into_inner());
-            err.get_or_insert(e.to_string());
+            err.get_or_insert(e);
         }
     }
 }

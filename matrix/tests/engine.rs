@@ -48,10 +48,11 @@ impl Mock {
 
 impl CellRunner for Mock {
     type Prepared = ();
+    type Error = std::convert::Infallible;
     fn survey(&self, _plan: &Plan) -> Vec<Artifact> {
         vec![]
     }
-    fn prepare(&self, _plan: &Plan, _emit: &(dyn Fn(Event) + Sync)) -> Result<(), String> {
+    fn prepare(&self, _plan: &Plan, _emit: &(dyn Fn(Event) + Sync)) -> Result<(), Self::Error> {
         Ok(())
     }
     fn inputs(&self, _: &(), cell: &PlannedCell) -> CellInputs {

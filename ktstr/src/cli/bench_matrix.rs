@@ -85,7 +85,9 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
     };
-    let prepared = runner.prepare(&plan, &|_| {}).map_err(bad_input)?;
+    let prepared = runner
+        .prepare(&plan, &|_| {})
+        .map_err(|e| bad_input(e.to_string()))?;
     let cancelled = crate::cancel::requested;
     let mut passes = vec![("parallel", cores as usize)];
     if a.serial {

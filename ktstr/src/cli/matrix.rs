@@ -1,20 +1,16 @@
 //! `ktstr matrix`: spec (matrix.toml and/or flags, else the embedded default) -> validate every
-//! name -> plan -> build each kernel / scheduler / initramfs once -> run the cells in parallel VMs
-//! under a CPU budget -> results.jsonl -> report.
+//! name -> plan -> a [`Session`] in the output directory (build each kernel / scheduler /
+//! initramfs once, run the cells in parallel VMs under a CPU budget, results.jsonl) -> report.
 
 use super::bad_input;
+use super::matrix_progress::Progress;
 use crate::matrix_runner::{KtstrRunner, KtstrValidator};
 use crate::vm::select::{BackendChoice, select};
-use anyhow::Context;
-use ktstr_matrix::engine::{self, CellRunner, Event, RunOptions, StoreSubscriber, Subscriber};
+use ktstr_matrix::engine::{self, CellRunner, RunOptions};
 use ktstr_matrix::plan;
-use ktstr_matrix::report::Thresholds;
-use ktstr_matrix::result::Outcome;
+use ktstr_matrix::session::{Session, SessionError};
 use ktstr_matrix::spec::{self, SpecFile};
-use ktstr_matrix::store::{self, Record, RunRecord, STORE_FORMAT_VERSION, Writer};
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -135,116 +131,25 @@ pub fn load_spec(args: &Args) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
     Ok((spec, out))
 }
 
-/// Terminal progress: a line per finished cell and an overall bar.
-struct Progress {
-    bar: indicatif::ProgressBar,
-    failed: Mutex<usize>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "[{elapsed_precise}] {bar:30} {pos}/{len} cells {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Progress {
-            bar,
-            failed: Mutex::new(0),
-        }
-    }
-}
-
-impl Progress {
-    /// indicatif draws nothing when stderr is not a terminal (CI logs); the per-cell lines must
-    /// still appear there.
-    fn line(&self, s: String) {
-        if self.bar.is_hidden() {
-            eprintln!("{s}");
-        } else {
-            self.bar.println(s);
-        }
-    }
-}
-
-impl Subscriber for Progress {
-    fn on_event(&self, ev: &Event) {
-        match ev {
-            Event::Prepare(s) => self.line(format!("prepare: {s}")),
-            Event::Start { total, resumed } => {
-                self.bar.set_length(*total as u64);
-                self.bar.set_position(*resumed as u64);
-                if *resumed > 0 {
-                    self.line(format!("resume: {resumed} of {total} cells already done"));
-                }
-            }
-            Event::CellStarted { .. } => {}
-            Event::CellFinished {
-                record,
-                elapsed,
-                done,
-                total,
-            } => {
-                let r = &record.result;
-                let outcome = format!("{:?}", r.outcome).to_lowercase();
-                if !matches!(r.outcome, Outcome::Pass | Outcome::Skipped) {
-                    *self.failed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-                }
-                let reason = r
-                    .reason
-                    .as_deref()
-                    .map(|s| format!(": {s}"))
-                    .unwrap_or_default();
-                self.line(format!(
-                    "[{done}/{total}] {outcome:<7} {} ({:.1} s){reason}",
-                    record.key.label(),
-                    elapsed.as_secs_f64()
-                ));
-                self.bar.set_position(*done as u64);
-                let f = *self.failed.lock().unwrap_or_else(|p| p.into_inner());
-                self.bar.set_message(if f > 0 {
-                    format!("{f} not passed")
-                } else {
-                    String::new()
-                });
-            }
-            Event::Cancelled => self.line(
-                "interrupted: no new cells start; run again with --resume to continue".into(),
-            ),
-            Event::Finished { wall } => {
-                self.bar.finish_and_clear();
-                eprintln!("ran in {:.1} s", wall.as_secs_f64());
-            }
-        }
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let (spec, out) = load_spec(&args)?;
+    // Checked before anything is built, though only the report uses it.
+    super::report::thresholds(args.min_effect)?;
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|errs| {
         bad_input(format!(
             "the matrix names things that do not exist:\n  {}",
             errs.join("\n  ")
         ))
     })?;
-    let results = out.join(store::RESULTS_FILE);
-    if results.exists() && !args.resume && !args.dry_run {
-        return Err(bad_input(format!(
-            "{} exists: pass --resume to continue that run, or choose another --out",
-            results.display()
-        )));
-    }
-    let done_ids: HashSet<String> = if args.resume && results.exists() {
-        let loaded = store::read(&results).map_err(|e| bad_input(e.to_string()))?;
-        if let Some(n) = &loaded.notice {
-            eprintln!("notice: {n}");
-        }
-        loaded.cells.iter().map(|c| c.id.clone()).collect()
+    // A dry run only reads: the output directory is neither claimed nor checked.
+    let session = if args.dry_run {
+        None
     } else {
-        HashSet::new()
+        Some(Session::open(&out, args.resume).map_err(session_err)?)
     };
+    if let Some(n) = session.as_ref().and_then(Session::notice) {
+        eprintln!("notice: {n}");
+    }
     let plan = plan::expand(&spec, &vcpus);
     let cores = host_cores();
     let budget = (!spec.overcommit).then_some(cores);
@@ -258,66 +163,42 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         build_cores: cores as usize,
     };
     print_plan(&runner, &plan, cores, budget);
-    if args.dry_run {
+    let Some(session) = session else {
         return Ok(crate::exit::OK);
-    }
-    let emit = |ev: Event| {
-        if let Event::Prepare(s) = ev {
-            eprintln!("prepare: {s}");
-        }
-    };
-    let prepared = runner.prepare(&plan, &emit).map_err(bad_input)?;
-    if crate::cancel::requested() {
-        return Ok(crate::exit::INTERRUPTED);
-    }
-    let writer = Writer::open(&out).map_err(|e| anyhow::anyhow!(e))?;
-    writer
-        .append(&Record::Run(Box::new(RunRecord {
-            format_version: STORE_FORMAT_VERSION,
-            ktstr_version: env!("CARGO_PKG_VERSION").into(),
-            spec: spec.clone(),
-            columns: plan.columns.clone(),
-            started_at: store::unix_now(),
-        })))
-        .context("writing results.jsonl")?;
-    let store_sub = StoreSubscriber {
-        writer,
-        error: Mutex::new(None),
     };
     let progress = Progress::new();
     let opts = RunOptions {
         jobs: spec.jobs.unwrap_or(cores as usize),
         cpu_budget: budget,
-        done_ids,
+        done_ids: Default::default(),
         ktstr_version: env!("CARGO_PKG_VERSION").into(),
     };
     let cancelled = crate::cancel::requested;
-    let summary = engine::run(
-        &runner,
-        &prepared,
-        &plan,
-        &opts,
-        &[&store_sub, &progress],
-        &cancelled,
-    );
-    if let Some(e) = store_sub
-        .error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        anyhow::bail!("results were not all stored: {e}");
+    let ran = session
+        .run(&runner, &plan, opts, &[&progress], &cancelled)
+        .map_err(session_err)?;
+    if ran.summary.is_none() {
+        return Ok(crate::exit::INTERRUPTED);
     }
     let code = super::report::render_dir(&out, spec.baseline.as_deref(), args.min_effect)?;
-    if summary.cancelled {
+    if ran.cancelled {
         eprintln!(
             "interrupted: {} stored; `ktstr matrix --resume --out {}` continues",
-            results.display(),
+            session.results_path().display(),
             out.display()
         );
         return Ok(crate::exit::INTERRUPTED);
     }
     Ok(code)
+}
+
+/// A session's bad input exits 2 with its message; its faults exit 1.
+pub(crate) fn session_err(e: SessionError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
 }
 
 fn print_plan<R: CellRunner>(runner: &R, plan: &plan::Plan, cores: u32, budget: Option<u32>) {
@@ -352,11 +233,4 @@ fn print_plan<R: CellRunner>(runner: &R, plan: &plan::Plan, cores: u32, budget: 
         budget.map_or("unlimited (--overcommit)".to_string(), |b| b.to_string()),
         est.as_secs().div_ceil(60)
     );
-}
-
-pub fn default_thresholds(min_effect: f64) -> Thresholds {
-    Thresholds {
-        min_effect,
-        ..Default::default()
-    }
 }

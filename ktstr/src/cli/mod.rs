@@ -9,6 +9,7 @@ mod bench_matrix;
 mod bench_vmm;
 mod kernel;
 mod matrix;
+mod matrix_progress;
 mod report;
 mod run;
 mod shell;

@@ -2,9 +2,9 @@
 //! compares two runs (every column of B against the same column of A).
 
 use super::bad_input;
-use ktstr_matrix::report::{self, Report};
-use ktstr_matrix::{html, render, store};
-use std::io::Write;
+use anyhow::Context;
+use ktstr_matrix::report::{self, Report, Thresholds};
+use ktstr_matrix::{render, session, store};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 store::read(&d.join(store::RESULTS_FILE)).map_err(|e| bad_input(e.to_string()))
             };
             let (la, lb) = (load(&args.dir)?, load(b)?);
-            let t = super::matrix::default_thresholds(args.min_effect);
+            let t = thresholds(args.min_effect)?;
             let r = report::compare(
                 &args.dir.display().to_string(),
                 &la,
@@ -62,7 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             );
             print!("{}", render::terminal(&r));
             if let Some(out) = &args.out {
-                write_outputs(out, &r)?;
+                session::write_reports(out, &r)
+                    .with_context(|| format!("writing the reports into {}", out.display()))?;
             }
             Ok(exit_code(&r))
         }
@@ -80,40 +81,29 @@ pub fn exit_code(r: &Report) -> i32 {
 /// Reads DIR/results.jsonl, writes the report files into DIR, prints the terminal table; returns
 /// the exit code (0 all pass, 1 a failure or regression).
 pub fn render_dir(dir: &Path, baseline: Option<&str>, min_effect: f64) -> anyhow::Result<i32> {
-    let loaded =
-        store::read(&dir.join(store::RESULTS_FILE)).map_err(|e| bad_input(e.to_string()))?;
-    if let Some(b) = baseline
-        && ktstr_matrix::plan::resolve_baseline_spec(b, &loaded.run.spec).is_none()
-    {
-        return Err(bad_input(format!(
-            "--baseline {b:?} names no column of this run: use one of its kernels ({}) or KERNEL/CONFIGS",
-            loaded.run.spec.kernels.join(", ")
-        )));
-    }
-    let t = super::matrix::default_thresholds(min_effect);
-    let r = report::single(&dir.display().to_string(), &loaded, baseline, &t);
+    let t = thresholds(min_effect)?;
+    let r = session::render(dir, baseline, &t).map_err(super::matrix::session_err)?;
     print!("{}", render::terminal(&r));
-    write_outputs(dir, &r)?;
     eprintln!(
-        "reports: {0}/report.md {0}/report.json {0}/report.html {0}/junit.xml",
-        dir.display()
+        "reports: {}",
+        session::REPORT_FILES
+            .iter()
+            .map(|f| dir.join(f).display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     Ok(exit_code(&r))
 }
 
-/// Writes report.md, report.json, report.html and junit.xml, each atomically.
-pub fn write_outputs(dir: &Path, r: &Report) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_string_pretty(r)? + "\n";
-    for (name, text) in [
-        ("report.md", render::markdown(r)),
-        ("report.json", json),
-        ("report.html", html::html(r)),
-        ("junit.xml", render::junit(r)),
-    ] {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(text.as_bytes())?;
-        tmp.persist(dir.join(name))?;
+/// `--min-effect`: NaN or a negative effect would silently disable regression detection.
+pub(crate) fn thresholds(min_effect: f64) -> anyhow::Result<Thresholds> {
+    if !min_effect.is_finite() || min_effect < 0.0 {
+        return Err(bad_input(format!(
+            "--min-effect {min_effect}: give a relative change >= 0, e.g. 0.05 for 5 %"
+        )));
     }
-    Ok(())
+    Ok(Thresholds {
+        min_effect,
+        ..Default::default()
+    })
 }

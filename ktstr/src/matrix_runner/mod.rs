@@ -2,55 +2,29 @@
 //! [`CellRunner`] that builds every distinct kernel, scheduler and initramfs once and boots each
 //! cell in its own VM through [`crate::cell::run_cell`].
 
+mod prepare;
+mod validate;
+
+pub use prepare::{PrepareError, Prepared};
+pub use validate::KtstrValidator;
+
 use crate::cell::{self, Cell, SchedulerBinary, Workload};
-use crate::initramfs;
 use crate::kernel::{self, ResolveOptions, ResolvedKernel};
-use crate::sched::{self, ResolvedSched, Source};
+use crate::sched::{self, Source};
 use crate::topology::Topology;
 use crate::vm::Backend;
 use ktstr_matrix::engine::{Artifact, CellRunner, Event};
-use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell, Validator};
+use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell};
 use ktstr_matrix::result::{CellResult, HostTimings};
-use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use prepare::SchedReady;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// Measured: tinyconfig + fragments, `make -j2` on the dev machines (DEVELOPERS.md).
 const KERNEL_BUILD_ESTIMATE: Duration = Duration::from_secs(630);
 const KERNEL_TOOLS_ESTIMATE: Duration = Duration::from_secs(15);
 const CRATE_BUILD_ESTIMATE: Duration = Duration::from_secs(400);
-
-/// Checks names with the kernel, scheduler and scenario modules' own validators.
-pub struct KtstrValidator;
-
-impl Validator for KtstrValidator {
-    fn kernel(&self, spec: &str) -> Result<(), String> {
-        kernel::KernelSpec::parse(spec)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-    fn config_fragment(&self, name: &str) -> Result<(), String> {
-        kernel::spec::parse_configs(&[name.to_string()], &kernel::spec::fragments_dir())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-    fn sched(&self, spec: &str) -> Result<(), String> {
-        sched::validate_spec(spec)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    }
-    fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
-        ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())
-    }
-    fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String> {
-        let t = spec.parse::<Topology>().map_err(|e| e.to_string())?;
-        cell::pipeline::check_memory(memory_mib, &t)
-            .map_err(|e| format!("memory_mib with topology {spec}: {e}"))?;
-        Ok(t.cpus())
-    }
-}
 
 /// The cell's console log file name: its label plus its scenario parameters (two cells that
 /// differ only in parameters must not share a log), as a plain file name.
@@ -72,7 +46,7 @@ fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
     format!("{safe}.log")
 }
 
-fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+pub(super) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
         .map(|(k, v)| {
             let v =
@@ -82,7 +56,7 @@ fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Val
         .collect()
 }
 
-fn is_image(spec: &str) -> bool {
+pub(super) fn is_image(spec: &str) -> bool {
     matches!(
         kernel::KernelSpec::parse(spec),
         Ok(kernel::KernelSpec::Image(_))
@@ -91,7 +65,7 @@ fn is_image(spec: &str) -> bool {
 
 /// Config parts passed to the kernel module; a prebuilt image takes none (its column label still
 /// shows the set, which then only names the column).
-fn kernel_configs(col: &Column) -> Vec<String> {
+pub(super) fn kernel_configs(col: &Column) -> Vec<String> {
     if is_image(&col.kernel) {
         Vec::new()
     } else {
@@ -102,7 +76,7 @@ fn kernel_configs(col: &Column) -> Vec<String> {
 /// A distro image (`/boot/vmlinuz-REL`) keeps its config as `/boot/config-REL`; reading it tells
 /// whether the kernel has sched_ext, so its scheduler cells are skipped with that reason instead of
 /// failing to build a scheduler for an unknown kernel.
-fn with_distro_config(mut k: ResolvedKernel) -> ResolvedKernel {
+pub(super) fn with_distro_config(mut k: ResolvedKernel) -> ResolvedKernel {
     if k.config.is_none()
         && let Some(name) = k.image.file_name().and_then(|n| n.to_str())
         && let Some(rel) = name.strip_prefix("vmlinuz-")
@@ -116,10 +90,6 @@ fn with_distro_config(mut k: ResolvedKernel) -> ResolvedKernel {
     k
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
 pub struct KtstrRunner {
     pub backend: Box<dyn Backend>,
     /// Console logs go to `logs_dir/<cell id>.log`.
@@ -128,27 +98,6 @@ pub struct KtstrRunner {
     pub memory_mib: u32,
     /// Host cores available for kernel builds.
     pub build_cores: usize,
-}
-
-/// A scheduler ready for one kernel.
-#[derive(Clone)]
-enum SchedReady {
-    Eevdf,
-    Binary {
-        name: String,
-        path: PathBuf,
-        args: Vec<String>,
-        sha: String,
-    },
-    Skipped(String),
-    Failed(String),
-}
-
-pub struct Prepared {
-    kernels: HashMap<Column, Result<ResolvedKernel, String>>,
-    scheds: HashMap<(Column, String), SchedReady>,
-    /// (column, sched, scenario, params) -> the built initramfs or the failure.
-    initramfs: Mutex<HashMap<String, Result<PathBuf, String>>>,
 }
 
 /// The pipeline's cell for a planned cell, once its kernel image and scheduler are known.
@@ -190,22 +139,24 @@ impl KtstrRunner {
         };
         cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
     }
+}
 
-    fn initramfs_key(cell: &PlannedCell) -> String {
-        let k = &cell.key;
-        format!(
-            "{}|{}|{}|{:?}|{}",
-            k.column().label(),
-            k.sched,
-            k.scenario.name,
-            k.scenario.params,
-            k.duration_ms
-        )
-    }
+/// Cells that share this key share one initramfs (the kernel does not enter it).
+pub(super) fn initramfs_key(cell: &PlannedCell) -> String {
+    let k = &cell.key;
+    format!(
+        "{}|{}|{}|{:?}|{}",
+        k.column().label(),
+        k.sched,
+        k.scenario.name,
+        k.scenario.params,
+        k.duration_ms
+    )
 }
 
 impl CellRunner for KtstrRunner {
     type Prepared = Prepared;
+    type Error = PrepareError;
 
     fn survey(&self, plan: &Plan) -> Vec<Artifact> {
         let mut out = Vec::new();
@@ -260,163 +211,21 @@ impl CellRunner for KtstrRunner {
         out
     }
 
-    fn prepare(&self, plan: &Plan, emit: &(dyn Fn(Event) + Sync)) -> Result<Prepared, String> {
-        // Kernels in parallel, sharing the build cores between concurrent builds.
-        let n = plan.columns.len().clamp(1, self.build_cores.max(1));
-        let per_build = (self.build_cores / n).max(1);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build()
-            .map_err(|e| e.to_string())?;
-        let emit_lock = Mutex::new(());
-        let say = |s: String| {
-            let _g = emit_lock.lock();
-            emit(Event::Prepare(s));
-        };
-        let kernels: Vec<(Column, Result<ResolvedKernel, kernel::KernelError>)> =
-            pool.install(|| {
-                use rayon::prelude::*;
-                plan.columns
-                    .par_iter()
-                    .map(|col| {
-                        // The kernel module's own progress display when builds do not run
-                        // side by side (separate bars would garble each other).
-                        let opts = ResolveOptions {
-                            jobs: per_build,
-                            progress: n == 1,
-                            ..Default::default()
-                        };
-                        say(format!(
-                            "kernel {}: resolving (a cold build takes minutes)",
-                            col.label()
-                        ));
-                        let r = kernel::resolve(&col.kernel, &kernel_configs(col), &opts)
-                            .map(with_distro_config);
-                        match &r {
-                            Ok(k) => say(format!(
-                                "kernel {}: {} ({})",
-                                col.label(),
-                                k.version,
-                                if k.cache_hit { "cached" } else { "built" }
-                            )),
-                            Err(e) => say(format!("kernel {}: FAILED: {e}", col.label())),
-                        }
-                        (col.clone(), r)
-                    })
-                    .collect()
-            });
-        // Bad input (unknown version, missing build packages) stops the run with its fix; a
-        // failed build only fails that column's cells.
-        if let Some((_, Err(e))) = kernels
-            .iter()
-            .find(|(_, r)| r.as_ref().is_err_and(|e| e.is_bad_input()))
-        {
-            return Err(e.to_string());
-        }
-        let kernels: Vec<(Column, Result<ResolvedKernel, String>)> = kernels
-            .into_iter()
-            .map(|(c, r)| (c, r.map_err(|e| e.to_string())))
-            .collect();
-        let mut scheds = HashMap::new();
-        for (col, k) in &kernels {
-            for s in &plan.spec.scheds {
-                let ready = match k {
-                    Err(e) => SchedReady::Failed(format!("kernel {}: {e}", col.label())),
-                    Ok(k) => match sched::resolve(s, k) {
-                        Ok(ResolvedSched::Eevdf) => SchedReady::Eevdf,
-                        Ok(ResolvedSched::Skipped { reason }) => SchedReady::Skipped(reason),
-                        Ok(ResolvedSched::Binary { name, path, args }) => {
-                            let sha = std::fs::read(&path)
-                                .map(|b| {
-                                    sha256_hex(&[b.as_slice(), args.join("\0").as_bytes()].concat())
-                                })
-                                .map_err(|e| format!("{}: {e}", path.display()));
-                            match sha {
-                                Ok(sha) => {
-                                    say(format!("scheduler {name} for {}: ready", col.label()));
-                                    SchedReady::Binary {
-                                        name,
-                                        path,
-                                        args,
-                                        sha,
-                                    }
-                                }
-                                Err(e) => SchedReady::Failed(e),
-                            }
-                        }
-                        Err(e) if e.is_bad_input() => return Err(e.to_string()),
-                        Err(e) => {
-                            say(format!("scheduler {s} for {}: FAILED: {e}", col.label()));
-                            SchedReady::Failed(format!("scheduler {s}: {e}"))
-                        }
-                    },
-                };
-                scheds.insert((col.clone(), s.clone()), ready);
-            }
-        }
-        let prepared = Prepared {
-            kernels: kernels.into_iter().collect(),
-            scheds,
-            initramfs: Mutex::new(HashMap::new()),
-        };
-        // Every distinct initramfs once (run_cell then finds it in the content-addressed cache).
-        let mut built = 0;
-        for cell in &plan.cells {
-            let key = Self::initramfs_key(cell);
-            if prepared
-                .initramfs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains_key(&key)
-            {
-                continue;
-            }
-            let s = &prepared.scheds[&(cell.key.column(), cell.key.sched.clone())];
-            if matches!(s, SchedReady::Skipped(_) | SchedReady::Failed(_)) {
-                continue;
-            }
-            let Some(Ok(k)) = prepared.kernels.get(&cell.key.column()) else {
-                continue;
-            };
-            let r = self
-                .cell_of(k.image.clone(), cell, s)
-                .and_then(|c| initramfs::build(&c.initramfs_spec()).map_err(|e| e.to_string()))
-                .map_err(|e| format!("initramfs: {e}"));
-            built += 1;
-            prepared
-                .initramfs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, r);
-        }
-        say(format!("initramfs: {built} image(s) ready"));
-        Ok(prepared)
+    fn prepare(
+        &self,
+        plan: &Plan,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Prepared, PrepareError> {
+        prepare::prepare(self, plan, emit)
     }
 
     fn inputs(&self, p: &Prepared, cell: &PlannedCell) -> CellInputs {
         let col = cell.key.column();
-        let kernel = match p.kernels.get(&col) {
-            Some(Ok(k)) => k.key.clone().unwrap_or_else(|| {
-                std::fs::read(&k.image)
-                    .map(|b| sha256_hex(&b))
-                    .unwrap_or_default()
-            }),
-            _ => String::new(),
+        let (kernel, config) = match p.kernels.get(&col) {
+            Some(Ok(k)) => (k.input_hash.clone(), k.config_hash.clone()),
+            _ => (String::new(), String::new()),
         };
-        let config = if is_image(&col.kernel) {
-            "image".to_string()
-        } else {
-            let dir = kernel::spec::fragments_dir();
-            let text: String = col
-                .configs
-                .iter()
-                .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_else(|_| f.clone()))
-                .collect::<Vec<_>>()
-                .join("\n--\n");
-            sha256_hex(text.as_bytes())
-        };
-        let s = &p.scheds[&(col, cell.key.sched.clone())];
-        let (sched, skip) = match s {
+        let (sched, skip) = match &p.scheds[&(col, cell.key.sched.clone())] {
             SchedReady::Eevdf => ("eevdf".to_string(), None),
             SchedReady::Binary { sha, .. } => (sha.clone(), None),
             SchedReady::Skipped(r) => (String::new(), Some(r.clone())),
@@ -425,9 +234,7 @@ impl CellRunner for KtstrRunner {
         };
         let initramfs = p
             .initramfs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&Self::initramfs_key(cell))
+            .get(&initramfs_key(cell))
             .and_then(|r| r.as_ref().ok())
             // The cache names each image by the sha256 of its inputs: `<hash>.cpio.zst`.
             .and_then(|p| p.file_name()?.to_str()?.split('.').next().map(String::from))
@@ -448,7 +255,7 @@ impl CellRunner for KtstrRunner {
             CellResult::error(reason, HostTimings::default(), self.backend.describe())
         };
         let k = match p.kernels.get(&col) {
-            Some(Ok(k)) => k,
+            Some(Ok(k)) => &k.kernel,
             Some(Err(e)) => return error(format!("kernel {}: {e}", col.label())),
             None => return error(format!("kernel {} was not prepared", col.label())),
         };
@@ -456,12 +263,7 @@ impl CellRunner for KtstrRunner {
         if let SchedReady::Failed(e) = s {
             return error(e.clone());
         }
-        let initramfs = match p
-            .initramfs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&Self::initramfs_key(cell))
-        {
+        let initramfs = match p.initramfs.get(&initramfs_key(cell)) {
             Some(Ok(path)) => path.clone(),
             Some(Err(e)) => return error(e.clone()),
             None => return error("initramfs was not prepared".into()),

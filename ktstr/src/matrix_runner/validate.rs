@@ -1,0 +1,40 @@
+//! Name checks before anything is built: the matrix spec's kernels, config fragments,
+//! schedulers, scenarios and topologies (with the guest memory), by the modules' own validators.
+
+use super::json_params;
+use crate::cell;
+use crate::kernel;
+use crate::sched;
+use crate::topology::Topology;
+use ktstr_matrix::plan::Validator;
+use std::collections::BTreeMap;
+
+/// Checks names with the kernel, scheduler and scenario modules' own validators.
+pub struct KtstrValidator;
+
+impl Validator for KtstrValidator {
+    fn kernel(&self, spec: &str) -> Result<(), String> {
+        kernel::KernelSpec::parse(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn config_fragment(&self, name: &str) -> Result<(), String> {
+        kernel::spec::parse_configs(&[name.to_string()], &kernel::spec::fragments_dir())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn sched(&self, spec: &str) -> Result<(), String> {
+        sched::validate_spec(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
+        ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())
+    }
+    fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String> {
+        let t = spec.parse::<Topology>().map_err(|e| e.to_string())?;
+        cell::pipeline::check_memory(memory_mib, &t)
+            .map_err(|e| format!("memory_mib with topology {spec}: {e}"))?;
+        Ok(t.cpus())
+    }
+}
