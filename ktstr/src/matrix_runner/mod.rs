@@ -11,7 +11,7 @@ pub use validate::KtstrValidator;
 use crate::cell::{self, Cell, SchedulerBinary, Workload};
 use crate::kernel::{self, ResolveOptions, ResolvedKernel};
 use crate::sched::{self, Source};
-use crate::topology::Topology;
+use crate::topology::{Topology, TopologyError};
 use crate::vm::Backend;
 use ktstr_matrix::engine::{Artifact, CellRunner, Event};
 use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell};
@@ -107,8 +107,8 @@ pub fn cell_of(
     scheduler: Option<SchedulerBinary>,
     memory_mib: u32,
     cpu_budget: Option<u32>,
-) -> Result<Cell, String> {
-    let topology: Topology = cell.key.topology.parse().map_err(|e| format!("{e}"))?;
+) -> Result<Cell, TopologyError> {
+    let topology: Topology = cell.key.topology.parse()?;
     Ok(Cell {
         kernel,
         workload: Workload::Scenario {
@@ -126,7 +126,12 @@ pub fn cell_of(
 }
 
 impl KtstrRunner {
-    fn cell_of(&self, kernel: PathBuf, cell: &PlannedCell, s: &SchedReady) -> Result<Cell, String> {
+    fn cell_of(
+        &self,
+        kernel: PathBuf,
+        cell: &PlannedCell,
+        s: &SchedReady,
+    ) -> Result<Cell, TopologyError> {
         let scheduler = match s {
             SchedReady::Binary {
                 name, path, args, ..
@@ -272,6 +277,7 @@ impl CellRunner for KtstrRunner {
         let _ = std::fs::create_dir_all(&self.logs_dir);
         let req = match self
             .cell_of(k.image.clone(), cell, s)
+            .map_err(|e| e.to_string())
             .and_then(|c| c.request(log, None).map_err(|e| e.to_string()))
         {
             Ok(req) => req,

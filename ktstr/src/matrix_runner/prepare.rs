@@ -96,6 +96,7 @@ pub(super) fn prepare(
         }
         let built = runner
             .cell_of(k.kernel.image.clone(), cell, s)
+            .map_err(|e| e.to_string())
             .and_then(|c| initramfs::build(&c.initramfs_spec()).map_err(|e| e.to_string()))
             .map_err(|e| format!("initramfs: {e}"));
         prepared.initramfs.insert(key, built);
