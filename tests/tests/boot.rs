@@ -83,7 +83,7 @@ fn piped_script_reaches_the_interactive_shell() {
 /// The shell's last output survives its exit. Ctrl-S (XOFF) holds the guest console's output
 /// in the tty's buffer while `echo; exit` runs; Ctrl-Q releases it 4 s later. Without the
 /// agent's drain-on-exit, the kernel's hangup of the console at the shell's exit drops the
-/// held line (measured: 0 of 2 runs showed it, 2 of 2 with the drain). A slow guest that has
+/// held line. A slow guest that has
 /// not exited by then passes either way; the test cannot pass with output lost at exit.
 #[test]
 fn held_output_survives_the_shells_exit() {

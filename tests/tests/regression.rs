@@ -2,8 +2,8 @@
 //!
 //! Both are the same 6.12 source with the `sched_ext,steal-time` fragments; the second adds the
 //! `debug` fragment (lockdep, atomic-sleep and list checks), so every lock taken on the futex and
-//! wake-up paths is validated. That is a real, known slowdown (measured: round trips -49 %, p50
-//! wake latency +99 %, docs/benchmarks.md "Regression detection"), not an injected one.
+//! wake-up paths is validated. That is a real, known slowdown (docs/benchmarks.md, "Regression
+//! detection", has the figures), not an injected one.
 //!
 //! In a file of its own so that no other test's VM shares the host cores while it measures: the
 //! matrix runs the baseline's cells before the debug kernel's, so foreign load arriving halfway
@@ -29,8 +29,8 @@ fn a_lockdep_kernel_is_flagged_as_a_wake_regression() {
         .args(["--topologies", "1n1l2c1t", "--duration", "3s"])
         // 6 repeats, so that one outlying repeat (a TCG stall) cannot hide the slowdown: 6 vs 6
         // with one repeat on the wrong side of all the others still gives p = 30/924 = 0.032.
-        // With 4 vs 4 only a full separation (1/70) or one swapped pair passes, and a CI run
-        // failed on that (2026-11-23 00:54: round trips -41 % by the medians, not significant).
+        // With 4 vs 4 only a full separation (1/70) or one swapped pair passes, which one
+        // outlier can break (docs/benchmarks.md, "Regression detection").
         .args(["--repeats", "6", "--baseline", BASELINE, "--out"])
         .arg(out.path())
         .output()

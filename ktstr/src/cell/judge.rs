@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Multi-threaded QEMU TCG sometimes runs kernel text that was just live-patched as if the
 /// patch's temporary int3 were still there, and the kernel oopses on it (seen in the nested
-/// harness, in L1 and in one L2: docs/benchmarks.md runs 2, 4 and 5). Such a cell stays
+/// harness, in L1 and in L2: docs/benchmarks.md, "KVM backend"). Such a cell stays
 /// `crashed`, since the kernel is what is under test, but its reason says the emulator may be
 /// the cause.
 fn tcg_int3_hint(line: &str, backend: &str) -> &'static str {

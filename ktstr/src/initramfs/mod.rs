@@ -38,8 +38,8 @@ pub static GUEST_AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ktstr-
 /// Where Debian's busybox-static installs busybox.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 
-/// zstd level: 3 compresses a 10 MB image in ~0.1 s and the kernel unpacks it in a blink even
-/// under TCG; higher levels save little on binaries and cost seconds per cache miss.
+/// zstd level: a low level compresses an image fast and the kernel unpacks it fast even under
+/// TCG; higher levels save little on binaries and cost seconds per cache miss.
 const ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, Clone)]

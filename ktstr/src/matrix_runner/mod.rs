@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Measured: tinyconfig + fragments, `make -j2` on the dev machines (DEVELOPERS.md).
+/// Plan estimates of a cold build, of the order a small host takes (docs/benchmarks.md, "Kernel
+/// cache"); they only size the plan's time estimate.
 const KERNEL_BUILD_ESTIMATE: Duration = Duration::from_secs(630);
 const KERNEL_TOOLS_ESTIMATE: Duration = Duration::from_secs(15);
 const CRATE_BUILD_ESTIMATE: Duration = Duration::from_secs(400);
@@ -287,8 +288,8 @@ impl CellRunner for KtstrRunner {
     }
 
     fn cell_estimate(&self, cell: &PlannedCell) -> Duration {
-        // Measured under TCG: a tiny 6.12 reaches the agent in ~2 s, a Debian cloud kernel in
-        // 3-6 s; plus the scheduler attach and teardown.
+        // Boot to the agent under TCG, the scheduler attach and teardown (docs/benchmarks.md,
+        // "Boot").
         Duration::from_millis(cell.key.duration_ms) + Duration::from_secs(6)
     }
 }

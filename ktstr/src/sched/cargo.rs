@@ -11,8 +11,8 @@ pub fn key(name: &str, version: &str) -> String {
     format!("cargo-{name}@{version}")
 }
 
-/// The binary of crate `name` at `version`, installing it on a miss (minutes: scx_rusty 1.1.4
-/// took 4m40s on a 2-core machine). A hit is one small JSON read.
+/// The binary of crate `name` at `version`, installing it on a miss (minutes of `cargo install`
+/// on a small host). A hit is one small JSON read.
 pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedError> {
     let key = key(name, version);
     if let Some(e) = cache.lookup(&key) {

@@ -1,6 +1,6 @@
 //! `kernel:scx_*`: the schedulers in a kernel's own `tools/sched_ext`, built against that kernel's
-//! vmlinux BTF so they match it exactly. One `make` builds all of them (~13 s on 2 cores); the
-//! results are cached per kernel key.
+//! vmlinux BTF so they match it exactly. One `make` builds all of them; the results are cached
+//! per kernel key.
 
 use super::SchedError;
 use super::cache::{Cache, Entry, append_line, io_err};
