@@ -3,6 +3,7 @@
 //! It knows nothing about VMs: cells are run through the [`engine::CellRunner`] trait that the
 //! `ktstr` crate implements, so the engine is testable with a mock runner.
 
+pub mod bisect;
 pub mod engine;
 pub mod html;
 pub mod plan;
