@@ -6,6 +6,7 @@
 //! produced into a `CellResult`. The `cli` wires it to subcommands; the matrix engine lives in the
 //! `ktstr-matrix` crate and calls back into `cell` through its runner trait.
 
+pub mod bisect;
 pub mod cancel;
 pub mod cell;
 pub mod cli;

@@ -84,6 +84,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
+        kernel_opts: Default::default(),
     };
     let prepared = runner
         .prepare(&plan, &|_| {})

@@ -161,6 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
+        kernel_opts: Default::default(),
     };
     print_plan(&runner, &plan, cores, budget);
     let Some(session) = session else {

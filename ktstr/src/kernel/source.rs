@@ -316,7 +316,11 @@ fn git_err(e: git2::Error) -> KernelError {
     KernelError::Git(e.message().to_string())
 }
 
-fn open_repo(repo: &str, reference: &str, offline: bool) -> Result<git2::Repository, KernelError> {
+pub(crate) fn open_repo(
+    repo: &str,
+    reference: &str,
+    offline: bool,
+) -> Result<git2::Repository, KernelError> {
     if git_remote::is_url(repo) {
         return git_remote::open(repo, reference, offline);
     }

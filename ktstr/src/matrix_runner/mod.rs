@@ -99,6 +99,8 @@ pub struct KtstrRunner {
     pub memory_mib: u32,
     /// Host cores available for kernel builds.
     pub build_cores: usize,
+    /// What every kernel resolution starts from (a bisection sets its persistent build tree).
+    pub kernel_opts: ResolveOptions,
 }
 
 /// The pipeline's cell for a planned cell, once its kernel image and scheduler are known.

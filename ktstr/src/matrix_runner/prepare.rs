@@ -127,7 +127,7 @@ fn kernels(
                 let opts = ResolveOptions {
                     jobs: per_build,
                     progress: n == 1,
-                    ..Default::default()
+                    ..runner.kernel_opts.clone()
                 };
                 say(format!(
                     "kernel {}: resolving (a cold build takes minutes)",
