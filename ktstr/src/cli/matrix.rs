@@ -8,7 +8,6 @@ use crate::vm::select::{BackendChoice, select};
 use anyhow::Context;
 use ktstr_matrix::engine::{self, CellRunner, Event, RunOptions, StoreSubscriber, Subscriber};
 use ktstr_matrix::plan;
-use ktstr_matrix::report::Thresholds;
 use ktstr_matrix::result::Outcome;
 use ktstr_matrix::spec::{self, SpecFile};
 use ktstr_matrix::store::{self, Record, RunRecord, STORE_FORMAT_VERSION, Writer};
@@ -352,11 +351,4 @@ fn print_plan<R: CellRunner>(runner: &R, plan: &plan::Plan, cores: u32, budget: 
         budget.map_or("unlimited (--overcommit)".to_string(), |b| b.to_string()),
         est.as_secs().div_ceil(60)
     );
-}
-
-pub fn default_thresholds(min_effect: f64) -> Thresholds {
-    Thresholds {
-        min_effect,
-        ..Default::default()
-    }
 }

@@ -2,7 +2,7 @@
 //! compares two runs (every column of B against the same column of A).
 
 use super::bad_input;
-use ktstr_matrix::report::{self, Report};
+use ktstr_matrix::report::{self, Report, Thresholds};
 use ktstr_matrix::{html, render, store};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 store::read(&d.join(store::RESULTS_FILE)).map_err(|e| bad_input(e.to_string()))
             };
             let (la, lb) = (load(&args.dir)?, load(b)?);
-            let t = super::matrix::default_thresholds(args.min_effect);
+            let t = Thresholds::with_min_effect(args.min_effect);
             let r = report::compare(
                 &args.dir.display().to_string(),
                 &la,
@@ -90,7 +90,7 @@ pub fn render_dir(dir: &Path, baseline: Option<&str>, min_effect: f64) -> anyhow
             loaded.run.spec.kernels.join(", ")
         )));
     }
-    let t = super::matrix::default_thresholds(min_effect);
+    let t = Thresholds::with_min_effect(min_effect);
     let r = report::single(&dir.display().to_string(), &loaded, baseline, &t);
     print!("{}", render::terminal(&r));
     write_outputs(dir, &r)?;
