@@ -388,40 +388,41 @@ fn columns_of(l: &Loaded) -> Vec<Column> {
 
 type TableKey = (String, String, String); // scenario, topology, metric
 
-fn build(
-    mode: Mode,
-    version: &str,
-    inputs: Vec<Input>,
-    notices: Vec<String>,
-    t: &Thresholds,
-) -> Report {
-    let mut summary = Summary::default();
-    let mut cells = Vec::new();
-    // samples[(scenario, topology, metric)][sched][column] = values over repeats
-    let mut samples: BTreeMap<TableKey, BTreeMap<String, BTreeMap<String, Vec<f64>>>> =
-        BTreeMap::new();
-    let mut sched_order: Vec<String> = Vec::new();
+/// What the stored cells hold, before any comparison.
+#[derive(Default)]
+struct Gathered {
+    summary: Summary,
+    cells: Vec<CellStatus>,
+    /// samples[(scenario, topology, metric)][sched][column] = values over repeats; compared
+    /// metrics only.
+    samples: BTreeMap<TableKey, BTreeMap<String, BTreeMap<String, Vec<f64>>>>,
+    /// How the catalogue says to treat each metric met (counters have no samples).
+    treatments: BTreeMap<TableKey, MetricTreatment>,
+    /// Schedulers in the order first met.
+    sched_order: Vec<String>,
+}
+
+fn gather(inputs: &[Input]) -> Gathered {
+    let mut g = Gathered::default();
     let catalogue = catalogue();
-    // Per table key: how the catalogue says to treat it (counters never get here).
-    let mut treatments: BTreeMap<TableKey, MetricTreatment> = BTreeMap::new();
-    for inp in &inputs {
+    for inp in inputs {
         let mut recs = inp.records.clone();
         recs.sort_by_key(|r| sort_key(&r.key));
         for r in recs {
             let o = r.result.outcome;
-            summary.cells += 1;
+            g.summary.cells += 1;
             match o {
-                Outcome::Pass => summary.pass += 1,
-                Outcome::Fail => summary.fail += 1,
-                Outcome::Skipped => summary.skipped += 1,
-                Outcome::Crashed => summary.crashed += 1,
-                Outcome::Timeout => summary.timeout += 1,
-                Outcome::Error => summary.error += 1,
+                Outcome::Pass => g.summary.pass += 1,
+                Outcome::Fail => g.summary.fail += 1,
+                Outcome::Skipped => g.summary.skipped += 1,
+                Outcome::Crashed => g.summary.crashed += 1,
+                Outcome::Timeout => g.summary.timeout += 1,
+                Outcome::Error => g.summary.error += 1,
             }
-            if !sched_order.contains(&r.key.sched) {
-                sched_order.push(r.key.sched.clone());
+            if !g.sched_order.contains(&r.key.sched) {
+                g.sched_order.push(r.key.sched.clone());
             }
-            cells.push(CellStatus {
+            g.cells.push(CellStatus {
                 column: inp.column.id.clone(),
                 sched: r.key.sched.clone(),
                 scenario: r.key.scenario.label(),
@@ -440,25 +441,41 @@ fn build(
             };
             for (m, v) in &sc.metrics {
                 let key = (r.key.scenario.label(), r.key.topology.clone(), m.clone());
-                let treat = treatments
+                let treat = g
+                    .treatments
                     .entry(key.clone())
                     .or_insert_with(|| treatment(&catalogue, &r.key.scenario.name, m));
-                if *treat == MetricTreatment::Counter {
+                if *treat == MetricTreatment::Counter || !v.is_finite() {
                     continue;
                 }
-                if v.is_finite() {
-                    samples
-                        .entry(key)
-                        .or_default()
-                        .entry(r.key.sched.clone())
-                        .or_default()
-                        .entry(inp.column.id.clone())
-                        .or_default()
-                        .push(*v);
-                }
+                g.samples
+                    .entry(key)
+                    .or_default()
+                    .entry(r.key.sched.clone())
+                    .or_default()
+                    .entry(inp.column.id.clone())
+                    .or_default()
+                    .push(*v);
             }
         }
     }
+    g
+}
+
+fn build(
+    mode: Mode,
+    version: &str,
+    inputs: Vec<Input>,
+    notices: Vec<String>,
+    t: &Thresholds,
+) -> Report {
+    let Gathered {
+        mut summary,
+        cells,
+        samples,
+        treatments,
+        sched_order,
+    } = gather(&inputs);
     let mut tables = Vec::new();
     let mut regressions = Vec::new();
     for (key, by_sched) in samples {

@@ -45,7 +45,8 @@ pub struct MetricInfo {
     /// them first.
     pub headline: bool,
     pub doc: String,
-    /// Per worker (in `WorkerMetrics`) or only aggregated (in `ScenarioReport.metrics`).
+    /// Reported per worker (in `WorkerMetrics`; some, like `isolation_violations`, also as an
+    /// aggregate), or only as an aggregate (in `ScenarioReport.metrics`).
     pub per_worker: bool,
 }
 

@@ -1,7 +1,8 @@
 //! The scenario catalogue: what runs inside the VM while a scheduler is (or is not) attached.
 //!
 //! Each scenario describes itself ([`ScenarioInfo`]: purpose, typed parameters with defaults and
-//! ranges, metrics, default checks) so that the host can list, document and validate a run before
+//! ranges, metrics with what they mean ([`MetricInfo`]: direction, unit, headline), default
+//! checks) so that the host can list, document and validate a run before
 //! booting anything ([`catalogue`], [`validate`], [`validate_thresholds`]). Inside the guest,
 //! [`run`] forks the workers, measures them, aggregates metrics and evaluates the checks.
 //!
