@@ -5,7 +5,7 @@ use crate::plan::{CellKey, Column};
 use crate::result::Outcome;
 use crate::stats::{UMethod, mann_whitney_greater, median};
 use crate::store::{CellRecord, Loaded};
-use ktstr_guest::scenario::{MetricDirection, ScenarioInfo, catalogue, describe};
+use ktstr_guest::scenario::{MetricDirection, ScenarioInfo, catalogue, describe_metric};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ pub enum Direction {
 }
 
 /// How the report treats one metric of one scenario. Decided by the guest's scenario catalogue
-/// ([`ktstr_guest::scenario::describe`]), never by the metric's name.
+/// ([`ktstr_guest::scenario::describe_metric`]), never by the metric's name.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricTreatment {
     /// A table of its own, compared in `direction`.
@@ -48,7 +48,7 @@ fn treatment(catalogue: &[ScenarioInfo], scenario: &str, metric: &str) -> Metric
     let info = catalogue
         .iter()
         .find(|s| s.name == scenario)
-        .and_then(|s| describe(s, metric));
+        .and_then(|s| describe_metric(s, metric));
     let Some(info) = info else {
         return MetricTreatment::Table {
             direction: Direction::Unknown,

@@ -223,7 +223,7 @@ pub(crate) fn wake_metrics() -> Vec<MetricInfo> {
 
 /// The description of `metric` as scenario `info` reports it: its own entry, or the
 /// [`SCHEDULER_COUNTERS`] entry (renamed) for a `scx_*` counter.
-pub fn describe(info: &ScenarioInfo, metric: &str) -> Option<MetricInfo> {
+pub fn describe_metric(info: &ScenarioInfo, metric: &str) -> Option<MetricInfo> {
     if let Some(m) = info.metrics.iter().find(|m| m.name == metric) {
         return Some(m.clone());
     }
@@ -243,5 +243,5 @@ pub fn describe(info: &ScenarioInfo, metric: &str) -> Option<MetricInfo> {
 /// (e.g. results from a newer agent): show such a metric, never judge it.
 pub fn metric_info(scenario: &str, metric: &str) -> Option<MetricInfo> {
     let info = catalogue().into_iter().find(|s| s.name == scenario)?;
-    describe(&info, metric)
+    describe_metric(&info, metric)
 }

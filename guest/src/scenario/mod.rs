@@ -31,7 +31,7 @@ mod workers;
 pub use cgroup::CgroupRoot;
 pub use markdown::catalogue_markdown;
 pub use metric_catalogue::{
-    MetricDirection, MetricInfo, SCHEDULER_COUNTER_PREFIX, SCHEDULER_COUNTERS, describe,
+    MetricDirection, MetricInfo, SCHEDULER_COUNTER_PREFIX, SCHEDULER_COUNTERS, describe_metric,
     metric_info,
 };
 pub(crate) use metric_catalogue::{common_metrics, mark_headlines, metric, wake_metrics};

@@ -35,7 +35,7 @@ fn assert_described(r: &ScenarioReport) {
     });
     for name in r.metrics.keys().map(String::as_str).chain(per_worker) {
         assert!(
-            describe(&info, name).is_some(),
+            describe_metric(&info, name).is_some(),
             "{}: metric {name} is not in the catalogue",
             r.name
         );
