@@ -2,8 +2,8 @@
 //! strip plot per metric: every repeat as a dot, the median as a bar, one lane per
 //! scheduler x column.
 
-use crate::render::{fmt_num, markdown, summary_line, xml_escape};
-use crate::report::{Direction, MetricTable, Report, Verdict};
+use crate::render::{fmt_num, markdown, metric_note, summary_line, xml_escape};
+use crate::report::{MetricTable, Report, Verdict};
 use std::fmt::Write;
 
 const LANE_H: f64 = 22.0;
@@ -100,11 +100,7 @@ pub fn html(r: &Report) -> String {
         xml_escape(&r.test.method)
     );
     for t in &r.tables {
-        let dir = match t.direction {
-            Direction::HigherIsBetter => "higher is better",
-            Direction::LowerIsBetter => "lower is better",
-            Direction::Unknown => "direction unknown",
-        };
+        let dir = xml_escape(&metric_note(t));
         let _ = writeln!(
             out,
             "<h2>{} / {} / {} <small>({dir})</small></h2>\n{}",

@@ -53,8 +53,18 @@ fn direction_text(d: Direction) -> &'static str {
     match d {
         Direction::HigherIsBetter => "higher is better",
         Direction::LowerIsBetter => "lower is better",
-        Direction::Unknown => "direction unknown; not tested",
+        Direction::Unknown => "direction unknown: not in the scenario catalogue, never flagged",
     }
+}
+
+/// "ms, lower is better, headline": what the catalogue says about the table's metric.
+pub(crate) fn metric_note(t: &MetricTable) -> String {
+    let mut parts: Vec<&str> = t.unit.iter().map(String::as_str).collect();
+    parts.push(direction_text(t.direction));
+    if t.headline {
+        parts.push("headline");
+    }
+    parts.join(", ")
 }
 
 fn table_title(t: &MetricTable) -> String {
@@ -63,7 +73,7 @@ fn table_title(t: &MetricTable) -> String {
         t.scenario,
         t.topology,
         t.metric,
-        direction_text(t.direction)
+        metric_note(t)
     )
 }
 

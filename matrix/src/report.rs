@@ -5,6 +5,7 @@ use crate::plan::{CellKey, Column};
 use crate::result::Outcome;
 use crate::stats::{UMethod, mann_whitney_greater, median};
 use crate::store::{CellRecord, Loaded};
+use ktstr_guest::scenario::{MetricDirection, ScenarioInfo, catalogue, describe_metric};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -18,40 +19,52 @@ pub const EEVDF: &str = "eevdf";
 pub enum Direction {
     HigherIsBetter,
     LowerIsBetter,
-    /// Shown, never flagged.
+    /// Not in the scenario catalogue (e.g. from a newer agent): shown, never flagged.
     Unknown,
 }
 
-/// Which way is better for a scenario metric. Names from the guest's scenario catalogue; unknown
-/// names fall back on their unit suffix (latencies, gaps and spreads are lower-is-better).
-pub fn metric_direction(name: &str) -> Direction {
-    const HIGHER: &[&str] = &[
-        "work_units",
-        "throughput",
-        "ops",
-        "iterations",
-        "cpu_share",
-        "wakeups",
-    ];
-    const LOWER: &[&str] = &[
-        "_ms",
-        "_us",
-        "_ns",
-        "gap",
-        "spread",
-        "latency",
-        "lat",
-        "steal",
-        "stall",
-        "migrations",
-        "imbalance",
-    ];
-    if HIGHER.iter().any(|h| name.contains(h)) {
-        Direction::HigherIsBetter
-    } else if LOWER.iter().any(|l| name.contains(l)) {
-        Direction::LowerIsBetter
-    } else {
-        Direction::Unknown
+/// How the report treats one metric of one scenario. Decided by the guest's scenario catalogue
+/// ([`ktstr_guest::scenario::describe_metric`]), never by the metric's name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricTreatment {
+    /// A table of its own, compared in `direction`.
+    Table {
+        direction: Direction,
+        /// `None` when the catalogue does not know the metric.
+        unit: Option<String>,
+        headline: bool,
+    },
+    /// A counter describing the run (`workers`, `clock_resolution_us`, `scx_*`): no table, never
+    /// compared.
+    Counter,
+}
+
+/// What the catalogue says about `metric` of scenario `scenario` (its name, without parameters).
+pub fn metric_treatment(scenario: &str, metric: &str) -> MetricTreatment {
+    treatment(&catalogue(), scenario, metric)
+}
+
+fn treatment(catalogue: &[ScenarioInfo], scenario: &str, metric: &str) -> MetricTreatment {
+    let info = catalogue
+        .iter()
+        .find(|s| s.name == scenario)
+        .and_then(|s| describe_metric(s, metric));
+    let Some(info) = info else {
+        return MetricTreatment::Table {
+            direction: Direction::Unknown,
+            unit: None,
+            headline: false,
+        };
+    };
+    let direction = match info.direction {
+        MetricDirection::HigherIsBetter => Direction::HigherIsBetter,
+        MetricDirection::LowerIsBetter => Direction::LowerIsBetter,
+        MetricDirection::Counter => return MetricTreatment::Counter,
+    };
+    MetricTreatment::Table {
+        direction,
+        unit: Some(info.unit),
+        headline: info.headline,
     }
 }
 
@@ -71,6 +84,16 @@ impl Default for Thresholds {
             alpha: 0.05,
             min_effect: 0.05,
             min_repeats: 3,
+        }
+    }
+}
+
+impl Thresholds {
+    /// The defaults with another minimum effect (`--min-effect`).
+    pub fn with_min_effect(min_effect: f64) -> Thresholds {
+        Thresholds {
+            min_effect,
+            ..Default::default()
         }
     }
 }
@@ -189,6 +212,12 @@ pub struct MetricTable {
     pub topology: String,
     pub metric: String,
     pub direction: Direction,
+    /// From the scenario catalogue; `None` for a metric it does not know.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// One of the figures the scenario is judged by (listed first).
+    #[serde(default)]
+    pub headline: bool,
     pub rows: Vec<Row>,
 }
 
@@ -359,37 +388,41 @@ fn columns_of(l: &Loaded) -> Vec<Column> {
 
 type TableKey = (String, String, String); // scenario, topology, metric
 
-fn build(
-    mode: Mode,
-    version: &str,
-    inputs: Vec<Input>,
-    notices: Vec<String>,
-    t: &Thresholds,
-) -> Report {
-    let mut summary = Summary::default();
-    let mut cells = Vec::new();
-    // samples[(scenario, topology, metric)][sched][column] = values over repeats
-    let mut samples: BTreeMap<TableKey, BTreeMap<String, BTreeMap<String, Vec<f64>>>> =
-        BTreeMap::new();
-    let mut sched_order: Vec<String> = Vec::new();
-    for inp in &inputs {
+/// What the stored cells hold, before any comparison.
+#[derive(Default)]
+struct Gathered {
+    summary: Summary,
+    cells: Vec<CellStatus>,
+    /// samples[(scenario, topology, metric)][sched][column] = values over repeats; compared
+    /// metrics only.
+    samples: BTreeMap<TableKey, BTreeMap<String, BTreeMap<String, Vec<f64>>>>,
+    /// How the catalogue says to treat each metric met (counters have no samples).
+    treatments: BTreeMap<TableKey, MetricTreatment>,
+    /// Schedulers in the order first met.
+    sched_order: Vec<String>,
+}
+
+fn gather(inputs: &[Input]) -> Gathered {
+    let mut g = Gathered::default();
+    let catalogue = catalogue();
+    for inp in inputs {
         let mut recs = inp.records.clone();
         recs.sort_by_key(|r| sort_key(&r.key));
         for r in recs {
             let o = r.result.outcome;
-            summary.cells += 1;
+            g.summary.cells += 1;
             match o {
-                Outcome::Pass => summary.pass += 1,
-                Outcome::Fail => summary.fail += 1,
-                Outcome::Skipped => summary.skipped += 1,
-                Outcome::Crashed => summary.crashed += 1,
-                Outcome::Timeout => summary.timeout += 1,
-                Outcome::Error => summary.error += 1,
+                Outcome::Pass => g.summary.pass += 1,
+                Outcome::Fail => g.summary.fail += 1,
+                Outcome::Skipped => g.summary.skipped += 1,
+                Outcome::Crashed => g.summary.crashed += 1,
+                Outcome::Timeout => g.summary.timeout += 1,
+                Outcome::Error => g.summary.error += 1,
             }
-            if !sched_order.contains(&r.key.sched) {
-                sched_order.push(r.key.sched.clone());
+            if !g.sched_order.contains(&r.key.sched) {
+                g.sched_order.push(r.key.sched.clone());
             }
-            cells.push(CellStatus {
+            g.cells.push(CellStatus {
                 column: inp.column.id.clone(),
                 sched: r.key.sched.clone(),
                 scenario: r.key.scenario.label(),
@@ -407,23 +440,54 @@ fn build(
                 continue;
             };
             for (m, v) in &sc.metrics {
-                if v.is_finite() {
-                    samples
-                        .entry((r.key.scenario.label(), r.key.topology.clone(), m.clone()))
-                        .or_default()
-                        .entry(r.key.sched.clone())
-                        .or_default()
-                        .entry(inp.column.id.clone())
-                        .or_default()
-                        .push(*v);
+                let key = (r.key.scenario.label(), r.key.topology.clone(), m.clone());
+                let treat = g
+                    .treatments
+                    .entry(key.clone())
+                    .or_insert_with(|| treatment(&catalogue, &r.key.scenario.name, m));
+                if *treat == MetricTreatment::Counter || !v.is_finite() {
+                    continue;
                 }
+                g.samples
+                    .entry(key)
+                    .or_default()
+                    .entry(r.key.sched.clone())
+                    .or_default()
+                    .entry(inp.column.id.clone())
+                    .or_default()
+                    .push(*v);
             }
         }
     }
+    g
+}
+
+fn build(
+    mode: Mode,
+    version: &str,
+    inputs: Vec<Input>,
+    notices: Vec<String>,
+    t: &Thresholds,
+) -> Report {
+    let Gathered {
+        mut summary,
+        cells,
+        samples,
+        treatments,
+        sched_order,
+    } = gather(&inputs);
     let mut tables = Vec::new();
     let mut regressions = Vec::new();
-    for ((scenario, topology, metric), by_sched) in samples {
-        let direction = metric_direction(&metric);
+    for (key, by_sched) in samples {
+        let MetricTreatment::Table {
+            direction,
+            unit,
+            headline,
+        } = treatments[&key].clone()
+        else {
+            continue;
+        };
+        let (scenario, topology, metric) = key;
         let mut rows = Vec::new();
         for sched in sched_order.iter().filter(|s| by_sched.contains_key(*s)) {
             let by_col = &by_sched[sched];
@@ -472,9 +536,15 @@ fn build(
             topology,
             metric,
             direction,
+            unit,
+            headline,
             rows,
         });
     }
+    // Headline metrics first within each scenario x topology; otherwise by name (stable sort).
+    tables.sort_by(|a, b| {
+        (&a.scenario, &a.topology, !a.headline).cmp(&(&b.scenario, &b.topology, !b.headline))
+    });
     summary.regressions = regressions.len();
     Report {
         format_version: REPORT_FORMAT_VERSION,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ktstr_matrix::report::{self, Thresholds, Verdict};
+use ktstr_matrix::report::{self, Direction, Thresholds, Verdict};
 use ktstr_matrix::store::{self, Record, Writer};
 use ktstr_matrix::{html, render};
 use std::path::{Path, PathBuf};
@@ -254,5 +254,178 @@ fn two_variants_of_one_scenario_are_separate_tables() {
             .tables
             .iter()
             .any(|t| t.scenario == "steady[workers=4]")
+    );
+}
+
+/// One scheduler on 6.1 (the baseline) and 6.12, 3 repeats of `scenario`; each metric is
+/// `(baseline value, 6.12 value)`, with a 1 % spread between repeats.
+fn two_kernel_run(scenario: &str, metrics: &[(&str, f64, f64)]) -> store::Loaded {
+    let mut spec = common::spec(&["6.1", "6.12"], &["eevdf"], &["1n1l2c1t"], 3);
+    spec.scenarios[0].name = scenario.into();
+    let columns = ["6.1", "6.12"]
+        .iter()
+        .map(|k| ktstr_matrix::plan::Column {
+            kernel: k.to_string(),
+            configs: vec!["sched_ext".into()],
+        })
+        .collect();
+    let mut cells = Vec::new();
+    for (ki, kernel) in ["6.1", "6.12"].into_iter().enumerate() {
+        for repeat in 0..3u32 {
+            let key = ktstr_matrix::plan::CellKey {
+                kernel: kernel.into(),
+                configs: vec!["sched_ext".into()],
+                sched: "eevdf".into(),
+                scenario: spec.scenarios[0].clone(),
+                topology: "1n1l2c1t".into(),
+                duration_ms: 2000,
+                repeat,
+            };
+            let values: Vec<(&str, f64)> = metrics
+                .iter()
+                .map(|&(m, base, cand)| {
+                    let v = if ki == 0 { base } else { cand };
+                    (m, v * (1.0 + 0.01 * repeat as f64))
+                })
+                .collect();
+            let inputs = common::inputs(&key);
+            cells.push(store::CellRecord {
+                format_version: store::STORE_FORMAT_VERSION,
+                id: ktstr_matrix::plan::cell_id(&key, &inputs),
+                key,
+                inputs,
+                result: common::passed(&values, 4000.0),
+                finished_at: 1_700_000_100,
+            });
+        }
+    }
+    store::Loaded {
+        run: store::RunRecord {
+            format_version: store::STORE_FORMAT_VERSION,
+            ktstr_version: "0.1.0".into(),
+            spec,
+            columns,
+            started_at: 1_700_000_000,
+        },
+        cells,
+        notice: None,
+    }
+}
+
+fn flagged(r: &report::Report, metric: &str) -> bool {
+    r.regressions.iter().any(|g| g.metric == metric)
+}
+
+#[test]
+fn a_drop_in_fork_rate_is_a_regression_and_a_rise_in_cpu_time_is_not() {
+    let loaded = two_kernel_run(
+        "fork-churn",
+        &[
+            ("fork_rate_per_s", 1000.0, 600.0),
+            ("cpu_time_ms", 100.0, 200.0),
+        ],
+    );
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    assert!(flagged(&r, "fork_rate_per_s"), "{:#?}", r.regressions);
+    assert!(!flagged(&r, "cpu_time_ms"), "{:#?}", r.regressions);
+    assert_eq!(r.summary.regressions, 1);
+    let rate = r
+        .tables
+        .iter()
+        .find(|t| t.metric == "fork_rate_per_s")
+        .unwrap();
+    assert_eq!(rate.direction, Direction::HigherIsBetter);
+    assert_eq!(rate.unit.as_deref(), Some("1/s"));
+    assert!(rate.headline);
+    // The opposite move of each: a rise in the fork rate is an improvement, never a regression.
+    let loaded = two_kernel_run("fork-churn", &[("fork_rate_per_s", 600.0, 1000.0)]);
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    assert!(r.regressions.is_empty(), "{:#?}", r.regressions);
+}
+
+#[test]
+fn counters_get_no_table_in_any_rendering() {
+    let counters = [
+        "scx_enable_seq",
+        "workers",
+        "clock_resolution_us",
+        "cpu_time_ms",
+    ];
+    let mut metrics: Vec<(&str, f64, f64)> = counters.iter().map(|&c| (c, 1.0, 9.0)).collect();
+    metrics.push(("max_gap_ms", 10.0, 10.0));
+    let loaded = two_kernel_run("steady", &metrics);
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    let tables: Vec<&str> = r.tables.iter().map(|t| t.metric.as_str()).collect();
+    assert_eq!(tables, ["max_gap_ms"]);
+    assert!(r.regressions.is_empty(), "{:#?}", r.regressions);
+    let json = serde_json::to_string(&r).unwrap();
+    for text in [
+        render::markdown(&r),
+        render::terminal(&r),
+        html::html(&r),
+        render::junit(&r),
+        json,
+    ] {
+        for c in counters {
+            assert!(!text.contains(c), "{c} appears in\n{text}");
+        }
+    }
+}
+
+#[test]
+fn a_metric_unknown_to_the_catalogue_is_shown_and_never_flagged() {
+    let loaded = two_kernel_run(
+        "steady",
+        &[
+            ("brand_new_latency_us", 10.0, 100.0),
+            ("brand_new_ops", 100.0, 10.0),
+        ],
+    );
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    assert!(r.regressions.is_empty(), "{:#?}", r.regressions);
+    assert_eq!(r.tables.len(), 2);
+    for t in &r.tables {
+        assert_eq!(t.direction, Direction::Unknown);
+        assert_eq!(t.unit, None);
+        let c = t.rows[0].stats[1].vs_baseline.as_ref().unwrap();
+        assert_eq!(c.verdict, Verdict::Undirected);
+    }
+    let md = render::markdown(&r);
+    assert!(
+        md.contains("brand_new_latency_us (direction unknown"),
+        "{md}"
+    );
+    // Likewise for a scenario the catalogue does not know at all.
+    let loaded = two_kernel_run("from-a-newer-agent", &[("max_gap_ms", 10.0, 100.0)]);
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    assert!(r.regressions.is_empty(), "{:#?}", r.regressions);
+    assert_eq!(r.tables[0].direction, Direction::Unknown);
+}
+
+#[test]
+fn headline_metrics_come_first() {
+    let loaded = two_kernel_run(
+        "wake",
+        &[
+            ("fairness_spread", 0.1, 0.1),
+            ("median_work_units", 100.0, 100.0),
+            ("wake_p50_us", 50.0, 50.0),
+            ("total_work_units", 1000.0, 1000.0),
+        ],
+    );
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    let order: Vec<(&str, bool)> = r
+        .tables
+        .iter()
+        .map(|t| (t.metric.as_str(), t.headline))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("total_work_units", true),
+            ("wake_p50_us", true),
+            ("fairness_spread", false),
+            ("median_work_units", false),
+        ]
     );
 }

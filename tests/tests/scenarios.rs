@@ -34,7 +34,20 @@ fn run(scenario: &str, params: &[&str]) -> (CellResult, ScenarioReport) {
         .as_ref()
         .and_then(|g| g.scenario.clone())
         .unwrap_or_else(|| panic!("no scenario report: {r:#?}"));
+    assert_described(scenario, &sc);
     (r, sc)
+}
+
+/// Every metric the guest emitted is in the scenario catalogue, which is all the report judges
+/// metrics by (the cgroup scenarios only run in a guest, so this is where theirs are checked).
+fn assert_described(scenario: &str, sc: &ScenarioReport) {
+    let extras = sc.workers.iter().flat_map(|w| w.extra.keys());
+    for name in sc.metrics.keys().chain(extras) {
+        assert!(
+            ktstr_guest::scenario::metric_info(scenario, name).is_some(),
+            "{scenario}: metric {name} is not in the scenario catalogue"
+        );
+    }
 }
 
 fn assert_everyone_progressed(sc: &ScenarioReport) {

@@ -6,7 +6,10 @@ use super::cgroup::{Subtree, write};
 use super::metrics::to_worker_metrics;
 use super::work::Body;
 use super::workers::{self, WorkerSpec};
-use super::{CheckInfo, CheckOp, Env, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
+use super::{
+    CheckInfo, CheckOp, Env, MetricDirection, Outcome, Params, Scenario, ScenarioError,
+    ScenarioInfo,
+};
 use std::time::Duration;
 
 pub struct Cpuset;
@@ -19,9 +22,19 @@ impl Scenario for Cpuset {
         metrics.push(super::metric(
             "isolation_violations",
             "cpus",
-            "CPUs outside its cpuset that a worker was seen on (sched_getcpu after each chunk)",
+            MetricDirection::LowerIsBetter,
             true,
+            "CPUs outside its cpuset that a worker was seen on (sched_getcpu after each chunk); \
+             the aggregate is the sum over workers",
         ));
+        metrics.push(super::metric(
+            "cpus_seen",
+            "cpus",
+            MetricDirection::Counter,
+            true,
+            "distinct CPUs the worker was seen on",
+        ));
+        super::mark_headlines(&mut metrics, &["isolation_violations", "total_work_units"]);
         let mut checks = super::progress_checks();
         checks.push(CheckInfo {
             metric: "isolation_violations".into(),

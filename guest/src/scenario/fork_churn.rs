@@ -5,7 +5,7 @@
 use super::metrics::to_worker_metrics;
 use super::work::Body;
 use super::workers::{self, WorkerSpec};
-use super::{Env, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
+use super::{Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
 use std::time::Duration;
 
 pub struct ForkChurn;
@@ -16,9 +16,12 @@ impl Scenario for ForkChurn {
         metrics.push(super::metric(
             "fork_rate_per_s",
             "1/s",
-            "forks (each reaped) per second over all forkers",
+            MetricDirection::HigherIsBetter,
             false,
+            "forks (each reaped) per second over all forkers",
         ));
+        // The longest gap of a forker is its longest fork+reap.
+        super::mark_headlines(&mut metrics, &["fork_rate_per_s", "max_gap_ms"]);
         let mut checks = super::progress_checks();
         checks.push(super::optional_check(
             "fork_rate_per_s",

@@ -7,7 +7,7 @@
 //! private futex is keyed by the address space, so a wake from the peer would never find the
 //! waiter.
 
-use super::workers::{SharedMapping, Tracker, mono_ns};
+use super::scoreboard::{SharedMapping, Tracker, mono_ns};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Whose turn it is; 0 (a fresh mapping) is nobody's: the initiator's first message sets

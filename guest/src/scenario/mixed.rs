@@ -13,6 +13,10 @@ impl Scenario for Mixed {
     fn info(&self) -> ScenarioInfo {
         let mut metrics = super::common_metrics();
         metrics.extend(super::wake_metrics());
+        super::mark_headlines(
+            &mut metrics,
+            &["wake_p50_us", "wake_p99_us", "total_work_units"],
+        );
         let mut checks = super::progress_checks();
         super::wake_checks(&mut checks);
         ScenarioInfo {

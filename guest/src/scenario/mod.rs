@@ -1,7 +1,8 @@
 //! The scenario catalogue: what runs inside the VM while a scheduler is (or is not) attached.
 //!
 //! Each scenario describes itself ([`ScenarioInfo`]: purpose, typed parameters with defaults and
-//! ranges, metrics, default checks) so that the host can list, document and validate a run before
+//! ranges, metrics with what they mean ([`MetricInfo`]: direction, unit, headline), default
+//! checks) so that the host can list, document and validate a run before
 //! booting anything ([`catalogue`], [`validate`], [`validate_thresholds`]). Inside the guest,
 //! [`run`] forks the workers, measures them, aggregates metrics and evaluates the checks.
 //!
@@ -13,10 +14,13 @@ mod cgroup;
 mod cpuset;
 mod fork_churn;
 mod futex;
+mod markdown;
+mod metric_catalogue;
 mod metrics;
 mod mixed;
 mod oversubscribed;
 mod params;
+mod scoreboard;
 mod smoke;
 mod steady;
 mod steal;
@@ -25,6 +29,12 @@ mod work;
 mod workers;
 
 pub use cgroup::CgroupRoot;
+pub use markdown::catalogue_markdown;
+pub use metric_catalogue::{
+    MetricDirection, MetricInfo, SCHEDULER_COUNTER_PREFIX, SCHEDULER_COUNTERS, describe_metric,
+    metric_info,
+};
+pub(crate) use metric_catalogue::{common_metrics, mark_headlines, metric, wake_metrics};
 pub use metrics::{evaluate_checks, percentile};
 pub use params::Params;
 
@@ -78,15 +88,6 @@ pub enum ParamKind {
     Choice {
         values: Vec<String>,
     },
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MetricInfo {
-    pub name: String,
-    pub unit: String,
-    pub doc: String,
-    /// Per worker (in `WorkerMetrics`) or only aggregated (in `ScenarioReport.metrics`).
-    pub per_worker: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -390,69 +391,6 @@ pub(crate) fn progress_checks() -> Vec<CheckInfo> {
     ]
 }
 
-/// Metrics every scenario reports.
-pub(crate) fn common_metrics() -> Vec<MetricInfo> {
-    let m = |name: &str, unit: &str, doc: &str, per_worker: bool| MetricInfo {
-        name: name.into(),
-        unit: unit.into(),
-        doc: doc.into(),
-        per_worker,
-    };
-    vec![
-        m(
-            "work_units",
-            "units",
-            "completed chunks of work (iterations for sleepers/ping-pong)",
-            true,
-        ),
-        m(
-            "cpu_time_ms",
-            "ms",
-            "user+system CPU time of the worker process",
-            true,
-        ),
-        m("cpu_share", "ratio", "cpu_time / scenario wall time", true),
-        m(
-            "longest_gap_ms",
-            "ms",
-            "longest interval without progress, measured in the worker (includes time descheduled)",
-            true,
-        ),
-        m(
-            "migrations",
-            "count",
-            "CPU changes seen between chunks (sched_getcpu)",
-            true,
-        ),
-        m(
-            "min_work_units",
-            "units",
-            "least work done by any worker",
-            false,
-        ),
-        m(
-            "median_work_units",
-            "units",
-            "median work units over workers",
-            false,
-        ),
-        m("max_gap_ms", "ms", "longest gap over all workers", false),
-        m(
-            "fairness_spread",
-            "ratio",
-            "(max-min)/mean of work units within each group of equal workers; the worst group",
-            false,
-        ),
-        m("total_migrations", "count", "sum of migrations", false),
-        m(
-            "clock_resolution_us",
-            "us",
-            "CLOCK_MONOTONIC resolution in the guest",
-            false,
-        ),
-    ]
-}
-
 /// Parameter `workers`-like count whose default is "one per online CPU".
 pub(crate) fn int_param(
     name: &str,
@@ -492,16 +430,6 @@ pub(crate) fn setup_err(name: &str, reason: impl Into<String>) -> ScenarioError 
     }
 }
 
-/// A metric description (for `ScenarioInfo.metrics`).
-pub(crate) fn metric(name: &str, unit: &str, doc: &str, per_worker: bool) -> MetricInfo {
-    MetricInfo {
-        name: name.into(),
-        unit: unit.into(),
-        doc: doc.into(),
-        per_worker,
-    }
-}
-
 /// An optional check: off unless a threshold is given.
 pub(crate) fn optional_check(metric: &str, op: CheckOp, per_worker: bool, doc: &str) -> CheckInfo {
     CheckInfo {
@@ -511,15 +439,6 @@ pub(crate) fn optional_check(metric: &str, op: CheckOp, per_worker: bool, doc: &
         per_worker,
         doc: doc.into(),
     }
-}
-
-/// The wake-latency metrics and optional checks shared by `wake` and `mixed`.
-pub(crate) fn wake_metrics() -> Vec<MetricInfo> {
-    vec![
-        metric("wake_p50_us", "us", "median wake-up latency", true),
-        metric("wake_p99_us", "us", "99th percentile wake-up latency", true),
-        metric("wake_max_us", "us", "worst wake-up latency", true),
-    ]
 }
 
 /// The latency checks of `wake` and `mixed`; also turns the clock-resolution check on, since
@@ -544,89 +463,6 @@ pub(crate) fn wake_checks(checks: &mut Vec<CheckInfo>) {
             "worst wake-up latency over all workers; off unless a threshold is given",
         ),
     ]);
-}
-
-/// The catalogue as Markdown (docs/scenarios.md is generated from this).
-pub fn catalogue_markdown() -> String {
-    use std::fmt::Write;
-    let mut s = String::from(
-        "# Scenarios\n\n<!-- generated: cargo run -p ktstr-guest --example catalogue_md > docs/scenarios.md -->\n\n\
-         Every scenario runs forked worker processes for `--duration`, measures each worker \
-         (work units, CPU time, longest gap without progress measured in the worker itself, \
-         migrations) and evaluates checks. Parameters: `--param NAME=VALUE`. Thresholds are \
-         overridden by metric name; a check without a default is off until given a threshold.\n\n\
-         The default gap bound is 2000 ms: above the host-preemption noise of QEMU TCG on a \
-         shared host, far below the 30 s sched_ext watchdog. When a scheduler was started, \
-         the check `scheduler_attached` (it is still attached at the end) is added. \
-         `clock_resolution_us` is checked by default in the latency scenarios (`wake`, \
-         `mixed`): microsecond latencies measured with a jiffies clock are noise.\n",
-    );
-    for i in catalogue() {
-        let _ = write!(s, "\n## `{}`\n\n{}.", i.name, i.purpose);
-        if i.needs_cgroup {
-            s.push_str(" Needs a writable cgroup v2 hierarchy.");
-        }
-        s.push_str("\n\n");
-        if i.params.is_empty() {
-            s.push_str("Parameters: none.\n\n");
-        } else {
-            s.push_str("| parameter | range | default | meaning |\n|---|---|---|---|\n");
-            for p in &i.params {
-                let range = match &p.kind {
-                    ParamKind::Int { min, max } => format!("{min}..={max}"),
-                    ParamKind::Float { min, max } => format!("{min}..={max}"),
-                    ParamKind::Choice { values } => values
-                        .iter()
-                        .map(|v| format!("`{v}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                };
-                let _ = writeln!(
-                    s,
-                    "| `{}` | {range} | {} | {} |",
-                    p.name, p.default_doc, p.doc
-                );
-            }
-            s.push('\n');
-        }
-        s.push_str("| check | passes when | default threshold | meaning |\n|---|---|---|---|\n");
-        for c in &i.checks {
-            let op = match c.op {
-                CheckOp::AtLeast => ">=",
-                CheckOp::AtMost => "<=",
-            };
-            let scope = if c.per_worker {
-                "each worker's"
-            } else {
-                "the aggregate"
-            };
-            let dflt = c
-                .default_threshold
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "off".into());
-            let _ = writeln!(
-                s,
-                "| `{}` | {scope} value {op} threshold | {dflt} | {} |",
-                c.metric, c.doc
-            );
-        }
-        s.push_str("\nMetrics: ");
-        let names: Vec<String> = i
-            .metrics
-            .iter()
-            .map(|m| {
-                format!(
-                    "`{}` ({}{})",
-                    m.name,
-                    m.unit,
-                    if m.per_worker { ", per worker" } else { "" }
-                )
-            })
-            .collect();
-        s.push_str(&names.join(", "));
-        s.push_str(".\n");
-    }
-    s
 }
 
 #[cfg(test)]

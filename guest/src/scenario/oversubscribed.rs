@@ -10,6 +10,11 @@ pub struct Oversubscribed;
 
 impl Scenario for Oversubscribed {
     fn info(&self) -> ScenarioInfo {
+        let mut metrics = super::common_metrics();
+        super::mark_headlines(
+            &mut metrics,
+            &["min_work_units", "max_gap_ms", "fairness_spread"],
+        );
         ScenarioInfo {
             name: "oversubscribed".into(),
             purpose: "per_cpu CPU-bound workers per online CPU (default 2): no starvation and a \
@@ -23,7 +28,7 @@ impl Scenario for Oversubscribed {
                 Some(2),
                 "2",
             )],
-            metrics: super::common_metrics(),
+            metrics,
             checks: super::progress_checks(),
             needs_cgroup: false,
         }

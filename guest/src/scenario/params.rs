@@ -96,10 +96,6 @@ impl Params {
         self.ints.get(name).copied().unwrap_or(dflt)
     }
 
-    pub fn float_or(&self, name: &str, dflt: f64) -> f64 {
-        self.floats.get(name).copied().unwrap_or(dflt)
-    }
-
     /// The choice parameter's value, or `dflt`.
     pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
         self.strings.get(name).map_or(dflt, String::as_str)

@@ -10,6 +10,8 @@ pub struct Smoke;
 
 impl Scenario for Smoke {
     fn info(&self) -> ScenarioInfo {
+        let mut metrics = super::common_metrics();
+        super::mark_headlines(&mut metrics, &["min_work_units", "max_gap_ms"]);
         ScenarioInfo {
             name: "smoke".into(),
             purpose: "N CPU-bound workers for the duration; every worker must make progress and \
@@ -23,7 +25,7 @@ impl Scenario for Smoke {
                 None,
                 "one per online CPU",
             )],
-            metrics: super::common_metrics(),
+            metrics,
             checks: super::progress_checks(),
             needs_cgroup: false,
         }

@@ -5,7 +5,7 @@ use super::cgroup::Subtree;
 use super::metrics::to_worker_metrics;
 use super::work::Body;
 use super::workers::{self, WorkerSpec};
-use super::{Env, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
+use super::{Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
 use std::time::Duration;
 
 pub struct Steady;
@@ -16,9 +16,14 @@ impl Scenario for Steady {
         metrics.push(super::metric(
             "cgroup_spread",
             "ratio",
-            "(max-min)/mean of per-worker work units averaged per cgroup",
+            MetricDirection::LowerIsBetter,
             false,
+            "(max-min)/mean of per-worker work units averaged per cgroup",
         ));
+        super::mark_headlines(
+            &mut metrics,
+            &["total_work_units", "max_gap_ms", "cgroup_spread"],
+        );
         ScenarioInfo {
             name: "steady".into(),
             purpose: "CPU-bound workers spread round-robin over several cgroups: progress, gaps \

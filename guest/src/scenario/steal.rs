@@ -6,7 +6,9 @@
 use super::metrics::to_worker_metrics;
 use super::work::Body;
 use super::workers::{self, WorkerSpec};
-use super::{CheckOp, Env, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
+use super::{
+    CheckOp, Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -18,15 +20,18 @@ impl Scenario for Steal {
         metrics.push(super::metric(
             "steal_ticks",
             "USER_HZ ticks",
-            "steal time over the run (/proc/stat; per worker: its CPU's)",
+            MetricDirection::LowerIsBetter,
             true,
+            "steal time over the run (/proc/stat; per worker: its CPU's)",
         ));
         metrics.push(super::metric(
             "steal_ms",
             "ms",
-            "steal_ticks in milliseconds",
+            MetricDirection::LowerIsBetter,
             false,
+            "steal_ticks in milliseconds",
         ));
+        super::mark_headlines(&mut metrics, &["steal_ms", "total_work_units"]);
         let mut checks = super::progress_checks();
         checks.push(super::optional_check(
             "steal_ticks",

@@ -12,8 +12,34 @@ fn params(v: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
 }
 
 fn run_ok(name: &str, p: serde_json::Value) -> ScenarioReport {
-    run(name, &params(p), SHORT, &BTreeMap::new(), &Env::detect())
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    let r = run(name, &params(p), SHORT, &BTreeMap::new(), &Env::detect())
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_described(&r);
+    r
+}
+
+/// Every metric the run emitted, aggregate or per worker, is in its scenario's catalogue entry:
+/// the report judges metrics by that entry and nothing else.
+fn assert_described(r: &ScenarioReport) {
+    let info = catalogue().into_iter().find(|s| s.name == r.name).unwrap();
+    let per_worker = r.workers.iter().flat_map(|w| {
+        [
+            "work_units",
+            "cpu_time_ms",
+            "cpu_share",
+            "longest_gap_ms",
+            "migrations",
+        ]
+        .into_iter()
+        .chain(w.extra.keys().map(String::as_str))
+    });
+    for name in r.metrics.keys().map(String::as_str).chain(per_worker) {
+        assert!(
+            describe_metric(&info, name).is_some(),
+            "{}: metric {name} is not in the catalogue",
+            r.name
+        );
+    }
 }
 
 fn assert_progress(r: &ScenarioReport) {
@@ -221,6 +247,7 @@ fn steady_uses_cgroups_where_writable() {
         Some(_) => {
             let r = res.unwrap();
             assert_progress(&r);
+            assert_described(&r);
             assert_eq!(r.workers[0].group, "cg0");
             assert_eq!(r.workers[1].group, "cg1");
             assert!(r.metrics.contains_key("cgroup_spread"));
@@ -243,6 +270,7 @@ fn cpuset_isolation_or_clear_setup_error() {
     if has_cpuset {
         let r = res.unwrap();
         assert_progress(&r);
+        assert_described(&r);
         assert_eq!(r.metrics["isolation_violations"], 0.0);
     } else {
         eprintln!("no cpuset controller in a writable cgroup v2 here: cpuset is exercised in VMs");
@@ -337,4 +365,85 @@ fn wake_mechanism_is_a_checked_choice() {
     );
     let e = validate("wake", &params(json!({"mechanism": 3}))).unwrap_err();
     assert!(matches!(e, ScenarioError::WrongType { .. }), "{e}");
+}
+
+#[test]
+fn metrics_emitted_outside_this_host_are_described() {
+    // What runs only in a VM (a sched_ext scheduler's counters, cgroup scenarios where this host
+    // has no writable cgroup v2) or only on trouble (a killed worker).
+    let cases: &[(&str, &[&str])] = &[
+        ("steady", &["cgroup_spread", "total_work_units", "killed"]),
+        ("cpuset", &["isolation_violations", "cpus_seen"]),
+        (
+            "smoke",
+            &[
+                "scx_enable_seq",
+                "scx_nr_rejected",
+                "scx_ev_select_cpu_fallback",
+            ],
+        ),
+        (
+            "fork-churn",
+            &["fork_rate_per_s", "workers", "clock_resolution_us"],
+        ),
+    ];
+    for (scenario, names) in cases {
+        for n in *names {
+            let m = metric_info(scenario, n)
+                .unwrap_or_else(|| panic!("{scenario}: {n} is not in the catalogue"));
+            assert_eq!(m.name, *n);
+        }
+    }
+    assert_eq!(metric_info("smoke", "no_such_metric"), None);
+    assert_eq!(metric_info("no-such-scenario", "work_units"), None);
+}
+
+#[test]
+fn directions_are_the_ones_a_scheduler_developer_expects() {
+    let dir = |s: &str, m: &str| metric_info(s, m).unwrap().direction;
+    assert_eq!(
+        dir("fork-churn", "fork_rate_per_s"),
+        MetricDirection::HigherIsBetter
+    );
+    assert_eq!(
+        dir("wake", "total_work_units"),
+        MetricDirection::HigherIsBetter
+    );
+    assert_eq!(dir("wake", "wake_p99_us"), MetricDirection::LowerIsBetter);
+    assert_eq!(dir("steady", "max_gap_ms"), MetricDirection::LowerIsBetter);
+    for counter in [
+        "cpu_time_ms",
+        "workers",
+        "clock_resolution_us",
+        "scx_enable_seq",
+    ] {
+        assert_eq!(dir("smoke", counter), MetricDirection::Counter, "{counter}");
+    }
+    let unit = |s: &str, m: &str| metric_info(s, m).unwrap().unit;
+    assert_eq!(unit("wake", "wake_p50_us"), "us");
+    assert_eq!(unit("smoke", "max_gap_ms"), "ms");
+}
+
+#[test]
+fn every_scenario_has_one_to_three_compared_headlines() {
+    for s in catalogue() {
+        let heads: Vec<&MetricInfo> = s.metrics.iter().filter(|m| m.headline).collect();
+        assert!((1..=3).contains(&heads.len()), "{}: {heads:?}", s.name);
+        assert!(
+            heads
+                .iter()
+                .all(|m| m.direction != MetricDirection::Counter),
+            "{}: a counter cannot be a headline: {heads:?}",
+            s.name
+        );
+        let mut names: Vec<&str> = s.metrics.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            s.metrics.len(),
+            "{}: a metric described twice",
+            s.name
+        );
+    }
 }

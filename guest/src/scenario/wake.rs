@@ -15,6 +15,10 @@ impl Scenario for Wake {
     fn info(&self) -> ScenarioInfo {
         let mut metrics = super::common_metrics();
         metrics.extend(super::wake_metrics());
+        super::mark_headlines(
+            &mut metrics,
+            &["total_work_units", "wake_p50_us", "wake_p99_us"],
+        );
         let mut checks = super::progress_checks();
         super::wake_checks(&mut checks);
         ScenarioInfo {

@@ -1,11 +1,12 @@
 //! What a worker does between progress reports.
 
-use super::workers::{Tracker, mono_ns};
+use super::scoreboard::{Tracker, mono_ns};
 use std::hint::black_box;
 use std::os::fd::RawFd;
 
-/// Iterations of the spin loop per work unit: ~15 µs natively, a few hundred µs under TCG. Fixed
-/// (not calibrated) so that work units compare across runs on the same host.
+/// Iterations of the spin loop per work unit: short, so that a worker reports progress many times
+/// per scheduler tick even under TCG. Fixed (not calibrated) so that work units compare across
+/// runs on the same host.
 pub const CHUNK_ITERS: u32 = 10_000;
 
 #[derive(Debug, Clone)]

@@ -102,8 +102,5 @@ pub(crate) fn thresholds(min_effect: f64) -> anyhow::Result<Thresholds> {
             "--min-effect {min_effect}: give a relative change >= 0, e.g. 0.05 for 5 %"
         )));
     }
-    Ok(Thresholds {
-        min_effect,
-        ..Default::default()
-    })
+    Ok(Thresholds::with_min_effect(min_effect))
 }

@@ -347,19 +347,20 @@ fn metric_rows(sc: &ktstr_guest::protocol::ScenarioReport) -> Vec<(String, Strin
     sc.metrics
         .iter()
         .filter(|(name, _)| name.as_str() != "workers")
-        .map(|(name, &v)| (name.clone(), fmt_metric(name, v)))
+        .map(|(name, &v)| {
+            let unit = ktstr_guest::scenario::metric_info(&sc.name, name).map(|m| m.unit);
+            (name.clone(), fmt_metric(unit.as_deref(), v))
+        })
         .collect()
 }
 
-/// Times (names ending `_us`/`_ms`) in the largest unit that keeps them >= 1; counts as
-/// integers; ratios with three decimals.
-fn fmt_metric(name: &str, v: f64) -> String {
-    let secs = if name.ends_with("_us") {
-        Some(v / 1e6)
-    } else if name.ends_with("_ms") {
-        Some(v / 1e3)
-    } else {
-        None
+/// Times (catalogue unit `us` or `ms`) in the largest unit that keeps them >= 1; other values
+/// (and metrics the catalogue does not know) as integers when whole, else with three decimals.
+fn fmt_metric(unit: Option<&str>, v: f64) -> String {
+    let secs = match unit {
+        Some("us") => Some(v / 1e6),
+        Some("ms") => Some(v / 1e3),
+        _ => None,
     };
     match secs {
         Some(s) if s.abs() >= 1.0 => format!("{s:.2} s"),
@@ -526,6 +527,9 @@ mod tests {
                 ("total_migrations", 17.0),
                 ("clock_resolution_us", 0.001),
                 ("workers", 4.0),
+                // Not in the catalogue: the name's suffix is not taken for a unit.
+                ("mystery_us", 1500.0),
+                ("scx_enable_seq", 3.0),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
@@ -540,6 +544,8 @@ mod tests {
                 ("clock_resolution_us", "1 ns"),
                 ("fairness_spread", "0.043"),
                 ("max_gap_ms", "500.0 µs"),
+                ("mystery_us", "1500"),
+                ("scx_enable_seq", "3"),
                 ("total_migrations", "17"),
                 ("wake_max_us", "2.50 s"),
                 ("wake_p50_us", "48.2 µs"),
