@@ -6,10 +6,10 @@
 //! during the benchmark hits every machine type alike. The initramfs is built once up front, so
 //! only booting is timed.
 
-use super::vm_args::{kernel_image, parse_topology};
-use crate::cell::{self, CellRequest};
-use crate::vm::Backend;
-use crate::vm::qemu::{Accel, Machine, QemuBackend};
+use ktstr::cell::{self, CellRequest};
+use ktstr::cli::vm_args::{kernel_image, parse_topology};
+use ktstr::vm::Backend;
+use ktstr::vm::qemu::{Accel, Machine, QemuBackend};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::result::Outcome;
 use ktstr_matrix::stats::median;
@@ -45,7 +45,7 @@ struct Sample {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let kernel = match &args.kernel {
         Some(k) => kernel_image(k)?,
-        None => crate::kernel::debian::fetch(None)?.vmlinuz,
+        None => crate::debian::fetch(None)?.vmlinuz,
     };
     let topology = parse_topology(&args.topology)?;
     let mut backends: Vec<QemuBackend> = Vec::new();
@@ -70,8 +70,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .collect();
     for run in 0..args.runs {
         for (i, be) in backends.iter().enumerate() {
-            if crate::cancel::requested() {
-                return Ok(crate::exit::INTERRUPTED);
+            if ktstr::cancel::requested() {
+                return Ok(ktstr::exit::INTERRUPTED);
             }
             let req = CellRequest {
                 topology,
@@ -141,9 +141,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let any_failed = samples.iter().any(|s| !s.failures.is_empty());
     Ok(if any_failed {
-        crate::exit::FAILURE
+        ktstr::exit::FAILURE
     } else {
-        crate::exit::OK
+        ktstr::exit::OK
     })
 }
 

@@ -2,9 +2,9 @@
 //! one scenario, a small topology) under the CPU budget and compares the wall time with the
 //! ideal: the sum over cells of (cell wall time x vCPUs) / host cores. Efficiency = ideal / wall.
 
-use super::bad_input;
-use crate::matrix_runner::{KtstrRunner, KtstrValidator};
-use crate::vm::select::{BackendChoice, select};
+use ktstr::cli::bad_input;
+use ktstr::matrix_runner::{KtstrRunner, KtstrValidator};
+use ktstr::vm::select::{BackendChoice, select};
 use ktstr_matrix::engine::{self, CellRunner, RunOptions};
 use ktstr_matrix::engine::{Event, Subscriber};
 use ktstr_matrix::plan;
@@ -50,7 +50,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Some(k) => k,
         None => format!(
             "image:{}",
-            crate::kernel::debian::fetch(None)
+            crate::debian::fetch(None)
                 .map_err(|e| bad_input(e.to_string()))?
                 .vmlinuz
                 .display()
@@ -74,7 +74,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     };
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|e| bad_input(e.join("\n")))?;
     let plan = plan::expand(&spec, &vcpus);
-    let cores = super::matrix::host_cores();
+    // The same count `ktstr matrix` budgets with by default.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let selected = select(BackendChoice::Auto).map_err(|e| bad_input(e.to_string()))?;
     eprintln!("{}", selected.why);
     let out = tempfile::tempdir()?;
@@ -86,7 +87,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         build_cores: cores as usize,
     };
     let prepared = runner.prepare(&plan, &|_| {}).map_err(bad_input)?;
-    let cancelled = crate::cancel::requested;
+    let cancelled = ktstr::cancel::requested;
     let mut passes = vec![("parallel", cores as usize)];
     if a.serial {
         passes.push(("serial", 1));
@@ -146,5 +147,5 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             100.0 * engine_ideal / wall
         );
     }
-    Ok(crate::exit::OK)
+    Ok(ktstr::exit::OK)
 }
