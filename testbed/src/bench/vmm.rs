@@ -1,11 +1,11 @@
 //! `ktstr bench vmm`: boot time of the own kvm backend vs QEMU with KVM, measured inside an L1
 //! guest (TCG with emulated SVM) so it runs on machines without a usable /dev/kvm.
 //!
-//! Two halves: the host side builds the L1 environment through [`crate::nested`] (with the
-//! `ktstr` binary next to this one, and this one beside it) and runs `ktstr bench vmm
-//! --guest-side` inside L1, which comes back to this binary and boots the L2 kernel + initramfs `--runs`
-//! times per backend and prints one `KTSTR-VMM {json}` line per boot on its stdout (= the L1
-//! console); the host side collects those lines and prints medians and the ratio.
+//! Two halves: the host side builds the L1 environment through [`crate::nested`], packing the
+//! `ktstr` binary found next to this one and this binary beside it, and runs `ktstr bench vmm
+//! --guest-side` inside L1. That comes back to this binary, which boots the L2 kernel +
+//! initramfs `--runs` times per backend and prints one `KTSTR-VMM {json}` line per boot on its
+//! stdout (= the L1 console); the host side collects those lines and prints medians and the ratio.
 
 use crate::nested::{self, RunRecord};
 use anyhow::Context;

@@ -40,15 +40,15 @@ const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
 /// does not honour the XSETBV intercept of its emulated SVM, so an L2's XSETBV changes XCR0
 /// behind L1's KVM, which keeps reporting the old XCR0's XSAVE size in CPUID.0xD and loads its
 /// own XCR0 again at the next VM entry: L2 kernels warn of an "XSAVE consistency problem" and
-/// L2s under both VMMs triple-faulted now and then, likely from this (docs/benchmarks.md, "KVM
-/// backend", run 9). Without XSAVE no guest level touches XCR0.
+/// L2s under both VMMs triple-faulted now and then, likely from this (docs/benchmarks.md, "The
+/// nested test bed's own failures"). Without XSAVE no guest level touches XCR0.
 pub const L1_CPU: &str = "max,-xsave";
 
 /// L1 zeroes memory as it frees it ([`L1Request::zero_freed_memory`]). Under TCG, writing to
 /// pages a previous L2 has just used is slow (likely TCG dropping the code it translated from
 /// them): without this, the next VM pays for it while it loads its kernel, under both backends.
 /// With it, the previous VM pays as it exits, after its result. The cost moves; it does not go
-/// away, and L1's own boot gets slower (docs/benchmarks.md, "KVM backend", run 12).
+/// away, and L1's own boot gets slower (docs/benchmarks.md, "The nested test bed's own failures").
 pub const L1_INIT_ON_FREE: &str = "init_on_free=1";
 
 /// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
