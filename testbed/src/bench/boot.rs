@@ -13,6 +13,7 @@ use ktstr::vm::qemu::{Accel, Machine, QemuBackend};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::result::Outcome;
 use ktstr_matrix::stats::median;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         }
     }
+    Ok(report(&kernel, &args, &backends, &samples))
+}
+
+/// Prints the table (and each failure's evidence); the exit code says whether any boot failed.
+fn report(kernel: &Path, args: &Args, backends: &[QemuBackend], samples: &[Sample]) -> i32 {
     println!(
         "kernel {}, topology {}, {} MiB, {} runs each (median; min-max)\n",
         kernel.display(),
@@ -125,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     );
     println!("| backend | spawn -> agent | spawn -> result | failures |");
     println!("|---|---|---|---|");
-    for (be, s) in backends.iter().zip(&samples) {
+    for (be, s) in backends.iter().zip(samples) {
         println!(
             "| {} | {} | {} | {} |",
             be.describe(),
@@ -134,17 +140,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             s.failures.len()
         );
     }
-    for (be, s) in backends.iter().zip(&samples) {
+    for (be, s) in backends.iter().zip(samples) {
         for f in &s.failures {
             eprintln!("{}: {f}", be.describe());
         }
     }
     let any_failed = samples.iter().any(|s| !s.failures.is_empty());
-    Ok(if any_failed {
+    if any_failed {
         ktstr::exit::FAILURE
     } else {
         ktstr::exit::OK
-    })
+    }
 }
 
 fn summary(v: &[f64]) -> String {

@@ -56,22 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 .display()
         ),
     };
-    let spec = MatrixSpec {
-        kernels: vec![kernel],
-        configs: vec![vec![]],
-        scheds: vec!["eevdf".into()],
-        scenarios: vec![ScenarioSel {
-            name: a.scenario,
-            params: Default::default(),
-        }],
-        topologies: vec![a.topology],
-        repeats: a.cells,
-        duration_ms: ktstr_matrix::spec::parse_duration_ms(&a.duration).map_err(bad_input)?,
-        jobs: None,
-        overcommit: false,
-        baseline: None,
-        memory_mib: 256,
-    };
+    let spec = cells_spec(kernel, a.scenario, a.topology, a.cells, &a.duration)?;
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|e| bad_input(e.join("\n")))?;
     let plan = plan::expand(&spec, &vcpus);
     // The same count `ktstr matrix` budgets with by default.
@@ -148,4 +133,31 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         );
     }
     Ok(ktstr::exit::OK)
+}
+
+/// `cells` repeats of one EEVDF cell: the same kind of cell every time, so the cells differ only
+/// in when they run.
+fn cells_spec(
+    kernel: String,
+    scenario: String,
+    topology: String,
+    cells: u32,
+    duration: &str,
+) -> anyhow::Result<MatrixSpec> {
+    Ok(MatrixSpec {
+        kernels: vec![kernel],
+        configs: vec![vec![]],
+        scheds: vec!["eevdf".into()],
+        scenarios: vec![ScenarioSel {
+            name: scenario,
+            params: Default::default(),
+        }],
+        topologies: vec![topology],
+        repeats: cells,
+        duration_ms: ktstr_matrix::spec::parse_duration_ms(duration).map_err(bad_input)?,
+        jobs: None,
+        overcommit: false,
+        baseline: None,
+        memory_mib: 256,
+    })
 }
