@@ -4,7 +4,9 @@
 //! `sched` resolves scheduler binaries; `initramfs` packs the guest agent, busybox and those
 //! binaries; a `vm` backend (`qemu`, or the own `kvm` VMM) boots one cell; `cell` turns what the VM
 //! produced into a `CellResult`. The `cli` wires it to subcommands; the matrix engine lives in the
-//! `ktstr-matrix` crate and calls back into `cell` through its runner trait.
+//! `ktstr-matrix` crate and calls back into `cell` through its runner trait. The test bed (the
+//! nested harness, the Debian kernel fixture, the benchmarks) is the `ktstr-testbed` crate; only
+//! what its L1 runs of this binary (`nested_l1`) is here.
 
 pub mod bisect;
 pub mod cancel;
@@ -16,7 +18,7 @@ pub mod initramfs;
 pub mod kernel;
 pub mod lock;
 pub mod matrix_runner;
-pub mod nested;
+pub mod nested_l1;
 pub mod paths;
 pub mod progress;
 pub mod sched;

@@ -76,11 +76,11 @@ pub fn tcg_int3_fault(output: &str) -> bool {
 
 /// Debian's prebuilt cloud kernel (fetched once into the cache). `KTSTR_DEBIAN_DEB` names a
 /// local .deb to use instead of `apt-get download`.
-pub fn debian_kernel() -> &'static ktstr::kernel::debian::DebianKernel {
-    static K: OnceLock<ktstr::kernel::debian::DebianKernel> = OnceLock::new();
+pub fn debian_kernel() -> &'static ktstr_testbed::debian::DebianKernel {
+    static K: OnceLock<ktstr_testbed::debian::DebianKernel> = OnceLock::new();
     K.get_or_init(|| {
         let deb = std::env::var_os("KTSTR_DEBIAN_DEB").map(PathBuf::from);
-        ktstr::kernel::debian::fetch(deb.as_deref())
+        ktstr_testbed::debian::fetch(deb.as_deref())
             .unwrap_or_else(|e| panic!("fetching the Debian cloud kernel: {e}"))
     })
 }

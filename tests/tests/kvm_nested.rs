@@ -7,10 +7,10 @@
 //! `as_expected`); every #[test] checks its own case's result and output. Also checks, on the host, that
 //! `--backend auto` refuses this host's /dev/kvm when the probe fails.
 
-use ktstr::nested::settle::{self, Rounds};
-use ktstr::nested::{self, L1Request};
 use ktstr_e2e as e2e;
 use ktstr_matrix::result::{CellResult, Outcome};
+use ktstr_testbed::nested::settle::{self, Rounds};
+use ktstr_testbed::nested::{self, L1Request};
 use std::sync::OnceLock;
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 //! prints a quoted crash line on the console, then puts a real emergency-level line into L1's
 //! kernel log through /dev/kmsg and sleeps far past the test's timeout.
 
-use ktstr::nested::{self, L1Request};
 use ktstr::vm::VmEnd;
 use ktstr_e2e as e2e;
+use ktstr_testbed::nested::{self, L1Request};
 use std::time::Duration;
 
 const QUOTED: &str = "L2 said: Kernel panic - not syncing: quoted, not from L1";

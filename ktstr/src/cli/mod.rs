@@ -3,17 +3,13 @@
 //! Errors marked with [`BadInput`] exit with `exit::USAGE`, others with `exit::FAILURE`.
 
 mod bench;
-mod bench_boot;
-mod bench_cache;
-mod bench_matrix;
-mod bench_vmm;
-mod kernel;
+pub mod kernel;
 mod matrix;
 mod matrix_progress;
 mod report;
 mod run;
 mod shell;
-mod vm_args;
+pub mod vm_args;
 
 use clap::{Parser, Subcommand};
 use std::fmt;
@@ -42,10 +38,11 @@ enum Command {
     Matrix(matrix::Args),
     /// Re-render a report from results.jsonl, or compare two runs.
     Report(report::Args),
-    /// Benchmarks whose figures go in docs/benchmarks.md.
-    #[command(subcommand)]
-    Bench(bench::Command),
-    /// Inside the nested harness's L1 only: pin kvm.ko's APIC static key (see `nested::hold`).
+    /// Benchmarks whose figures go in docs/benchmarks.md (runs `ktstr-bench`).
+    ///
+    /// `ktstr-bench` is built with `cargo build --release -p ktstr-testbed`.
+    Bench(bench::Args),
+    /// Inside the nested harness's L1 only: pin kvm.ko's APIC static key (see `nested_l1`).
     #[command(name = "nested-l1-hold", hide = true)]
     NestedL1Hold,
 }
@@ -90,8 +87,8 @@ pub fn main() -> i32 {
         Command::Kernel(c) => kernel::run(c),
         Command::Matrix(a) => matrix::run(a),
         Command::Report(a) => report::run(a),
-        Command::Bench(c) => bench::run(c),
-        Command::NestedL1Hold => crate::nested::hold::hold_apic_keys()
+        Command::Bench(a) => bench::run(a),
+        Command::NestedL1Hold => crate::nested_l1::hold_apic_keys()
             .map(|never| match never {})
             .map_err(anyhow::Error::from),
     };

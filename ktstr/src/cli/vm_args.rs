@@ -93,11 +93,11 @@ pub fn announce(selected: &select::Selected) {
 }
 
 /// `--kernel` -> a bootable image, for commands without `--config`.
-pub(crate) fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
+pub fn kernel_image(spec: &str) -> anyhow::Result<PathBuf> {
     Ok(super::kernel::resolve_args(spec, &[])?.image)
 }
 
-pub(crate) fn parse_topology(s: &str) -> anyhow::Result<Topology> {
+pub fn parse_topology(s: &str) -> anyhow::Result<Topology> {
     s.parse::<Topology>()
         .map_err(|e| bad_input(format!("--topology: {e}")))
 }

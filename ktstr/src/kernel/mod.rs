@@ -9,7 +9,6 @@
 pub mod build;
 pub mod cache;
 pub mod configure;
-pub mod debian;
 pub mod git_remote;
 pub mod image;
 pub mod make;

@@ -8,7 +8,7 @@
 //! Why `andn` and not an AVX op: what software KVMs fail on is decoding the VEX prefix, which
 //! any VEX instruction exercises; AVX additionally needs AVX state in XCR0, which QEMU 7.2 TCG's
 //! emulated SVM (the nested test environment) does not keep for an L2 guest: it ignores the XSETBV
-//! intercept, so L1's KVM never learns the guest's XCR0 (see `nested::L1_CPU`).
+//! intercept, so L1's KVM never learns the guest's XCR0 (see `ktstr_testbed::nested::L1_CPU`).
 
 use super::regs;
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
@@ -37,7 +37,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 /// ```
 ///
 /// A CPU without XSAVE skips stages 1-2: a stock kernel then does not use XSAVE either. (The
-/// nested test bed's L1 hides XSAVE, see `nested::L1_CPU`.)
+/// nested test bed's L1 hides XSAVE, see `ktstr_testbed::nested::L1_CPU`.)
 const PROBE_CODE: [u8; 142] = [
     0x66, 0xba, 0x10, 0x05, 0xb0, 0x01, 0xee, 0xb8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xc9, 0x0f, 0xa2,
     0x0f, 0xba, 0xe1, 0x1a, 0x73, 0x30, 0xb8, 0x0d, 0x00, 0x00, 0x00, 0x31, 0xc9, 0x0f, 0xa2, 0x83,

@@ -6,13 +6,14 @@
 //! during the benchmark hits every machine type alike. The initramfs is built once up front, so
 //! only booting is timed.
 
-use super::vm_args::{kernel_image, parse_topology};
-use crate::cell::{self, CellRequest};
-use crate::vm::Backend;
-use crate::vm::qemu::{Accel, Machine, QemuBackend};
+use ktstr::cell::{self, CellRequest};
+use ktstr::cli::vm_args::{kernel_image, parse_topology};
+use ktstr::vm::Backend;
+use ktstr::vm::qemu::{Accel, Machine, QemuBackend};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::result::Outcome;
 use ktstr_matrix::stats::median;
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +46,7 @@ struct Sample {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let kernel = match &args.kernel {
         Some(k) => kernel_image(k)?,
-        None => crate::kernel::debian::fetch(None)?.vmlinuz,
+        None => crate::debian::fetch(None)?.vmlinuz,
     };
     let topology = parse_topology(&args.topology)?;
     let mut backends: Vec<QemuBackend> = Vec::new();
@@ -70,8 +71,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .collect();
     for run in 0..args.runs {
         for (i, be) in backends.iter().enumerate() {
-            if crate::cancel::requested() {
-                return Ok(crate::exit::INTERRUPTED);
+            if ktstr::cancel::requested() {
+                return Ok(ktstr::exit::INTERRUPTED);
             }
             let req = CellRequest {
                 topology,
@@ -116,6 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         }
     }
+    Ok(report(&kernel, &args, &backends, &samples))
+}
+
+/// Prints the table (and each failure's evidence); the exit code says whether any boot failed.
+fn report(kernel: &Path, args: &Args, backends: &[QemuBackend], samples: &[Sample]) -> i32 {
     println!(
         "kernel {}, topology {}, {} MiB, {} runs each (median; min-max)\n",
         kernel.display(),
@@ -125,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     );
     println!("| backend | spawn -> agent | spawn -> result | failures |");
     println!("|---|---|---|---|");
-    for (be, s) in backends.iter().zip(&samples) {
+    for (be, s) in backends.iter().zip(samples) {
         println!(
             "| {} | {} | {} | {} |",
             be.describe(),
@@ -134,17 +140,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             s.failures.len()
         );
     }
-    for (be, s) in backends.iter().zip(&samples) {
+    for (be, s) in backends.iter().zip(samples) {
         for f in &s.failures {
             eprintln!("{}: {f}", be.describe());
         }
     }
     let any_failed = samples.iter().any(|s| !s.failures.is_empty());
-    Ok(if any_failed {
-        crate::exit::FAILURE
+    if any_failed {
+        ktstr::exit::FAILURE
     } else {
-        crate::exit::OK
-    })
+        ktstr::exit::OK
+    }
 }
 
 fn summary(v: &[f64]) -> String {

@@ -1,7 +1,7 @@
 //! `ktstr bench cache`: how long a cache-hit kernel resolution takes (what every `run`/`shell`/
 //! matrix cell pays) against the cold build it replaces (from the entry's metadata.json).
 
-use crate::kernel::{self, ResolveOptions, cache};
+use ktstr::kernel::{self, ResolveOptions, cache};
 use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
@@ -19,14 +19,15 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
     if a.runs == 0 {
-        return Err(crate::cli::bad_input("--runs must be at least 1"));
+        return Err(ktstr::cli::bad_input("--runs must be at least 1"));
     }
     let opts = ResolveOptions {
         progress: true,
         ..Default::default()
     };
     // Warm-up: builds on a cold cache, and brings the entry into the page cache like any reuse.
-    let first = kernel::resolve(&a.kernel, &a.configs, &opts).map_err(super::kernel::to_cli)?;
+    let first =
+        kernel::resolve(&a.kernel, &a.configs, &opts).map_err(ktstr::cli::kernel::to_cli)?;
     let key = first
         .key
         .clone()
@@ -34,7 +35,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let mut times = Vec::with_capacity(a.runs);
     for _ in 0..a.runs {
         let t = Instant::now();
-        let k = kernel::resolve(&a.kernel, &a.configs, &opts).map_err(super::kernel::to_cli)?;
+        let k =
+            kernel::resolve(&a.kernel, &a.configs, &opts).map_err(ktstr::cli::kernel::to_cli)?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(
             k.cache_hit && k.key.as_deref() == Some(key.as_str()),
@@ -84,7 +86,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         }
     );
     // Where a hit's time goes (medians over the same number of runs).
-    let spec = kernel::KernelSpec::parse(&a.kernel).map_err(super::kernel::to_cli)?;
+    let spec = kernel::KernelSpec::parse(&a.kernel).map_err(ktstr::cli::kernel::to_cli)?;
     let entry = cache::Entry::open(&key).ok_or_else(|| anyhow::anyhow!("entry {key} vanished"))?;
     let part = |f: &mut dyn FnMut()| {
         let mut t: Vec<f64> = (0..a.runs)
@@ -112,5 +114,5 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     if !cold.is_nan() {
         println!("ratio cold/hit: {:.0}x", cold * 1000.0 / median);
     }
-    Ok(crate::exit::OK)
+    Ok(ktstr::exit::OK)
 }

@@ -1,5 +1,5 @@
 //! Debian's prebuilt `linux-image-6.12.*-cloud-amd64` kernel: a real kernel for tests and EEVDF
-//! baselines without a 10-minute build. It lacks CONFIG_SCHED_CLASS_EXT, but boots under QEMU TCG
+//! baselines without building one. It lacks CONFIG_SCHED_CLASS_EXT, but boots under QEMU TCG
 //! and carries kvm.ko / kvm-amd.ko (xz), which the nested KVM harness insmods.
 //!
 //! The package is fetched with `apt-get download` (or taken from a local .deb) and unpacked with
@@ -7,7 +7,7 @@
 //! are cheap and work offline. Extraction goes to a temp dir renamed into place, so a crash never
 //! leaves a half-extracted tree that a later call would trust.
 
-use crate::paths;
+use ktstr::paths;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use thiserror::Error;

@@ -2,9 +2,9 @@
 //! one scenario, a small topology) under the CPU budget and compares the wall time with the
 //! ideal: the sum over cells of (cell wall time x vCPUs) / host cores. Efficiency = ideal / wall.
 
-use super::bad_input;
-use crate::matrix_runner::{KtstrRunner, KtstrValidator};
-use crate::vm::select::{BackendChoice, select};
+use ktstr::cli::bad_input;
+use ktstr::matrix_runner::{KtstrRunner, KtstrValidator};
+use ktstr::vm::select::{BackendChoice, select};
 use ktstr_matrix::engine::{self, CellRunner, RunOptions};
 use ktstr_matrix::engine::{Event, Subscriber};
 use ktstr_matrix::plan;
@@ -50,31 +50,17 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Some(k) => k,
         None => format!(
             "image:{}",
-            crate::kernel::debian::fetch(None)
+            crate::debian::fetch(None)
                 .map_err(|e| bad_input(e.to_string()))?
                 .vmlinuz
                 .display()
         ),
     };
-    let spec = MatrixSpec {
-        kernels: vec![kernel],
-        configs: vec![vec![]],
-        scheds: vec!["eevdf".into()],
-        scenarios: vec![ScenarioSel {
-            name: a.scenario,
-            params: Default::default(),
-        }],
-        topologies: vec![a.topology],
-        repeats: a.cells,
-        duration_ms: ktstr_matrix::spec::parse_duration_ms(&a.duration).map_err(bad_input)?,
-        jobs: None,
-        overcommit: false,
-        baseline: None,
-        memory_mib: 256,
-    };
+    let spec = cells_spec(kernel, a.scenario, a.topology, a.cells, &a.duration)?;
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|e| bad_input(e.join("\n")))?;
     let plan = plan::expand(&spec, &vcpus);
-    let cores = super::matrix::host_cores();
+    // The same count `ktstr matrix` budgets with by default.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let selected = select(BackendChoice::Auto).map_err(|e| bad_input(e.to_string()))?;
     eprintln!("{}", selected.why);
     let out = tempfile::tempdir()?;
@@ -89,7 +75,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
     let prepared = runner
         .prepare(&plan, &|_| {})
         .map_err(|e| bad_input(e.to_string()))?;
-    let cancelled = crate::cancel::requested;
+    let cancelled = ktstr::cancel::requested;
     let mut passes = vec![("parallel", cores as usize)];
     if a.serial {
         passes.push(("serial", 1));
@@ -149,5 +135,32 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             100.0 * engine_ideal / wall
         );
     }
-    Ok(crate::exit::OK)
+    Ok(ktstr::exit::OK)
+}
+
+/// `cells` repeats of one EEVDF cell: the same kind of cell every time, so the cells differ only
+/// in when they run.
+fn cells_spec(
+    kernel: String,
+    scenario: String,
+    topology: String,
+    cells: u32,
+    duration: &str,
+) -> anyhow::Result<MatrixSpec> {
+    Ok(MatrixSpec {
+        kernels: vec![kernel],
+        configs: vec![vec![]],
+        scheds: vec!["eevdf".into()],
+        scenarios: vec![ScenarioSel {
+            name: scenario,
+            params: Default::default(),
+        }],
+        topologies: vec![topology],
+        repeats: cells,
+        duration_ms: ktstr_matrix::spec::parse_duration_ms(duration).map_err(bad_input)?,
+        jobs: None,
+        overcommit: false,
+        baseline: None,
+        memory_mib: 256,
+    })
 }

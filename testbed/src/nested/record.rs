@@ -1,7 +1,7 @@
 //! What one inner boot reports back to the host: one `KTSTR-VMM {json}` line on the L1
 //! console per L2 boot, parsed back on the host.
 
-use crate::vm::{VmEnd, VmRun};
+use ktstr::vm::{VmEnd, VmRun};
 use ktstr_guest::protocol::{GuestMessage, GuestReport};
 use serde::{Deserialize, Serialize};
 

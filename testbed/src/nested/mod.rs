@@ -10,17 +10,16 @@
 //! L1's crashes, since the console also carries the L2 crashes the inner ktstr reports.
 
 pub mod bench;
-pub mod hold;
 pub mod record;
 pub mod settle;
 
 pub use record::RunRecord;
 
-use crate::initramfs::{self, InitramfsSpec};
-use crate::kernel::debian;
-use crate::topology::Topology;
-use crate::vm::qemu::{Accel, QemuBackend};
-use crate::vm::{Backend, ConsoleMode, VmConfig, VmError, VmRun};
+use crate::debian;
+use ktstr::initramfs::{self, InitramfsSpec};
+use ktstr::topology::Topology;
+use ktstr::vm::qemu::{Accel, QemuBackend};
+use ktstr::vm::{Backend, ConsoleMode, VmConfig, VmError, VmRun};
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,6 +27,8 @@ use thiserror::Error;
 
 /// Where things are inside L1.
 pub const KTSTR_PATH: &str = "/nested/ktstr";
+/// `ktstr-bench` (benchmarks only), next to [`KTSTR_PATH`], where `ktstr bench` looks for it.
+pub const BENCH_PATH: &str = "/nested/ktstr-bench";
 pub const L2_KERNEL_PATH: &str = "/nested/l2-kernel";
 const MODULES_DIR: &str = "/nested/mods";
 /// Marker for a JSON document the script emits (see [`emit_json`]).
@@ -38,16 +39,16 @@ const MODULES: [&str; 4] = ["irqbypass", "kvm", "kvm-amd", "kvm-intel"];
 /// L1's CPU: everything TCG emulates (SVM with nested paging included) but XSAVE. QEMU 7.2's TCG
 /// does not honour the XSETBV intercept of its emulated SVM, so an L2's XSETBV changes XCR0
 /// behind L1's KVM, which keeps reporting the old XCR0's XSAVE size in CPUID.0xD and loads its
-/// own XCR0 again at the next VM entry. Measured: every L2 boot of the Debian kernel warned
-/// "XSAVE consistency problem: size 2696 != kernel_size 576" (8 of 8), and L2s under both VMMs
-/// triple-faulted now and then, likely from this. Without XSAVE no guest level touches XCR0.
+/// own XCR0 again at the next VM entry: L2 kernels warn of an "XSAVE consistency problem" and
+/// L2s under both VMMs triple-faulted now and then, likely from this (docs/benchmarks.md, "The
+/// nested test bed's own failures"). Without XSAVE no guest level touches XCR0.
 pub const L1_CPU: &str = "max,-xsave";
 
 /// L1 zeroes memory as it frees it ([`L1Request::zero_freed_memory`]). Under TCG, writing to
 /// pages a previous L2 has just used is slow (likely TCG dropping the code it translated from
-/// them): without this, the next VM pays for it while it loads its kernel, 1.4-1.6 s per boot
-/// under both backends (docs/benchmarks.md, run 12). With it, the previous VM pays as it exits,
-/// after its result. The cost moves; it does not go away, and L1's own boot takes 4-6 s longer.
+/// them): without this, the next VM pays for it while it loads its kernel, under both backends.
+/// With it, the previous VM pays as it exits, after its result. The cost moves; it does not go
+/// away, and L1's own boot gets slower (docs/benchmarks.md, "The nested test bed's own failures").
 pub const L1_INIT_ON_FREE: &str = "init_on_free=1";
 
 /// QEMU firmware a `-kernel` boot reads (microvm: qboot; pc/q35: SeaBIOS + option ROMs).
@@ -126,7 +127,7 @@ impl L1Request {
 /// L1's extra kernel command line. Its own boot messages are noise here and slow under TCG
 /// (`quiet`); the inner output is not kernel output, so it still reaches the console.
 fn l1_cmdline(req: &L1Request) -> Vec<String> {
-    let mut c = crate::vm::cmdline::quiet();
+    let mut c = ktstr::vm::cmdline::quiet();
     if req.zero_freed_memory {
         c.push(L1_INIT_ON_FREE.into());
     }
@@ -230,7 +231,7 @@ pub fn parse_json(console: &str) -> Vec<serde_json::Value> {
 
 /// Decompressed kvm modules of the Debian package, cached next to it.
 fn modules(deb: &debian::DebianKernel) -> Result<Vec<(PathBuf, String)>, NestedError> {
-    let dir = crate::paths::debian_dir()
+    let dir = ktstr::paths::debian_dir()
         .join("nested-modules")
         .join(&deb.release);
     std::fs::create_dir_all(&dir).map_err(io(dir.display().to_string()))?;
@@ -257,22 +258,25 @@ fn modules(deb: &debian::DebianKernel) -> Result<Vec<(PathBuf, String)>, NestedE
     Ok(out)
 }
 
-/// A debug-info-free copy of `bin` (a debug ktstr is ~90 MB, mostly DWARF, which L1 would have
+/// A debug-info-free copy of `bin` at `out` (a debug build is mostly DWARF, which L1 would have
 /// to unpack under TCG); the original when `strip` is unavailable.
-fn stripped(bin: &Path, dir: &Path) -> PathBuf {
-    let out = dir.join("ktstr");
+fn stripped(bin: &Path, out: &Path) -> PathBuf {
     let ok = std::process::Command::new("strip")
         .arg("--strip-debug")
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg(bin)
         .status()
         .is_ok_and(|s| s.success());
-    if ok { out } else { bin.to_path_buf() }
+    if ok {
+        out.to_path_buf()
+    } else {
+        bin.to_path_buf()
+    }
 }
 
 fn qemu_files() -> Result<Vec<(PathBuf, String)>, NestedError> {
-    let qemu = crate::vm::qemu::find_binary()?;
+    let qemu = ktstr::vm::qemu::find_binary()?;
     let mut files = vec![(qemu, "/usr/bin/qemu-system-x86_64".to_string())];
     for fw in QEMU_FIRMWARE {
         let p = Path::new(fw);
@@ -303,7 +307,7 @@ fn l1_script(user: &str) -> String {
         ));
     }
     s.push_str("[ -e /dev/kvm ] || echo 'nested: no /dev/kvm in L1'\n");
-    s.push_str(&hold::script_line(KTSTR_PATH));
+    s.push_str(&ktstr::nested_l1::script_line(KTSTR_PATH));
     s.push_str(user);
     s
 }
@@ -314,7 +318,10 @@ fn l1_script(user: &str) -> String {
 pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     let deb = debian::fetch(None)?;
     let tmp = tempfile::tempdir().map_err(io("temp dir"))?;
-    let mut files = vec![(stripped(&req.ktstr_bin, tmp.path()), KTSTR_PATH.to_string())];
+    let mut files = vec![(
+        stripped(&req.ktstr_bin, &tmp.path().join("ktstr")),
+        KTSTR_PATH.to_string(),
+    )];
     files.push((
         req.l2_kernel.clone().unwrap_or_else(|| deb.vmlinuz.clone()),
         L2_KERNEL_PATH.to_string(),
@@ -334,13 +341,14 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
         files,
     );
     let initrd = initramfs::build(&spec)?;
-    // Multi-threaded TCG: see `hold` for how L1's kvm.ko is kept from live-patching its text.
+    // Multi-threaded TCG: see `ktstr::nested_l1` for how L1's kvm.ko is kept from live-patching
+    // its text.
     let backend = QemuBackend {
         cpu: Some(L1_CPU.to_string()),
         // L1's console carries the inner ktstr's output, L2 crash text included (a case's
         // JSON holds its console tail): only L1's own kernel lines, on their own port, may end it.
         kernel_log: Some(kernel_log(&req.console_log)),
-        ..QemuBackend::new(crate::vm::select::qemu_machine()?, Accel::Tcg)?
+        ..QemuBackend::new(ktstr::vm::select::qemu_machine()?, Accel::Tcg)?
     };
     let cfg = VmConfig {
         kernel: deb.vmlinuz.clone(),
@@ -361,12 +369,11 @@ pub fn run_l1(req: &L1Request) -> Result<L1Outcome, NestedError> {
     };
     let mut run = backend.run(&cfg)?;
     let mut console = std::fs::read_to_string(&req.console_log).unwrap_or_default();
-    let cancelled = crate::cancel::requested();
+    let cancelled = ktstr::cancel::requested();
     if l1_failed(&run.end, run.to_agent.is_some(), &console, cancelled) {
-        // `hold` removes the known cause in kvm.ko, but L1's own boot flips static keys too
-        // (measured: "Oops: int3" in sched_clock_tick at 2.8 s and in __schedule at 7 s, L1
-        // uptime). Such a run says nothing about the VMM under test, so it is repeated once,
-        // visibly.
+        // `ktstr::nested_l1` removes the known cause in kvm.ko, but L1's own boot flips static
+        // keys too (docs/benchmarks.md, "The nested test bed's own failures"). Such a run says
+        // nothing about the VMM under test, so it is repeated once, visibly.
         eprintln!(
             "nested: L1 itself failed ({}; a QEMU TCG cross-modifying-code fault when it is \
              \"Oops: int3\"), not the system under test; console kept at {}.first, booting L1 \
@@ -406,9 +413,9 @@ pub fn kernel_log(console_log: &Path) -> PathBuf {
 /// the TCG int3 fault. A cancelled run (Ctrl-C, SIGTERM) is not a failure. It ends as `Cancelled`,
 /// or as `Shutdown` when QEMU, in the same process group, got the signal and exited first:
 /// `cancelled` (the process-wide request) covers that case.
-fn l1_failed(end: &crate::vm::VmEnd, agent_started: bool, console: &str, cancelled: bool) -> bool {
+fn l1_failed(end: &ktstr::vm::VmEnd, agent_started: bool, console: &str, cancelled: bool) -> bool {
     !cancelled
-        && *end != crate::vm::VmEnd::Cancelled
+        && *end != ktstr::vm::VmEnd::Cancelled
         && (!agent_started || l1_died_of_tcg_int3(console))
 }
 
@@ -445,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_cancelled_l1_is_not_booted_again() {
-        use crate::vm::VmEnd;
+        use ktstr::vm::VmEnd;
         assert!(l1_failed(&VmEnd::Shutdown, false, "", false));
         assert!(l1_failed(&VmEnd::TimedOut, false, "", false));
         assert!(!l1_failed(&VmEnd::Shutdown, true, "all fine", false));

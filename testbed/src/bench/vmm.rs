@@ -1,15 +1,17 @@
 //! `ktstr bench vmm`: boot time of the own kvm backend vs QEMU with KVM, measured inside an L1
 //! guest (TCG with emulated SVM) so it runs on machines without a usable /dev/kvm.
 //!
-//! Two halves: the host side builds the L1 environment through [`crate::nested`] and runs this
-//! same binary inside L1 with `--guest-side`, which boots the L2 kernel + initramfs `--runs`
-//! times per backend and prints one `KTSTR-VMM {json}` line per boot on its stdout (= the L1
-//! console); the host side collects those lines and prints medians and the ratio.
+//! Two halves: the host side builds the L1 environment through [`crate::nested`], packing the
+//! `ktstr` binary found next to this one and this binary beside it, and runs `ktstr bench vmm
+//! --guest-side` inside L1. That comes back to this binary, which boots the L2 kernel +
+//! initramfs `--runs` times per backend and prints one `KTSTR-VMM {json}` line per boot on its
+//! stdout (= the L1 console); the host side collects those lines and prints medians and the ratio.
 
 use crate::nested::{self, RunRecord};
-use crate::topology::Topology;
-use crate::vm::{Backend, ConsoleMode, VmConfig};
 use anyhow::Context;
+use ktstr::cli::bad_input;
+use ktstr::topology::Topology;
+use ktstr::vm::{Backend, ConsoleMode, VmConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,11 +62,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return guest_side(&args);
     }
     if args.runs == 0 {
-        return Err(super::bad_input("--runs 0: use at least 1"));
+        return Err(bad_input("--runs 0: use at least 1"));
     }
     for b in &args.backends {
         if !BACKENDS.contains(&b.as_str()) {
-            return Err(super::bad_input(format!(
+            return Err(bad_input(format!(
                 "--backends: unknown backend {b:?}; use some of {}",
                 BACKENDS.join(",")
             )));
@@ -72,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let l1_extra = match &args.l1_script {
         Some(p) => std::fs::read_to_string(p).map_err(|e| {
-            super::bad_input(format!(
+            bad_input(format!(
                 "--l1-script {}: {e}; give a readable file",
                 p.display()
             ))
@@ -85,8 +87,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         log.display(),
         crate::nested::kernel_log(&log).display()
     );
-    let exe = std::env::current_exe().context("locating the ktstr binary")?;
-    // L1 runs this very binary: a stale build measures old code, so say how old it is.
+    let exe = std::env::current_exe().context("locating the ktstr-bench binary")?;
+    // L1 needs ktstr itself too: its script runs `ktstr nested-l1-hold` and `ktstr bench vmm`.
+    let ktstr_bin = ktstr::paths::companion_binary("ktstr").ok_or_else(|| {
+        bad_input(
+            "the vmm benchmark packs the ktstr binary into L1, and there is none next to \
+             ktstr-bench nor on PATH: build both with `cargo build --release -p ktstr -p ktstr-testbed`",
+        )
+    })?;
+    // L1 runs this very binary's VMM code: a stale build measures old code, so say how old it is.
     if let Some(age) = std::fs::metadata(&exe)
         .and_then(|m| m.modified())
         .ok()
@@ -99,7 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let (_, text) = nested::bench::bench(&nested::bench::BenchRequest {
-        ktstr_bin: exe,
+        ktstr_bin,
+        bench_bin: exe,
         l2_kernel: args.kernel.clone(),
         runs: args.runs,
         backends: args.backends.clone(),
@@ -111,10 +121,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         l1_extra,
     })?;
     println!("{text}");
-    Ok(if crate::cancel::requested() {
-        crate::exit::INTERRUPTED
+    Ok(if ktstr::cancel::requested() {
+        ktstr::exit::INTERRUPTED
     } else {
-        crate::exit::OK
+        ktstr::exit::OK
     })
 }
 
@@ -124,11 +134,11 @@ const BACKENDS: [&str; 3] = ["kvm", "kvm-no-perf", "qemu-kvm"];
 /// One backend by name, as the nested harness and the benchmark name them.
 pub fn backend_by_name(name: &str, perf_mode: bool) -> anyhow::Result<Box<dyn Backend>> {
     match name {
-        "kvm" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode })),
-        "kvm-no-perf" => Ok(Box::new(crate::vm::kvm::KvmBackend { perf_mode: false })),
-        "qemu-kvm" => crate::vm::select::qemu_kvm_backend()
+        "kvm" => Ok(Box::new(ktstr::vm::kvm::KvmBackend { perf_mode })),
+        "kvm-no-perf" => Ok(Box::new(ktstr::vm::kvm::KvmBackend { perf_mode: false })),
+        "qemu-kvm" => ktstr::vm::select::qemu_kvm_backend()
             .map_err(|e| anyhow::anyhow!("qemu with -accel kvm: {e}")),
-        other => Err(super::bad_input(format!(
+        other => Err(bad_input(format!(
             "unknown backend {other:?} for the vmm benchmark: use one of {}",
             BACKENDS.join(",")
         ))),
@@ -144,7 +154,7 @@ fn guest_side(args: &Args) -> anyhow::Result<i32> {
     let dir = tempfile::tempdir()?;
     // Both backends boot the bzImage's uncompressed ELF, extracted once and cached; extract it
     // before the first timed boot so no run pays the one-time decompression.
-    crate::vm::pvh::pvh_kernel(&kernel);
+    ktstr::vm::pvh::pvh_kernel(&kernel);
     let backends = args
         .backends
         .iter()
@@ -177,5 +187,5 @@ fn guest_side(args: &Args) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(crate::exit::OK)
+    Ok(ktstr::exit::OK)
 }

@@ -3,9 +3,9 @@
 //! first frame and to the result frame, and the kvm / qemu ratio.
 
 use super::settle::{self, Rounds};
-use super::{L1Outcome, L1Request, NestedError, RunRecord, run_l1};
-use crate::initramfs::{self, InitramfsSpec};
-use crate::topology::Topology;
+use super::{BENCH_PATH, L1Outcome, L1Request, NestedError, RunRecord, run_l1};
+use ktstr::initramfs::{self, InitramfsSpec};
+use ktstr::topology::Topology;
 use ktstr_guest::protocol::{CellSpec, Mode, PROTOCOL_VERSION};
 use ktstr_matrix::stats::{bootstrap_ratio_of_medians, median};
 use std::fmt::Write as _;
@@ -19,7 +19,10 @@ const L2_INITRD: &str = "/nested/l2-initrd";
 
 #[derive(Debug, Clone)]
 pub struct BenchRequest {
+    /// The ktstr binary L1 runs (`$KTSTR`): the key holder and the `bench` dispatcher.
     pub ktstr_bin: PathBuf,
+    /// The `ktstr-bench` binary whose VMM code is measured; `$KTSTR bench vmm` runs it in L1.
+    pub bench_bin: PathBuf,
     /// L2 kernel; `None` = the Debian cloud kernel L1 runs.
     pub l2_kernel: Option<PathBuf>,
     pub runs: u32,
@@ -116,6 +119,8 @@ struct BenchRounds<'a> {
     req: &'a BenchRequest,
     /// The L2 initramfs, built once so every backend and every L1 boot boots the same bytes.
     l2_initrd: PathBuf,
+    /// `ktstr-bench` without debug info, made once for every L1 boot.
+    bench_bin: PathBuf,
     records: Vec<RunRecord>,
     /// Run numbers of the current L1 boot start here.
     offset: u32,
@@ -166,9 +171,12 @@ impl Rounds for BenchRounds<'_> {
         l1.l2_kernel = req.l2_kernel.clone();
         l1.files
             .push((self.l2_initrd.clone(), L2_INITRD.to_string()));
+        l1.files
+            .push((self.bench_bin.clone(), BENCH_PATH.to_string()));
         l1.with_qemu = req.backends.iter().any(|b| b.starts_with("qemu"));
         l1.zero_freed_memory = true;
-        // Inner boots get 240 s each (TCG-nested boots on a loaded 2-core host take 25-60 s).
+        // Inner boots get 240 s each, several times what a TCG-nested boot takes on a loaded
+        // host (docs/benchmarks.md, "The nested test bed's own failures").
         let extra_s = if extra.is_empty() { 0 } else { 1200 };
         l1.timeout =
             Duration::from_secs(300 + extra_s + 250 * u64::from(left) * req.backends.len() as u64);
@@ -217,13 +225,14 @@ pub fn bench(req: &BenchRequest) -> Result<(Vec<BackendFigures>, String), Nested
         },
         Vec::new(),
     ))?;
-    // L1 (QEMU TCG emulating SVM) often dies mid-benchmark: 6 of 8 L1 boots on 11-22 11:11-11:28,
-    // 3 of them with an oops in the L1 process running qemu-kvm, 3 silently
-    // (docs/benchmarks.md, run 5).
+    // L1 (QEMU TCG emulating SVM) often dies mid-benchmark, by an oops or silently
+    // (docs/benchmarks.md, "The nested test bed's own failures").
     const MAX_L1_BOOTS: u32 = 3;
+    let bin_dir = tempfile::tempdir().map_err(super::io("temp dir"))?;
     let mut rounds = BenchRounds {
         req,
         l2_initrd,
+        bench_bin: super::stripped(&req.bench_bin, &bin_dir.path().join("ktstr-bench")),
         records: Vec::new(),
         offset: 0,
     };

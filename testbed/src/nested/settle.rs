@@ -1,7 +1,7 @@
 //! Booting L1 again for what an earlier L1 boot left unsettled.
 //!
 //! On this test bed (QEMU 7.2 TCG emulating SVM) L1 dies now and then and L2s fail for the bed's
-//! own reasons (docs/benchmarks.md, runs 5-9). Both users of L1, the benchmark and the nested
+//! own reasons (docs/benchmarks.md, "The nested test bed's own failures"). Both users of L1, the benchmark and the nested
 //! tests, therefore keep what each L1 boot gave and run only what is missing in a fresh L1. This
 //! module is that loop; what "missing" means is the caller's ([`Rounds`]).
 
@@ -56,7 +56,7 @@ pub fn boot_until_settled(
             boots: boot,
         });
         // Ctrl-C: keep what was measured, boot nothing more.
-        if crate::cancel::requested() {
+        if ktstr::cancel::requested() {
             break;
         }
     }
@@ -66,7 +66,7 @@ pub fn boot_until_settled(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::{VmEnd, VmRun};
+    use ktstr::vm::{VmEnd, VmRun};
     use std::path::PathBuf;
     use std::time::Duration;
 
