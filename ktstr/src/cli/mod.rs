@@ -3,6 +3,7 @@
 //! Errors marked with [`BadInput`] exit with `exit::USAGE`, others with `exit::FAILURE`.
 
 mod bench;
+mod bisect;
 pub mod kernel;
 mod matrix;
 mod matrix_progress;
@@ -36,6 +37,8 @@ enum Command {
     Kernel(kernel::Command),
     /// Run a kernels x configs x schedulers x scenarios x topologies matrix and report.
     Matrix(matrix::Args),
+    /// Find the kernel commit that made a cell worse (a metric, or its outcome).
+    Bisect(bisect::Args),
     /// Re-render a report from results.jsonl, or compare two runs.
     Report(report::Args),
     /// Benchmarks whose figures go in docs/benchmarks.md (runs `ktstr-bench`).
@@ -87,6 +90,7 @@ pub fn main() -> i32 {
         Command::Kernel(c) => kernel::run(c),
         Command::Matrix(a) => matrix::run(a),
         Command::Report(a) => report::run(a),
+        Command::Bisect(a) => bisect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::NestedL1Hold => crate::nested_l1::hold_apic_keys()
             .map(|never| match never {})

@@ -127,8 +127,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let ideal = walls.iter().sum::<f64>() * f64::from(v.min(cores)) / f64::from(cores);
         let wall = s.wall.as_secs_f64();
         let per_cell = el.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let engine_ideal = per_cell.iter().map(|(e, _)| e).sum::<f64>()
-            * f64::from(v.min(cores))
+        let engine_ideal = per_cell.iter().map(|(e, _)| e).sum::<f64>() * f64::from(v.min(cores))
             / f64::from(cores);
         let overheads: Vec<f64> = per_cell.iter().map(|(_, o)| *o).collect();
         println!(

@@ -1,0 +1,256 @@
+//! `ktstr bisect`: find the kernel commit that made a cell worse (see `crate::bisect`).
+//!
+//! Every input is checked before anything is built: the refs exist and good is an ancestor of
+//! bad, the scenario has the metric and it is not a counter, the config fragments, scheduler,
+//! topology and memory are valid. Bad input exits 2 naming the input and the fix.
+
+use super::bad_input;
+use super::matrix_progress::Progress;
+use crate::bisect::candidates::{self, CandidateError};
+use crate::bisect::record::{self, BisectReport};
+use crate::bisect::step::{CellTemplate, StepContext};
+use crate::bisect::{BisectError, Bisection, Goal};
+use crate::matrix_runner::{KtstrRunner, KtstrValidator};
+use crate::vm::select::{BackendChoice, select};
+use anyhow::Context;
+use ktstr_guest::scenario::MetricDirection;
+use ktstr_matrix::bisect::{Criterion, Worse};
+use ktstr_matrix::plan;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("goal").required(true).args(["metric", "outcome"])),
+    after_help = "\
+Exit codes: 0 the first bad commit was found (or a range, when skipped commits surround it); \
+3 no regression between the endpoints; 4 inconclusive (an endpoint cannot be tested, the good \
+endpoint fails too, or the culprit was not confirmed); 2 bad input; 130 interrupted (--resume \
+continues). OUT/bisect.jsonl has every step as it happened; bisect.md, bisect.json and \
+bisect.html the result."
+)]
+pub struct Args {
+    /// The good kernel: git:REPO#REF (REPO a local path or URL).
+    #[arg(long)]
+    pub good: String,
+    /// The bad kernel: git:REPO#REF in the same repository, a descendant of --good.
+    #[arg(long)]
+    pub bad: String,
+    /// Only the first-parent chain of --bad (a merge is one candidate).
+    #[arg(long)]
+    pub first_parent: bool,
+    /// Config fragments and CONFIG_X=V items for every candidate (e.g. sched_ext,steal-time).
+    #[arg(long = "config", value_delimiter = ',')]
+    pub configs: Vec<String>,
+    /// Scheduler spec, as in `ktstr run`.
+    #[arg(long, default_value = "eevdf")]
+    pub sched: String,
+    /// Scenario from the catalogue.
+    #[arg(long)]
+    pub scenario: String,
+    /// Scenario parameter NAME=VALUE (repeatable; VALUE is JSON, else a string).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    #[arg(long, default_value = "1n1l2c1t")]
+    pub topology: String,
+    /// Scenario duration per cell: 3s, 500ms, 2m.
+    #[arg(long, default_value = "3s")]
+    pub duration: String,
+    #[arg(long, default_value_t = 512)]
+    pub memory_mib: u32,
+    /// Bisect this scenario metric (its direction comes from the scenario catalogue).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// With --metric: the smallest change worth finding, in percent.
+    #[arg(long, default_value_t = 5.0)]
+    pub threshold: f64,
+    /// Bisect outcomes instead: a commit is bad when a cell fails, crashes, times out or the
+    /// kernel ejects the scheduler.
+    #[arg(long)]
+    pub outcome: bool,
+    /// Output directory (bisect.jsonl, the step sessions, the reports).
+    #[arg(long, default_value = "ktstr-bisect")]
+    pub out: PathBuf,
+    /// Continue an interrupted bisection in --out.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub backend: BackendChoice,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let template = template(&args)?;
+    let goal = goal(&args)?;
+    let vcpus = plan::validate(&template.spec("6.12", 1), &KtstrValidator).map_err(|errs| {
+        bad_input(format!(
+            "the bisection names things that do not exist:\n  {}",
+            errs.join("\n  ")
+        ))
+    })?;
+    let cands = candidates::commits(&args.good, &args.bad, args.first_parent, false)
+        .map_err(candidate_err)?;
+    let journal = args.out.join(record::JOURNAL_FILE);
+    if journal.exists() && !args.resume {
+        return Err(bad_input(format!(
+            "{} exists: pass --resume to continue that bisection, or choose another --out",
+            journal.display()
+        )));
+    }
+    let selected = select(args.backend).map_err(|e| bad_input(e.to_string()))?;
+    eprintln!("{}", selected.why);
+    eprintln!(
+        "bisect: {} commits between the endpoints; at most ~{} steps without skips",
+        cands.len() - 2,
+        crate::bisect::log2_ceil(cands.len() - 1)
+    );
+    let cores = super::matrix::host_cores();
+    let runner = KtstrRunner {
+        backend: selected.backend,
+        logs_dir: args.out.join("logs"),
+        cpu_budget: None,
+        memory_mib: template.memory_mib,
+        build_cores: cores as usize,
+        kernel_opts: Default::default(),
+    };
+    let progress = Progress::new();
+    let cancelled = crate::cancel::requested;
+    let cell_vcpus = vcpus.values().copied().max().unwrap_or(1);
+    let bisection = Bisection {
+        ctx: StepContext {
+            runner: &runner,
+            template: &template,
+            metric: goal_metric(&goal),
+            jobs: (cores / cell_vcpus).max(1) as usize,
+            cpu_budget: Some(cores),
+            subscribers: &[&progress],
+            cancelled: &cancelled,
+        },
+        candidates: cands,
+        goal: goal.clone(),
+        out: args.out.clone(),
+        good: args.good.clone(),
+        bad: args.bad.clone(),
+    };
+    let report = match bisection.run(args.resume) {
+        Ok(r) => r,
+        Err(BisectError::Interrupted) => {
+            eprintln!(
+                "interrupted: {} keeps every finished step; `ktstr bisect ... --resume --out {}` continues",
+                journal.display(),
+                args.out.display()
+            );
+            return Ok(crate::exit::INTERRUPTED);
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("bisect")),
+    };
+    write_reports(&args.out, &report)?;
+    println!("{}", report.conclusion.headline());
+    eprintln!(
+        "bisect: {} commits built beyond the endpoints (ceil(log2 N) = {}); reports in {}",
+        report.builds,
+        report.log2_bound,
+        args.out.display()
+    );
+    Ok(report.conclusion.exit_code())
+}
+
+fn goal_metric(goal: &Goal) -> Option<&str> {
+    match goal {
+        Goal::Metric { name, .. } => Some(name),
+        Goal::Outcome => None,
+    }
+}
+
+fn template(args: &Args) -> anyhow::Result<CellTemplate> {
+    let mut params = BTreeMap::new();
+    for kv in &args.params {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            bad_input(format!(
+                "--param {kv}: expected NAME=VALUE, e.g. --param pairs=2"
+            ))
+        })?;
+        // Matrix specs hold JSON text; a bare word is a string.
+        let json = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(_) => v.to_string(),
+            Err(_) => serde_json::Value::String(v.to_string()).to_string(),
+        };
+        params.insert(k.to_string(), json);
+    }
+    let duration_ms = ktstr_matrix::spec::parse_duration_ms(&args.duration)
+        .map_err(|e| bad_input(format!("--duration: {e}")))?;
+    Ok(CellTemplate {
+        configs: args.configs.clone(),
+        sched: args.sched.clone(),
+        scenario: args.scenario.clone(),
+        params,
+        topology: args.topology.clone(),
+        duration_ms,
+        memory_mib: args.memory_mib,
+    })
+}
+
+fn goal(args: &Args) -> anyhow::Result<Goal> {
+    let Some(name) = &args.metric else {
+        return Ok(Goal::Outcome);
+    };
+    if !args.threshold.is_finite() || args.threshold < 0.0 || args.threshold > 1000.0 {
+        return Err(bad_input(format!(
+            "--threshold {}: give a percentage between 0 and 1000, e.g. 5",
+            args.threshold
+        )));
+    }
+    let info = ktstr_guest::scenario::metric_info(&args.scenario, name).ok_or_else(|| {
+        let known: Vec<String> = ktstr_guest::scenario::catalogue()
+            .into_iter()
+            .find(|s| s.name == args.scenario)
+            .map(|s| {
+                s.metrics
+                    .into_iter()
+                    .filter(|m| m.direction != MetricDirection::Counter)
+                    .map(|m| m.name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        bad_input(format!(
+            "--metric {name}: scenario {} has no such metric; use one of: {}",
+            args.scenario,
+            known.join(", ")
+        ))
+    })?;
+    let worse = match info.direction {
+        MetricDirection::HigherIsBetter => Worse::Lower,
+        MetricDirection::LowerIsBetter => Worse::Higher,
+        MetricDirection::Counter => {
+            return Err(bad_input(format!(
+                "--metric {name}: a counter that describes the run, with no better or worse; pick a metric with a direction (docs/scenarios.md)"
+            )));
+        }
+    };
+    Ok(Goal::Metric {
+        name: name.clone(),
+        criterion: Criterion::new(worse, args.threshold / 100.0),
+    })
+}
+
+fn candidate_err(e: CandidateError) -> anyhow::Error {
+    match e {
+        CandidateError::History { .. } => anyhow::Error::new(e),
+        _ => bad_input(e.to_string()),
+    }
+}
+
+fn write_reports(out: &Path, r: &BisectReport) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(r)? + "\n";
+    for (name, text) in [
+        ("bisect.json", json),
+        ("bisect.md", record::markdown(r)),
+        ("bisect.html", record::html(r)),
+    ] {
+        let mut tmp = tempfile::NamedTempFile::new_in(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+        tmp.persist(out.join(name))
+            .with_context(|| format!("writing {}", out.join(name).display()))?;
+    }
+    Ok(())
+}
