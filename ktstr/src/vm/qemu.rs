@@ -458,12 +458,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             spawn_console_reader(Box::new(r), Arc::clone(&console), Some(tx.clone()), false);
         (thread, console)
     });
-    let frames = Arc::new(Mutex::new(ResultChannel::new(spawned_at)));
+    let results = Arc::new(Mutex::new(ResultChannel::new(spawned_at)));
     let res_thread = {
-        let frames = Arc::clone(&frames);
+        let results = Arc::clone(&results);
         let tx = tx.clone();
         std::thread::spawn(move || {
-            result_channel::read_into(&frames, res_r, |pushed| {
+            result_channel::read_into(&results, res_r, |pushed| {
                 let _ = tx.send(Event::Frame {
                     result: pushed.result,
                 });
@@ -472,7 +472,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     };
     if let Some(sock) = &console_sock {
         let sock = sock.try_clone().map_err(io_err("console socket"))?;
-        forward_stdin_once_agent_runs(sock, Arc::downgrade(&frames));
+        forward_stdin_once_agent_runs(sock, Arc::downgrade(&results));
     }
     let waiter = {
         let tx = tx.clone();
@@ -552,7 +552,7 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let console = Arc::try_unwrap(console)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         .map_err(|_| VmError::Config("console still shared after join".into()))?;
-    let received = frames.lock().unwrap_or_else(|p| p.into_inner()).received();
+    let received = results.lock().unwrap_or_else(|p| p.into_inner()).received();
     let failed_to_start = end == VmEnd::Shutdown
         && status.is_some_and(|s| !s.success())
         && console.bytes() == 0
@@ -656,7 +656,7 @@ fn spawn_console_reader(
 /// [`super::wait_for_agent`]). Detached: a blocking stdin read cannot be interrupted.
 fn forward_stdin_once_agent_runs(
     mut sock: std::os::unix::net::UnixStream,
-    frames: std::sync::Weak<Mutex<ResultChannel>>,
+    results: std::sync::Weak<Mutex<ResultChannel>>,
 ) {
     let _ = std::thread::Builder::new()
         .name("qemu-stdin".into())
@@ -667,7 +667,7 @@ fn forward_stdin_once_agent_runs(
                     .to_agent()
                     .is_some()
             };
-            if super::wait_for_agent(&frames, started) {
+            if super::wait_for_agent(&results, started) {
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sock);
             }
         });

@@ -1,4 +1,4 @@
-//! Boot step 7b: ACPI tables — RSDP, XSDT, a FADT with an empty DSDT, the MADT (one LAPIC per
+//! Boot step: ACPI tables — RSDP, XSDT, a FADT with an empty DSDT, the MADT (one LAPIC per
 //! vCPU by APIC ID, the IOAPIC, LINT1 = NMI) and, for more than one node, SRAT (CPU and memory
 //! affinity) and SLIT (distances). Kernels without MP-table parsing (Debian's cloud kernels)
 //! need the MADT to see more than one CPU, and NUMA needs SRAT.

@@ -1,4 +1,4 @@
-//! Boot step 3: the initrd, the command line and `struct boot_params` (zero page) with the
+//! Boot step: the initrd, the command line and `struct boot_params` (zero page) with the
 //! e820 map — everything the kernel reads from its loader before it touches hardware.
 
 use super::layout::{self, CMDLINE, CMDLINE_MAX, ZERO_PAGE};

@@ -1,4 +1,4 @@
-//! Boot step 5: CPUID. Start from KVM_GET_SUPPORTED_CPUID (what this host's KVM can virtualise)
+//! Boot step: CPUID. Start from KVM_GET_SUPPORTED_CPUID (what this host's KVM can virtualise)
 //! and rewrite the topology leaves so the guest derives the requested `NnNlNcNt` layout from
 //! APIC IDs: thread bits, then core bits, then one package per LLC (see `crate::topology`).
 //! The KVM paravirt leaf keeps kvmclock, steal time, PV EOI, PV unhalt … as KVM reports them,

@@ -1,4 +1,4 @@
-//! Boot step 1: the guest physical memory layout and the guest memory itself.
+//! Boot step: the guest physical memory layout and the guest memory itself.
 //!
 //! The low 1 MiB holds the boot structures the VMM writes (GDT, zero page, page tables, command
 //! line, MP table in the EBDA); the kernel goes at 1 MiB (bzImage) or at its ELF physical

@@ -1,4 +1,4 @@
-//! Boot step 2: load the kernel image: a bzImage with linux-loader, an ELF vmlinux with
+//! Boot step: load the kernel image: a bzImage with linux-loader, an ELF vmlinux with
 //! `copy_elf`.
 
 use super::layout::HIMEM_START;

@@ -1,4 +1,4 @@
-//! Boot step 7: the Intel MultiProcessor Specification 1.4 table. It lists every vCPU by APIC ID
+//! Boot step: the Intel MultiProcessor Specification 1.4 table. It lists every vCPU by APIC ID
 //! (so the guest brings up exactly the requested CPUs), the in-kernel IOAPIC, ISA IRQ routing and
 //! the LAPIC LINT0 (ExtINT from the PIC) / LINT1 (NMI) wiring, for kernels built without ACPI
 //! (the others read the same from [`super::acpi`]'s MADT).

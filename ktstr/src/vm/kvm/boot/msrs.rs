@@ -1,4 +1,4 @@
-//! Boot step 6: MSRs a BIOS would have initialised: syscall MSRs zeroed, fast strings on, MTRRs
+//! Boot step: MSRs a BIOS would have initialised: syscall MSRs zeroed, fast strings on, MTRRs
 //! enabled with write-back as the default type (without it the guest maps all RAM uncached and
 //! boots many times slower).
 

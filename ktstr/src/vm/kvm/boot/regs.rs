@@ -1,4 +1,4 @@
-//! Boot step 4: 64-bit entry state of the boot vCPU — identity page tables, a flat GDT, long
+//! Boot step: 64-bit entry state of the boot vCPU — identity page tables, a flat GDT, long
 //! mode control registers, general registers (%rip = kernel entry, %rsi = zero page) — and of
 //! every vCPU: the FPU and the LAPIC's LINT pins. Application processors are left in the
 //! wait-for-SIPI state; the guest starts them through the in-kernel LAPIC.

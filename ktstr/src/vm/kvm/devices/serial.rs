@@ -1,4 +1,4 @@
-//! Boot step 8: the two 16550 UARTs (vm-superio). COM1 (0x3f8, IRQ 4) is the kernel console,
+//! The two 16550 UARTs (vm-superio). COM1 (0x3f8, IRQ 4) is the kernel console,
 //! COM2 (0x2f8, IRQ 3) carries the agent's frames. Interrupts are delivered through irqfds into
 //! the in-kernel PIC/IOAPIC. Everything the guest writes is untrusted: sinks never panic, and
 //! COM2's sink is the [`ResultChannel`] every backend reads its results with, which bounds what
@@ -94,8 +94,8 @@ impl Write for ConsoleSink {
 
 /// When the first console byte and a few boot milestones reached the host, counted from the
 /// VM's start: how much of a boot passes before the guest's own clock starts (`kvm-clock`),
-/// which the guest's uptime cannot show (docs/benchmarks.md, "where a kvm boot goes before the guest's clock"). It reads
-/// the lines the console's [`Evidence`] has already assembled.
+/// which the guest's uptime cannot show (docs/benchmarks.md, "where a kvm boot goes before the
+/// guest's clock"). It reads the lines the console's [`Evidence`] has already assembled.
 #[derive(Debug)]
 pub struct Milestones {
     start: Instant,

@@ -103,7 +103,7 @@ impl EscapeFilter {
 /// shell`). From a terminal, Ctrl-A x ends the VM ([`EscapeFilter`]). The thread ends with the
 /// process (a blocking stdin read cannot be interrupted portably); it holds the UARTs only
 /// weakly.
-pub fn forward_stdin(uarts: &Arc<Uarts>, from_terminal: bool) {
+pub(crate) fn forward_stdin(uarts: &Arc<Uarts>, from_terminal: bool) {
     let weak = Arc::downgrade(uarts);
     let _ = std::thread::Builder::new()
         .name("kvm-stdin".into())

@@ -1,5 +1,5 @@
-//! The vCPUs at run time: one host thread per vCPU running KVM_RUN and handling the exits that reach
-//! userspace. With the in-kernel irqchip and PIT, HLT, LAPIC, IOAPIC, PIC and PIT stay in the
+//! The vCPUs at run time: one host thread per vCPU running KVM_RUN and handling the exits that
+//! reach userspace. With the in-kernel irqchip and PIT, HLT, LAPIC, IOAPIC, PIC and PIT stay in the
 //! kernel; what is left is port I/O (UARTs, the i8042 reset line), stray MMIO, and the ends of
 //! the VM: shutdown (triple fault on `reboot=t`), system events, and errors.
 //!
