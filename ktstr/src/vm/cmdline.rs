@@ -35,8 +35,8 @@ pub fn base() -> Vec<String> {
 /// Items `qemu -M microvm` needs under TCG: it has no HPET or ACPI PM timer to calibrate the TSC
 /// against, and calibrating against the PIT fails intermittently on a loaded host (the boot then
 /// hangs at "tsc: Marking TSC unstable"), so the TSC frequency is given. It must be the host's:
-/// TCG's rdtsc reads the host TSC, and a wrong value skews every guest clock (measured: a guest
-/// `sleep 20` took 13-19 s of host time with a fixed 2 GHz, 20.03 s with the host's rate).
+/// TCG's rdtsc reads the host TSC, and a wrong value skews every guest clock (docs/benchmarks.md,
+/// "Boot", the microvm TSC rate).
 pub fn microvm_extra() -> Vec<String> {
     vec![
         format!("tsc_early_khz={}", host_tsc_khz()),

@@ -7,6 +7,7 @@ pub mod console;
 pub mod kvm;
 pub mod pvh;
 pub mod qemu;
+pub mod result_channel;
 pub mod select;
 
 use crate::topology::Topology;
@@ -57,7 +58,8 @@ pub struct VmRun {
     pub end: VmEnd,
     /// Decoded frames from COM2, in order.
     pub messages: Vec<GuestMessage>,
-    /// Frames on COM2 that could not be decoded (garbage, checksum errors).
+    /// Frames on COM2 that could not be decoded (garbage, checksum errors), and the limits of
+    /// [`result_channel`] that were hit.
     pub frame_errors: Vec<String>,
     /// Last lines of the kernel console (empty in interactive mode).
     pub console_tail: String,
@@ -89,6 +91,9 @@ pub enum VmError {
         #[source]
         source: std::io::Error,
     },
+    /// A boot step of the own KVM VMM failed; the message names the step and why.
+    #[error(transparent)]
+    Kvm(#[from] kvm::KvmError),
 }
 
 /// A way to boot a VM. Implementations must never leave a VM running after `run` returns,

@@ -11,9 +11,9 @@ use std::sync::Mutex;
 /// Any failure (unknown compression, no PVH note, unwritable cache) falls back to `image`: the
 /// bzImage always boots, only slower.
 pub fn pvh_kernel(image: &Path) -> PathBuf {
-    // Reading and hashing an 11 MB bzImage costs 0.26-0.68 s in a TCG L1 (docs/benchmarks.md,
-    // "KVM backend") and would be paid on every boot: remember the answer per process, keyed by
-    // what changes when the image is rebuilt in place.
+    // Reading and hashing a distribution bzImage is slow under emulation (docs/benchmarks.md,
+    // "KVM backend", the ELF lookup step) and would be paid on every boot: remember the answer
+    // per process, keyed by what changes when the image is rebuilt in place.
     type Key = (PathBuf, u64, std::time::SystemTime);
     static SEEN: Mutex<Option<std::collections::HashMap<Key, PathBuf>>> = Mutex::new(None);
     let key = std::fs::metadata(image)

@@ -4,17 +4,16 @@
 //! Serial layout (same for every machine type): COM1 (0x3f8) is the kernel console, COM2 (0x2f8)
 //! carries the agent's frames. In capture mode each port is a pipe inherited by QEMU (opened as
 //! `/dev/fd/N` by a `file` chardev); a thread per pipe consumes it as bytes arrive: the console
-//! thread feeds [`Console`] (log, tail, crash lines), the result thread decodes frames and
-//! timestamps `AgentStarted` and `Result` on the host clock. A third thread waits for QEMU, so the
+//! thread feeds [`Console`] (log, tail, crash lines), the result thread feeds the
+//! [`ResultChannel`] (bounded frame decoding, host times of `AgentStarted` and `Result`). A third thread waits for QEMU, so the
 //! main loop sleeps on one channel and reacts at once to exit, frames, crashes and the deadline.
 //!
 //! No QEMU outlives its cell: the child gets PR_SET_PDEATHSIG(SIGKILL) (ktstr dying kills it), a
 //! guard kills it when `run` unwinds, and the watchdog / Ctrl-C paths kill and reap it.
 
 use super::console::{Console, CrashKind};
+use super::result_channel::{self, ResultChannel};
 use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun, cmdline};
-use ktstr_guest::frame::Decoder;
-use ktstr_guest::protocol::GuestMessage;
 use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -328,15 +327,6 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     }
 }
 
-/// What the result channel brought: messages, frame errors, times of the agent's first frame
-/// and of the result.
-type Frames = (
-    Vec<GuestMessage>,
-    Vec<String>,
-    Option<Duration>,
-    Option<Duration>,
-);
-
 fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let capture_log = match &cfg.console {
         ConsoleMode::Capture { log } => Some(log.clone()),
@@ -468,49 +458,21 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
             spawn_console_reader(Box::new(r), Arc::clone(&console), Some(tx.clone()), false);
         (thread, console)
     });
-    let frames: Arc<Mutex<Frames>> = Arc::new(Mutex::new((Vec::new(), Vec::new(), None, None)));
+    let results = Arc::new(Mutex::new(ResultChannel::new(spawned_at)));
     let res_thread = {
-        let frames = Arc::clone(&frames);
+        let results = Arc::clone(&results);
         let tx = tx.clone();
-        let mut r = res_r;
         std::thread::spawn(move || {
-            let mut dec = Decoder::new();
-            let mut buf = [0u8; 8192];
-            loop {
-                let n = match r.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                for item in dec.push(&buf[..n]) {
-                    let at = spawned_at.elapsed();
-                    let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
-                    match item {
-                        Ok(msg) => {
-                            let is_result = matches!(msg, GuestMessage::Result(_));
-                            match &msg {
-                                GuestMessage::AgentStarted(_) if f.2.is_none() => f.2 = Some(at),
-                                GuestMessage::Result(_) if f.3.is_none() => f.3 = Some(at),
-                                _ => {}
-                            }
-                            f.0.push(msg);
-                            let _ = tx.send(Event::Frame { result: is_result });
-                        }
-                        Err(e) => f.1.push(e.to_string()),
-                    }
-                }
-            }
-            if dec.garbage_bytes > 0 {
-                let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
-                f.1.push(format!(
-                    "{} bytes of garbage on the result channel",
-                    dec.garbage_bytes
-                ));
-            }
+            result_channel::read_into(&results, res_r, |pushed| {
+                let _ = tx.send(Event::Frame {
+                    result: pushed.result,
+                });
+            });
         })
     };
     if let Some(sock) = &console_sock {
         let sock = sock.try_clone().map_err(io_err("console socket"))?;
-        forward_stdin_once_agent_runs(sock, Arc::downgrade(&frames));
+        forward_stdin_once_agent_runs(sock, Arc::downgrade(&results));
     }
     let waiter = {
         let tx = tx.clone();
@@ -590,15 +552,12 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     let console = Arc::try_unwrap(console)
         .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
         .map_err(|_| VmError::Config("console still shared after join".into()))?;
-    let (messages, frame_errors, to_agent, to_result) = {
-        let mut f = frames.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *f)
-    };
+    let received = results.lock().unwrap_or_else(|p| p.into_inner()).received();
     let failed_to_start = end == VmEnd::Shutdown
         && status.is_some_and(|s| !s.success())
         && console.bytes() == 0
         && kernel_port.as_ref().is_none_or(|(_, bytes)| *bytes == 0)
-        && messages.is_empty();
+        && received.messages.is_empty();
     if failed_to_start {
         return Err(VmError::Spawn {
             backend: described.clone(),
@@ -629,18 +588,18 @@ fn run_qemu(be: &QemuBackend, cfg: &VmConfig) -> Result<VmRun, VmError> {
     .or_else(|| {
         // QEMU is killed only after a crash line, a result, Ctrl-C or the watchdog; so it ended
         // by itself here, and how says what happened (as the kvm backend does).
-        let own_end = end == VmEnd::Shutdown && to_result.is_none();
+        let own_end = end == VmEnd::Shutdown && received.to_result.is_none();
         status.filter(|_| own_end).map(ended_without_result)
     });
     Ok(VmRun {
         end,
-        messages,
-        frame_errors,
+        messages: received.messages,
+        frame_errors: received.frame_errors,
         console_tail,
         console_log: capture_log,
         crash_line,
-        to_agent,
-        to_result,
+        to_agent: received.to_agent,
+        to_result: received.to_result,
         wall,
         backend: described.clone(),
     })
@@ -693,18 +652,22 @@ fn spawn_console_reader(
     })
 }
 
-/// Copies stdin to the guest console from the agent's first frame on (`frames.2` set; see
+/// Copies stdin to the guest console from the agent's first frame on (see
 /// [`super::wait_for_agent`]). Detached: a blocking stdin read cannot be interrupted.
 fn forward_stdin_once_agent_runs(
     mut sock: std::os::unix::net::UnixStream,
-    frames: std::sync::Weak<Mutex<Frames>>,
+    results: std::sync::Weak<Mutex<ResultChannel>>,
 ) {
     let _ = std::thread::Builder::new()
         .name("qemu-stdin".into())
         .spawn(move || {
-            let started =
-                |f: &Mutex<Frames>| f.lock().unwrap_or_else(|p| p.into_inner()).2.is_some();
-            if super::wait_for_agent(&frames, started) {
+            let started = |f: &Mutex<ResultChannel>| {
+                f.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .to_agent()
+                    .is_some()
+            };
+            if super::wait_for_agent(&results, started) {
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut sock);
             }
         });

@@ -1,35 +1,31 @@
-//! The own KVM VMM backend (x86_64). [`build_vm`] reads top to bottom in boot order, one module
-//! per step: memory [`layout`], kernel [`loader`], [`boot_params`] (initrd, command line, e820),
-//! [`regs`] (page tables, GDT, long mode), [`cpuid`] (topology + KVM PV leaves), [`msrs`],
-//! [`mptable`], [`serial`] (COM1 console, COM2 results) and the [`vcpu`] threads. [`probe`]
-//! decides whether this host's /dev/kvm can run a stock kernel at all; [`terminal`] is the
-//! user's terminal during `ktstr shell`.
+//! The own KVM VMM backend (x86_64), in three parts:
+//! - [`boot`]: the boot steps, run in order by [`build_vm`] (memory [`boot::layout`], kernel
+//!   [`boot::loader`], [`boot::boot_params`] (initrd, command line, e820), [`boot::mptable`] and
+//!   [`boot::acpi`], [`boot::regs`] (page tables, GDT, long mode), [`boot::cpuid`],
+//!   [`boot::msrs`]);
+//! - [`devices`]: what the guest's port and MMIO accesses reach (UARTs, consoles, CMOS, ACPI PM);
+//! - [`runtime`]: the vCPU threads and the watch over them until the VM ends.
+//!
+//! [`probe`] decides whether this host's /dev/kvm can run a stock kernel at all.
 
-pub mod acpi;
-pub mod boot_params;
-pub mod cmos;
-pub mod console_ring;
-pub mod cpuid;
-pub mod layout;
-pub mod loader;
-pub mod mmio_console;
-pub mod mptable;
-pub mod msrs;
+pub mod boot;
+pub mod devices;
 pub mod probe;
-pub mod regs;
-pub mod serial;
-pub mod terminal;
-pub mod vcpu;
+pub mod runtime;
 
-use super::{Backend, ConsoleMode, VmConfig, VmEnd, VmError, VmRun};
-use cpuid::ApicLayout;
+use super::result_channel::ResultChannel;
+use super::{Backend, ConsoleMode, VmConfig, VmError, VmRun};
+use boot::cpuid::{ApicLayout, CpuidError};
+use boot::{acpi, boot_params, cpuid, layout, loader, mptable, msrs, regs};
+use devices::{console_ring, mmio_console, serial};
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
-use serial::{ConsoleSink, ResultSink, Uarts};
+use runtime::{terminal, vcpu};
+use serial::{ConsoleSink, Uarts};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -38,8 +34,72 @@ const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 /// Extra command line items for this VMM: there is no PCI bus to scan, no i8042 to probe.
 const KVM_CMDLINE: [&str; 4] = ["pci=off", "i8042.noaux", "i8042.nomux", "i8042.dumbkbd"];
 
-/// After the Result frame, how long the guest may take to reboot before the VMM stops it.
-const RESULT_GRACE: Duration = Duration::from_secs(10);
+/// Why the kvm backend could not build its VM: one variant per boot step family, each step's
+/// own error inside, so the message says which step failed and why.
+#[derive(Debug, Error)]
+pub enum KvmError {
+    /// A VM-level KVM ioctl (`what` names it).
+    #[error("backend kvm failed to start: {what}: {source}")]
+    Ioctl {
+        what: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// A host resource other than KVM (an eventfd).
+    #[error("backend kvm failed to start: {what}: {source}")]
+    Host {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Memory(#[from] layout::MemoryError),
+    #[error("kernel image {path}: {source}")]
+    Kernel {
+        path: PathBuf,
+        #[source]
+        source: loader::LoaderError,
+    },
+    #[error("{path}: {source}")]
+    Initrd {
+        path: PathBuf,
+        #[source]
+        source: boot_params::BootParamsError,
+    },
+    #[error(transparent)]
+    BootParams(#[from] boot_params::BootParamsError),
+    #[error(transparent)]
+    Mptable(#[from] mptable::MptableError),
+    #[error(transparent)]
+    Acpi(#[from] acpi::AcpiError),
+    #[error(transparent)]
+    BootTables(#[from] regs::RegsError),
+    #[error(transparent)]
+    Cpuid(#[from] CpuidError),
+    #[error("backend kvm failed to start: MSRs: {0}")]
+    Msrs(#[from] msrs::MsrsError),
+    /// A vCPU's registers, FPU or LAPIC (`step` names which).
+    #[error("backend kvm failed to start: {step}: {source}")]
+    VcpuState {
+        step: &'static str,
+        #[source]
+        source: regs::RegsError,
+    },
+    #[error("I/O error on {path}: {source}")]
+    ConsoleLog {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> KvmError {
+    move |source| KvmError::Ioctl { what, source }
+}
+
+fn vcpu_state(step: &'static str) -> impl FnOnce(regs::RegsError) -> KvmError {
+    move |source| KvmError::VcpuState { step, source }
+}
 
 /// The kvm backend. Performance mode pins vCPUs and asks for huge pages.
 #[derive(Debug, Clone)]
@@ -65,17 +125,6 @@ pub struct Vm {
     _ram: layout::GuestRam,
 }
 
-fn cfg_err(what: &str, e: impl std::fmt::Display) -> VmError {
-    VmError::Config(format!("{what}: {e}"))
-}
-
-fn kvm_err(what: &str, e: impl std::fmt::Display) -> VmError {
-    VmError::Spawn {
-        backend: "kvm".into(),
-        reason: format!("{what}: {e}"),
-    }
-}
-
 /// Checks the parts of `cfg` this backend cannot honour, before any work.
 pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
     if cfg.topology.nodes > 1
@@ -97,87 +146,61 @@ pub fn validate(cfg: &VmConfig) -> Result<(), VmError> {
             layout::MIN_MEMORY_MIB
         )));
     }
-    mptable::build(&ApicLayout::new(cfg.topology)).map_err(VmError::Config)?;
+    mptable::build(&ApicLayout::new(cfg.topology)).map_err(|e| VmError::Config(e.to_string()))?;
     Ok(())
 }
 
-/// Builds the VM in boot order. `start` is the instant the caller's timings count from.
-pub fn build_vm(kvm: &Kvm, cfg: &VmConfig, perf_mode: bool, start: Instant) -> Result<Vm, VmError> {
-    validate(cfg)?;
+/// Builds the VM, one boot step after the other. `cfg` must have passed [`validate`]; `start`
+/// is the instant the caller's timings count from.
+pub fn build_vm(
+    kvm: &Kvm,
+    cfg: &VmConfig,
+    perf_mode: bool,
+    start: Instant,
+) -> Result<Vm, KvmError> {
     let mut steps = StepTimes::new(start);
-    let vm = kvm.create_vm().map_err(|e| kvm_err("KVM_CREATE_VM", e))?;
-
-    // 1. Guest memory, registered with KVM slot by slot.
-    let ram = layout::create_memory(cfg.memory_mib, perf_mode).map_err(VmError::Config)?;
+    let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
+    let ram = create_memory(&vm, cfg.memory_mib, perf_mode)?;
     let mem = &ram.mem;
-    register_memory(&vm, mem)?;
     steps.mark("vm+memory");
 
-    // In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
-    vm.set_tss_address(KVM_TSS_ADDRESS)
-        .map_err(|e| kvm_err("KVM_SET_TSS_ADDR", e))?;
-    vm.create_irq_chip()
-        .map_err(|e| kvm_err("KVM_CREATE_IRQCHIP", e))?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    vm.create_pit2(pit)
-        .map_err(|e| kvm_err("KVM_CREATE_PIT2", e))?;
+    create_irqchip_and_pit(&vm)?;
 
-    // 2. Kernel image. A bzImage is swapped for its uncompressed ELF (extracted once on the host
-    //    and cached, shared with the qemu backend), so the guest skips self-decompression;
-    //    images that cannot be extracted boot as given.
+    // A bzImage is swapped for its uncompressed ELF (extracted once on the host and cached,
+    // shared with the qemu backend), so the guest skips self-decompression; images that
+    // cannot be extracted boot as given.
     let image = super::pvh::pvh_kernel(&cfg.kernel);
     steps.mark("elf lookup");
-    let kernel = loader::load_kernel(mem, &image).map_err(|reason| VmError::BadKernel {
+    let kernel = loader::load_kernel(mem, &image).map_err(|source| KvmError::Kernel {
         path: cfg.kernel.clone(),
-        reason,
+        source,
     })?;
-
-    // 3. Initrd, command line, zero page with e820.
     steps.mark("kernel load");
-    let initrd = boot_params::load_initrd(mem, &cfg.initramfs, cfg.memory_mib, &kernel)
-        .map_err(|e| cfg_err(&cfg.initramfs.display().to_string(), e))?;
-    // 7. ACPI (MADT, SRAT/SLIT) and the MP table for kernels built without ACPI: the CPUs by
-    //    APIC ID, the IOAPIC, the IRQ routing, the NUMA nodes.
+
+    let initrd = boot_params::load_initrd(mem, &cfg.initramfs, cfg.memory_mib, &kernel).map_err(
+        |source| KvmError::Initrd {
+            path: cfg.initramfs.clone(),
+            source,
+        },
+    )?;
+
+    // The CPUs by APIC ID, the IOAPIC, the IRQ routing, the NUMA nodes: in the MP table for
+    // kernels built without ACPI, in the ACPI tables for the others.
     let apic = ApicLayout::new(cfg.topology);
-    mptable::write(mem, &apic).map_err(VmError::Config)?;
-    let rsdp = acpi::write(mem, &apic, cfg.memory_mib).map_err(VmError::Config)?;
-    // 8a. The kernel console's UART page (read-only to the guest), when KVM can map it so.
+    mptable::write(mem, &apic)?;
+    let rsdp = acpi::write(mem, &apic, cfg.memory_mib)?;
+
+    // The kernel console's UART page (read-only to the guest), when KVM can map it so; the
+    // command line names the console it gets.
     let console_page = mmio_console_page(kvm, &vm, mem.num_regions() as u32);
     let cmdline = command_line(cfg, console_page.is_some());
-    boot_params::write_boot_params(mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)
-        .map_err(VmError::Config)?;
+    boot_params::write_boot_params(mem, &kernel, initrd, &cmdline, cfg.memory_mib, rsdp)?;
 
-    // 4. Page tables and GDT for the 64-bit entry.
-    regs::write_boot_tables(mem).map_err(VmError::Config)?;
-
-    // 8. UARTs with irqfds into the in-kernel PIC/IOAPIC.
+    regs::write_boot_tables(mem)?;
     steps.mark("initrd+tables");
-    let uarts = create_uarts(&vm, cfg, start)?;
 
-    // 5, 6, 4. vCPUs: CPUID, MSRs, LAPIC LINT wiring, FPU; the boot vCPU gets the entry state.
-    let supported = kvm
-        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| kvm_err("KVM_GET_SUPPORTED_CPUID", e))?;
-    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
-    let mut vcpus = Vec::new();
-    for i in 0..cfg.topology.cpus() {
-        let vcpu = vm
-            .create_vcpu(u64::from(apic.apic_id(i)))
-            .map_err(|e| kvm_err("KVM_CREATE_VCPU", e))?;
-        let table = cpuid::for_vcpu(&supported, &apic, i, tsc_deadline).map_err(VmError::Config)?;
-        vcpu.set_cpuid2(&table)
-            .map_err(|e| kvm_err("KVM_SET_CPUID2", e))?;
-        msrs::setup_msrs(&vcpu).map_err(|e| kvm_err("MSRs", e))?;
-        setup_lint(&vcpu)?;
-        regs::setup_fpu(&vcpu).map_err(|e| kvm_err("FPU", e))?;
-        if i == 0 {
-            regs::setup_boot_vcpu(&vcpu, kernel.entry).map_err(|e| kvm_err("boot vCPU", e))?;
-        }
-        vcpus.push(vcpu);
-    }
+    let uarts = create_uarts(&vm, cfg, start)?;
+    let vcpus = create_vcpus(kvm, &vm, &apic, kernel.entry)?;
     if let Some(vcpu0) = vcpus.first() {
         coalesce_console(kvm, &vm, vcpu0, &uarts, console_page.is_some());
     }
@@ -225,6 +248,81 @@ impl StepTimes {
     }
 }
 
+/// Guest memory, registered with KVM slot by slot.
+fn create_memory(
+    vm: &VmFd,
+    memory_mib: u32,
+    perf_mode: bool,
+) -> Result<layout::GuestRam, KvmError> {
+    let ram = layout::create_memory(memory_mib, perf_mode)?;
+    register_memory(vm, &ram.mem)?;
+    Ok(ram)
+}
+
+fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), KvmError> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|source| layout::MemoryError::HostAddress {
+                start: region.start_addr().0,
+                source,
+            })?;
+        let r = kvm_bindings::kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which `Vm` keeps alive for as
+        // long as the VM fd exists; slots do not overlap (distinct regions of one GuestMemoryMmap).
+        unsafe { vm.set_user_memory_region(r) }.map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
+/// In-kernel LAPIC/IOAPIC/PIC and PIT: interrupts and timers never leave the kernel.
+fn create_irqchip_and_pit(vm: &VmFd) -> Result<(), KvmError> {
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(ioctl("KVM_SET_TSS_ADDR"))?;
+    vm.create_irq_chip().map_err(ioctl("KVM_CREATE_IRQCHIP"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(ioctl("KVM_CREATE_PIT2"))
+}
+
+/// The vCPUs: CPUID, MSRs, LAPIC LINT wiring, FPU; the boot vCPU also gets the 64-bit entry
+/// state at `entry`.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    apic: &ApicLayout,
+    entry: u64,
+) -> Result<Vec<VcpuFd>, KvmError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+    let mut vcpus = Vec::new();
+    for i in 0..apic.topo.cpus() {
+        let vcpu = vm
+            .create_vcpu(u64::from(apic.apic_id(i)))
+            .map_err(ioctl("KVM_CREATE_VCPU"))?;
+        let table = cpuid::for_vcpu(&supported, apic, i, tsc_deadline)?;
+        vcpu.set_cpuid2(&table).map_err(ioctl("KVM_SET_CPUID2"))?;
+        msrs::setup_msrs(&vcpu)?;
+        regs::setup_lint(&vcpu).map_err(vcpu_state("LAPIC LINT"))?;
+        regs::setup_fpu(&vcpu).map_err(vcpu_state("FPU"))?;
+        if i == 0 {
+            regs::setup_boot_vcpu(&vcpu, entry).map_err(vcpu_state("boot vCPU"))?;
+        }
+        vcpus.push(vcpu);
+    }
+    Ok(vcpus)
+}
+
 fn command_line(cfg: &VmConfig, mmio_console: bool) -> String {
     let ours: Vec<String> = KVM_CMDLINE.iter().map(|s| s.to_string()).collect();
     let mut items = super::cmdline::compose(&ours, &cfg.cmdline_extra);
@@ -249,37 +347,23 @@ fn mmio_console_page(kvm: &Kvm, vm: &VmFd, slot: u32) -> Option<mmio_console::Re
     Some(page)
 }
 
-fn register_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmError> {
-    for (slot, region) in mem.iter().enumerate() {
-        let host = mem
-            .get_host_address(region.start_addr())
-            .map_err(|e| kvm_err("guest memory", e))?;
-        let r = kvm_bindings::kvm_userspace_memory_region {
-            slot: slot as u32,
-            flags: 0,
-            guest_phys_addr: region.start_addr().0,
-            memory_size: region.len(),
-            userspace_addr: host as u64,
-        };
-        // SAFETY: the region is a live mapping owned by `mem`, which `Vm` keeps alive for as
-        // long as the VM fd exists; slots do not overlap (distinct regions of one GuestMemoryMmap).
-        unsafe { vm.set_user_memory_region(r) }
-            .map_err(|e| kvm_err("KVM_SET_USER_MEMORY_REGION", e))?;
-    }
-    Ok(())
-}
-
-fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>, VmError> {
-    let evt = || EventFd::new(libc::EFD_NONBLOCK).map_err(|e| kvm_err("eventfd", e));
+/// The UARTs, with irqfds into the in-kernel PIC/IOAPIC.
+fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>, KvmError> {
+    let evt = || {
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|source| KvmError::Host {
+            what: "eventfd",
+            source,
+        })
+    };
     let (com1, com2) = (evt()?, evt()?);
     vm.register_irqfd(&com1, serial::COM1_IRQ)
-        .map_err(|e| kvm_err("KVM_IRQFD", e))?;
+        .map_err(ioctl("KVM_IRQFD"))?;
     vm.register_irqfd(&com2, serial::COM2_IRQ)
-        .map_err(|e| kvm_err("KVM_IRQFD", e))?;
+        .map_err(ioctl("KVM_IRQFD"))?;
     let mut console = match &cfg.console {
         ConsoleMode::Capture { log } => {
-            let f = std::fs::File::create(log).map_err(|source| VmError::Io {
-                what: log.display().to_string(),
+            let f = std::fs::File::create(log).map_err(|source| KvmError::ConsoleLog {
+                path: log.clone(),
                 source,
             })?;
             ConsoleSink::new(Some(f), false)
@@ -289,7 +373,7 @@ fn create_uarts(vm: &VmFd, cfg: &VmConfig, start: Instant) -> Result<Arc<Uarts>,
     if std::env::var_os("KTSTR_KVM_TIMINGS").is_some() {
         console.milestones = Some(serial::Milestones::new(start));
     }
-    Ok(Uarts::new(com1, com2, console, ResultSink::new(start)))
+    Ok(Uarts::new(com1, com2, console, ResultChannel::new(start)))
 }
 
 /// Makes COM1's transmit register a coalesced PIO zone, and the MMIO console's page a
@@ -314,62 +398,6 @@ fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd, uarts: &Uarts, mmio_co
     }
 }
 
-/// LAPIC LVT0 = ExtINT (the PIC's output) and LVT1 = NMI, as a BIOS leaves them.
-fn setup_lint(vcpu: &VcpuFd) -> Result<(), VmError> {
-    const APIC_LVT0: usize = 0x350;
-    const APIC_LVT1: usize = 0x360;
-    const APIC_MODE_NMI: u32 = 0x4;
-    const APIC_MODE_EXTINT: u32 = 0x7;
-    let mut lapic = vcpu.get_lapic().map_err(|e| kvm_err("KVM_GET_LAPIC", e))?;
-    for (off, mode) in [(APIC_LVT0, APIC_MODE_EXTINT), (APIC_LVT1, APIC_MODE_NMI)] {
-        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[off + i] as u8);
-        let v = (u32::from_le_bytes(bytes) & !0x700) | (mode << 8);
-        for (i, b) in v.to_le_bytes().into_iter().enumerate() {
-            lapic.regs[off + i] = b as _;
-        }
-    }
-    vcpu.set_lapic(&lapic)
-        .map_err(|e| kvm_err("KVM_SET_LAPIC", e))
-}
-
-/// Round-robin start offset for pinning, so parallel VMs of one process spread over the host.
-static NEXT_PIN: AtomicUsize = AtomicUsize::new(0);
-
-/// Host CPUs for each vCPU: confined to the first `budget` allowed CPUs when a budget is set;
-/// in performance mode each vCPU gets its own CPU when there are enough.
-pub fn placement(
-    vcpus: u32,
-    allowed: &[usize],
-    budget: Option<u32>,
-    perf_mode: bool,
-) -> Result<Vec<Vec<usize>>, VmError> {
-    let vcpus = vcpus as usize;
-    let pool: Vec<usize> = match budget {
-        Some(0) => return Err(VmError::Config("--cpu-budget 0: use at least 1".into())),
-        Some(k) if k as usize > allowed.len() => {
-            return Err(VmError::Config(format!(
-                "--cpu-budget {k} exceeds the {} host CPUs this process may use; use at most {}",
-                allowed.len(),
-                allowed.len()
-            )));
-        }
-        Some(k) => allowed[..k as usize].to_vec(),
-        None => allowed.to_vec(),
-    };
-    if perf_mode && vcpus <= pool.len() && !pool.is_empty() {
-        let base = if budget.is_some() {
-            0
-        } else {
-            NEXT_PIN.fetch_add(vcpus, Ordering::Relaxed)
-        };
-        return Ok((0..vcpus)
-            .map(|i| vec![pool[(base + i) % pool.len()]])
-            .collect());
-    }
-    let shared = if budget.is_some() { pool } else { Vec::new() };
-    Ok(vec![shared; vcpus])
-}
-
 impl Backend for KvmBackend {
     fn describe(&self) -> String {
         if self.perf_mode {
@@ -387,7 +415,7 @@ impl Backend for KvmBackend {
                 "cannot open it ({e}); load kvm-intel/kvm-amd and add yourself to the kvm group, or use --backend qemu"
             ),
         })?;
-        let places = placement(
+        let places = runtime::placement(
             cfg.topology.cpus(),
             &vcpu::allowed_cpus(),
             cfg.cpu_budget,
@@ -398,153 +426,13 @@ impl Backend for KvmBackend {
         let raw_terminal = (cfg.console == ConsoleMode::Interactive)
             .then(terminal::RawTerminal::enter)
             .flatten();
+        validate(cfg)?;
         let vm = build_vm(&kvm, cfg, self.perf_mode, start)?;
         if cfg.console == ConsoleMode::Interactive {
-            forward_stdin(&vm.uarts, raw_terminal.is_some());
+            terminal::forward_stdin(&vm.uarts, raw_terminal.is_some());
         }
-        let shared = Arc::new(vcpu::Shared {
-            stop: AtomicBool::new(false),
-            uarts: vm.uarts.clone(),
-            cmos: cmos::Cmos::default(),
-            pm: acpi::Pm::default(),
-        });
-        let (tx, rx) = mpsc::channel();
-        let mut threads = Vec::new();
-        let mut end = None;
-        let mut fault = None;
-        let mut shutdown_why = None;
-        for (i, (fd, cpus)) in vm.vcpus.into_iter().zip(places).enumerate() {
-            match vcpu::spawn(i as u32, fd, shared.clone(), cpus, tx.clone()) {
-                Ok(t) => threads.push(t),
-                Err(e) => {
-                    fault = Some(e);
-                    end = Some(VmEnd::Shutdown);
-                    break;
-                }
-            }
-        }
-        let deadline = start + cfg.timeout;
-        let mut result_seen: Option<Instant> = None;
-        while end.is_none() {
-            // A guest that stops exiting (idle, hung) still has its last console bytes shown.
-            vm.uarts.drain_console_ring();
-            // The agent reboots right after its Result; a guest that hangs instead still ends
-            // with its result after a grace period, not as a timeout.
-            if result_seen.is_none() && serial::lock(&vm.uarts.com2).writer().to_result.is_some() {
-                result_seen = Some(Instant::now());
-            }
-            if result_seen.is_some_and(|t| t.elapsed() > RESULT_GRACE) {
-                end = Some(VmEnd::Shutdown);
-                break;
-            }
-            if crate::cancel::requested() {
-                end = Some(VmEnd::Cancelled);
-                break;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                end = Some(VmEnd::TimedOut);
-                break;
-            }
-            // 20 ms: also the longest a console byte waits in the ring when nothing else exits.
-            match rx.recv_timeout(left.min(Duration::from_millis(20))) {
-                Ok((_, vcpu::VcpuStop::Requested)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Ok((_, vcpu::VcpuStop::GuestShutdown(why))) => {
-                    shutdown_why = Some(why);
-                    end = Some(VmEnd::Shutdown);
-                }
-                Ok((i, vcpu::VcpuStop::Fault(f))) => {
-                    fault = Some(format!("vCPU {i}: {f}"));
-                    end = Some(VmEnd::Shutdown);
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => end = Some(VmEnd::Shutdown),
-            }
-        }
-        vcpu::stop_all(&shared, threads);
-        let wall = start.elapsed();
-        vm.uarts.drain_console_ring();
-
-        let (console_tail, mut crash_line) = {
-            let mut c = serial::lock(&vm.uarts.com1);
-            c.writer_mut().finish();
-            if let Some(m) = &c.writer().milestones {
-                eprintln!("ktstr kvm console: {}", m.report());
-            }
-            let evidence = &c.writer().evidence;
-            (
-                evidence.tail(),
-                evidence.crash().map(|(_, line)| line.clone()),
-            )
-        };
-        if let Some(f) = fault {
-            crash_line.get_or_insert(format!("kvm: {f}"));
-        }
-        let r = serial::lock(&vm.uarts.com2);
-        let results = r.writer();
-        // A guest that resets itself before its result (no panic on the console) says how.
-        if let (None, Some(why)) = (results.to_result, shutdown_why) {
-            crash_line.get_or_insert(format!(
-                "kvm: the guest ended the VM ({why}) before its result"
-            ));
-        }
-        Ok(VmRun {
-            end: end.unwrap_or(VmEnd::Shutdown),
-            messages: results.messages.clone(),
-            frame_errors: results.frame_errors.clone(),
-            console_tail,
-            console_log: match &cfg.console {
-                ConsoleMode::Capture { log } => Some(log.clone()),
-                ConsoleMode::Interactive => None,
-            },
-            crash_line,
-            to_agent: results.to_agent,
-            to_result: results.to_result,
-            wall,
-            backend: self.describe(),
-        })
+        Ok(runtime::run(vm, places, cfg, start, self.describe()))
     }
-}
-
-/// Interactive console: terminal input goes to COM1 once the guest agent has started (its
-/// first frame on COM2; see [`super::wait_for_agent`], e.g. for a script piped into `ktstr
-/// shell`). From a terminal, Ctrl-A x ends the VM ([`terminal::EscapeFilter`]). The thread ends
-/// with the process (a blocking stdin read cannot be interrupted portably); it holds the UARTs
-/// only weakly.
-fn forward_stdin(uarts: &Arc<Uarts>, from_terminal: bool) {
-    let weak = Arc::downgrade(uarts);
-    let _ = std::thread::Builder::new()
-        .name("kvm-stdin".into())
-        .spawn(move || {
-            use std::io::Read;
-            let started = |u: &Uarts| serial::lock(&u.com2).writer().to_agent.is_some();
-            if !super::wait_for_agent(&weak, started) {
-                return;
-            }
-            let mut buf = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            let mut escape = terminal::EscapeFilter::default();
-            while let Ok(n @ 1..) = stdin.read(&mut buf) {
-                let input = if from_terminal {
-                    let f = escape.feed(&buf[..n]);
-                    if f.quit {
-                        crate::cancel::request();
-                    }
-                    f.to_guest
-                } else {
-                    buf[..n].to_vec()
-                };
-                let mut sent = 0;
-                while sent < input.len() {
-                    // Upgraded per attempt: a guest that stops reading must not pin the VM.
-                    let Some(uarts) = weak.upgrade() else { return };
-                    sent += uarts.console_input(&input[sent..]);
-                    drop(uarts);
-                    if sent < input.len() {
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
-        });
 }
 
 #[cfg(test)]
@@ -603,18 +491,5 @@ mod tests {
             mmio.contains("pci=off") && mmio.ends_with("quiet x=1"),
             "{mmio}"
         );
-    }
-
-    #[test]
-    fn placement_honours_budget_and_perf_mode() {
-        let allowed = [0, 1, 2, 3];
-        let p = placement(8, &allowed, Some(2), true).unwrap();
-        assert!(p.iter().all(|c| c == &vec![0, 1]));
-        let p = placement(2, &allowed, Some(2), true).unwrap();
-        assert_eq!(p, vec![vec![0], vec![1]]);
-        let p = placement(2, &allowed, None, false).unwrap();
-        assert!(p.iter().all(Vec::is_empty));
-        assert!(placement(2, &allowed, Some(5), true).is_err());
-        assert!(placement(2, &allowed, Some(0), true).is_err());
     }
 }

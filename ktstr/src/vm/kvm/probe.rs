@@ -1,20 +1,22 @@
 //! Is this host's /dev/kvm able to run a stock kernel? Opening it is not enough: software KVMs
 //! (e.g. kvm-pvm) fail with "emulation failure" on instructions every distribution kernel
-//! executes early. The probe runs a 117-byte 64-bit guest that executes exactly those —
+//! executes early. The probe runs a tiny 64-bit guest that executes exactly those —
 //! xsetbv/xsave/xrstor, int3 through an IDT gate, lock cmpxchg16b, a VEX-encoded instruction
 //! (BMI1 `andn`, when the CPU has BMI1) — reporting each stage on an I/O port, and passes only
-//! if the guest reaches the last stage. It takes a few milliseconds on real hardware.
+//! if the guest reaches the last stage. A real KVM runs it in a blink, so it can run once per
+//! process before the backend is chosen.
 //!
 //! Why `andn` and not an AVX op: what software KVMs fail on is decoding the VEX prefix, which
 //! any VEX instruction exercises; AVX additionally needs AVX state in XCR0, which QEMU 7.2 TCG's
 //! emulated SVM (the nested test environment) does not keep for an L2 guest: it ignores the XSETBV
 //! intercept, so L1's KVM never learns the guest's XCR0 (see `ktstr_testbed::nested::L1_CPU`).
 
-use super::regs;
+use super::boot::regs::{self, RegsError};
 use kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 use kvm_ioctls::{Kvm, VcpuExit};
 use std::sync::mpsc;
 use std::time::Duration;
+use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 /// Assembled from (GNU as, intel syntax, .code64; loaded at [`CODE`]):
@@ -73,22 +75,62 @@ fn stage_name(stage: u8) -> &'static str {
 }
 
 /// Why the probe failed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Error)]
 pub enum ProbeError {
     /// /dev/kvm is missing or cannot be opened.
     #[error("/dev/kvm cannot be opened: {0}")]
-    NoDevice(String),
+    NoDevice(#[source] kvm_ioctls::Error),
     /// The probe VM could not be set up (an ioctl failed before the guest ran).
     #[error("probe VM setup failed: {0}")]
-    Setup(String),
+    Setup(#[source] ProbeSetupError),
     /// The guest ran and died (emulation failure, unexpected exit, hang).
-    #[error("{0}")]
-    Guest(String),
+    #[error(transparent)]
+    Guest(ProbeGuestError),
+}
+
+/// Why the probe VM could not be set up.
+#[derive(Debug, Error)]
+pub enum ProbeSetupError {
+    #[error("cannot start the probe thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("{what}: {source}")]
+    Ioctl {
+        what: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("probe memory: {0}")]
+    Memory(#[source] vm_memory::mmap::FromRangesError),
+    #[error("probe memory: {0}")]
+    Write(#[source] vm_memory::GuestMemoryError),
+    #[error(transparent)]
+    Regs(#[from] RegsError),
+}
+
+fn ioctl(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> ProbeSetupError {
+    move |source| ProbeSetupError::Ioctl { what, source }
+}
+
+/// How the probe guest failed, with the stage it was at.
+#[derive(Debug, Error)]
+pub enum ProbeGuestError {
+    #[error("the probe guest failed at {stage} (KVM exit {exit})")]
+    FailedAt { stage: &'static str, exit: String },
+    #[error("KVM_RUN failed during {stage}: {source}")]
+    Run {
+        stage: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    #[error("guest looped at {stage}")]
+    Looped { stage: &'static str },
+    #[error("the probe guest did not finish within {0:?}")]
+    Timeout(Duration),
 }
 
 /// Ok(()) if the probe guest ran to the end.
 pub fn probe() -> Result<(), ProbeError> {
-    let kvm = Kvm::new().map_err(|e| ProbeError::NoDevice(e.to_string()))?;
+    let kvm = Kvm::new().map_err(ProbeError::NoDevice)?;
     let (tx, rx) = mpsc::channel();
     // The guest runs on its own thread so a KVM that hangs cannot hang us; on timeout the
     // thread is abandoned (it owns only the probe VM).
@@ -97,12 +139,10 @@ pub fn probe() -> Result<(), ProbeError> {
         .spawn(move || {
             let _ = tx.send(run_probe(&kvm));
         })
-        .map_err(|e| ProbeError::Setup(format!("cannot start the probe thread: {e}")))?;
+        .map_err(|e| ProbeError::Setup(ProbeSetupError::Thread(e)))?;
     match rx.recv_timeout(PROBE_TIMEOUT) {
         Ok(r) => r,
-        Err(_) => Err(ProbeError::Guest(format!(
-            "the probe guest did not finish within {PROBE_TIMEOUT:?}"
-        ))),
+        Err(_) => Err(ProbeError::Guest(ProbeGuestError::Timeout(PROBE_TIMEOUT))),
     }
 }
 
@@ -118,13 +158,13 @@ struct ProbeVm {
     _mem: GuestMemoryMmap,
 }
 
-fn setup(kvm: &Kvm) -> Result<ProbeVm, String> {
-    let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+fn setup(kvm: &Kvm) -> Result<ProbeVm, ProbeSetupError> {
+    let vm = kvm.create_vm().map_err(ioctl("KVM_CREATE_VM"))?;
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 2 << 20)])
-        .map_err(|e| format!("probe memory: {e}"))?;
+        .map_err(ProbeSetupError::Memory)?;
     let host = mem
         .get_host_address(GuestAddress(0))
-        .map_err(|e| e.to_string())?;
+        .map_err(ProbeSetupError::Write)?;
     let region = kvm_bindings::kvm_userspace_memory_region {
         slot: 0,
         flags: 0,
@@ -134,10 +174,10 @@ fn setup(kvm: &Kvm) -> Result<ProbeVm, String> {
     };
     // SAFETY: `mem` is a live 2 MiB mapping; it moves into `ProbeVm` together with `vm` and the
     // vCPU, so it stays mapped for as long as the guest can run.
-    unsafe { vm.set_user_memory_region(region) }.map_err(|e| format!("memory slot: {e}"))?;
+    unsafe { vm.set_user_memory_region(region) }.map_err(ioctl("KVM_SET_USER_MEMORY_REGION"))?;
     regs::write_boot_tables(&mem)?;
     mem.write_slice(&PROBE_CODE, GuestAddress(CODE))
-        .map_err(|e| e.to_string())?;
+        .map_err(ProbeSetupError::Write)?;
     // 64-bit interrupt gate for vector 3: offset split 16/16/32, selector 0x08, type 0x8e.
     let mut gate = [0u8; 16];
     gate[0..2].copy_from_slice(&(HANDLER as u16).to_le_bytes());
@@ -146,19 +186,16 @@ fn setup(kvm: &Kvm) -> Result<ProbeVm, String> {
     gate[6..8].copy_from_slice(&((HANDLER >> 16) as u16).to_le_bytes());
     gate[8..12].copy_from_slice(&((HANDLER >> 32) as u32).to_le_bytes());
     mem.write_slice(&gate, GuestAddress(IDT + 3 * 16))
-        .map_err(|e| e.to_string())?;
+        .map_err(ProbeSetupError::Write)?;
 
-    let vcpu = vm
-        .create_vcpu(0)
-        .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
+    let vcpu = vm.create_vcpu(0).map_err(ioctl("KVM_CREATE_VCPU"))?;
     let cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-        .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
-    vcpu.set_cpuid2(&cpuid)
-        .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
+        .map_err(ioctl("KVM_GET_SUPPORTED_CPUID"))?;
+    vcpu.set_cpuid2(&cpuid).map_err(ioctl("KVM_SET_CPUID2"))?;
     regs::setup_fpu(&vcpu)?;
     regs::setup_boot_vcpu(&vcpu, CODE)?;
-    let mut sregs = vcpu.get_sregs().map_err(|e| e.to_string())?;
+    let mut sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
     sregs.cr4 |= CR4_OSFXSR | CR4_OSXMMEXCPT;
     // KVM refuses CR4.OSXSAVE for a guest whose CPUID has no XSAVE.
     if has_xsave(cpuid.as_slice()) {
@@ -166,8 +203,7 @@ fn setup(kvm: &Kvm) -> Result<ProbeVm, String> {
     }
     sregs.idt.base = IDT;
     sregs.idt.limit = 16 * 4 - 1;
-    vcpu.set_sregs(&sregs)
-        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+    vcpu.set_sregs(&sregs).map_err(ioctl("KVM_SET_SREGS"))?;
     Ok(ProbeVm {
         vcpu,
         _vm: vm,
@@ -182,7 +218,7 @@ fn has_xsave(entries: &[kvm_bindings::kvm_cpuid_entry2]) -> bool {
         .any(|e| e.function == 1 && e.ecx & (1 << 26) != 0)
 }
 
-fn run_guest(mut p: ProbeVm) -> Result<(), String> {
+fn run_guest(mut p: ProbeVm) -> Result<(), ProbeGuestError> {
     let vcpu = &mut p.vcpu;
     let mut stage = 0u8;
     for _ in 0..64 {
@@ -194,18 +230,23 @@ fn run_guest(mut p: ProbeVm) -> Result<(), String> {
                 }
             }
             Ok(other) => {
-                return Err(format!(
-                    "the probe guest failed at {} (KVM exit {other:?})",
-                    stage_name(stage)
-                ));
+                return Err(ProbeGuestError::FailedAt {
+                    stage: stage_name(stage),
+                    exit: format!("{other:?}"),
+                });
             }
             Err(e) if e.errno() == libc::EINTR => {}
-            Err(e) => {
-                return Err(format!("KVM_RUN failed during {}: {e}", stage_name(stage)));
+            Err(source) => {
+                return Err(ProbeGuestError::Run {
+                    stage: stage_name(stage),
+                    source,
+                });
             }
         }
     }
-    Err(format!("guest looped at {}", stage_name(stage)))
+    Err(ProbeGuestError::Looped {
+        stage: stage_name(stage),
+    })
 }
 
 #[cfg(test)]
@@ -221,7 +262,15 @@ mod tests {
         let r = probe();
         assert!(t.elapsed() < PROBE_TIMEOUT + Duration::from_secs(1));
         eprintln!("probe verdict: {r:?}");
-        if let Err(ProbeError::Guest(msg)) = &r {
+        if let Err(ProbeError::Guest(g)) = &r {
+            assert!(
+                matches!(
+                    g,
+                    ProbeGuestError::FailedAt { .. } | ProbeGuestError::Timeout(_)
+                ),
+                "{g}"
+            );
+            let msg = g.to_string();
             assert!(
                 msg.contains("failed at") || msg.contains("did not finish"),
                 "{msg}"

@@ -1,4 +1,4 @@
-//! Boot step 2: load the kernel image: a bzImage with linux-loader, an ELF vmlinux with
+//! Boot step: load the kernel image: a bzImage with linux-loader, an ELF vmlinux with
 //! `copy_elf`.
 
 use super::layout::HIMEM_START;
@@ -7,7 +7,31 @@ use linux_loader::loader::{KernelLoader, bzimage::BzImage};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use thiserror::Error;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Why the kernel image could not be loaded (the caller adds the image's path).
+#[derive(Debug, Error)]
+pub enum LoaderError {
+    #[error("cannot open: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("cannot read the image header: {0}")]
+    ReadHeader(#[source] std::io::Error),
+    #[error(
+        "neither an ELF vmlinux nor a bzImage the loader accepts ({0}); pass arch/x86/boot/bzImage or vmlinux"
+    )]
+    NotBzImage(#[source] linux_loader::loader::Error),
+    #[error("cannot map the ELF: {0}")]
+    MapElf(#[source] std::io::Error),
+    #[error("not an x86_64 ELF vmlinux the loader accepts: {0}")]
+    BadElf(String),
+    #[error("cannot write the ELF to {addr:#x}: {source}")]
+    Write {
+        addr: u64,
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+}
 
 /// Where the loaded kernel starts executing in 64-bit mode.
 #[derive(Debug, Clone)]
@@ -24,17 +48,15 @@ pub struct LoadedKernel {
 /// (Documentation/arch/x86/boot.rst, "64-bit BOOT PROTOCOL").
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
 
-pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, String> {
-    let mut f = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, LoaderError> {
+    let mut f = File::open(path).map_err(LoaderError::Open)?;
     let mut magic = [0u8; 4];
-    f.read_exact(&mut magic)
-        .map_err(|e| format!("cannot read the image header: {e}"))?;
+    f.read_exact(&mut magic).map_err(LoaderError::ReadHeader)?;
     if &magic == b"\x7fELF" {
         return copy_elf(mem, &f);
     }
-    let r = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START))).map_err(|e| {
-        format!("neither an ELF vmlinux nor a bzImage the loader accepts ({e}); pass arch/x86/boot/bzImage or vmlinux")
-    })?;
+    let r = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START)))
+        .map_err(LoaderError::NotBzImage)?;
     Ok(LoadedKernel {
         entry: r.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET,
         end: r.kernel_end,
@@ -46,28 +68,28 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, S
 /// Guest page size: the granule at which all-zero source data is skipped.
 const PAGE: usize = 4096;
 /// Copy granule, below glibc's 4 KiB switch to `rep movsb` on ERMS CPUs: QEMU's TCG (the nested
-/// test bed) runs that one byte per iteration, vector moves 16-32 bytes at a time. Measured
-/// nested (docs/benchmarks.md run 7), the copy is now 1-4% of a load; the rest is the host
-/// faulting in and zeroing the destination pages.
+/// test bed) runs that one byte per iteration, vector moves many bytes at a time. The copy is
+/// then a small part of a load, the rest being the host faulting in and zeroing the destination
+/// pages (docs/benchmarks.md, "where the kernel load's time goes").
 const CHUNK: usize = 2048;
 
 /// Loads an ELF vmlinux as linux-loader's `Elf::load` does (every PT_LOAD at its `p_paddr`,
 /// entry `e_entry`) but copying less and more cheaply: the file is read through a read-only
 /// mapping (no read() into a buffer), and source pages that are all zero are skipped, since
 /// `mem` is fresh anonymous memory that already reads as zero (an extracted vmlinux carries its
-/// .bss and .brk as file data: 14 of the Debian cloud kernel's 51 MB). Guest memory is only
-/// ever written, never replaced by file pages. Mapping the file copy-on-write takes the load
+/// .bss and .brk as file data, a large part of a distribution kernel). Guest memory is only
+/// ever written, never replaced by file pages: mapping the file copy-on-write takes the load
 /// off the set-up but not off the boot, which then faults in 4 KiB file pages instead of 2 MiB
-/// copied ones (docs/benchmarks.md run 7: time to the agent unchanged). Mapping it with
-/// MAP_POPULATE was 2-4x slower than this copy (run 5).
-fn copy_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, String> {
+/// copied ones, and mapping it with MAP_POPULATE was slower than this copy (docs/benchmarks.md,
+/// "console without exits, cheaper kernel load" and "mapping the kernel instead").
+fn copy_elf(mem: &GuestMemoryMmap, f: &File) -> Result<LoadedKernel, LoaderError> {
     use goblin::elf::program_header::PT_LOAD;
     use goblin::elf::{Elf, header};
-    let bad = |why: String| format!("not an x86_64 ELF vmlinux the loader accepts: {why}");
+    let bad = LoaderError::BadElf;
     // SAFETY: a read-only private mapping of the file. The kernel cache replaces files by
     // rename, never in place, so the bytes neither change nor vanish (SIGBUS) while mapped;
     // the mapping is dropped before this function returns.
-    let file = unsafe { memmap2::Mmap::map(f) }.map_err(|e| format!("cannot map the ELF: {e}"))?;
+    let file = unsafe { memmap2::Mmap::map(f) }.map_err(LoaderError::MapElf)?;
     let elf = Elf::parse(&file).map_err(|e| bad(e.to_string()))?;
     if !elf.is_64 || !elf.little_endian || elf.header.e_machine != header::EM_X86_64 {
         return Err(bad("not a little-endian 64-bit x86_64 ELF".into()));
@@ -119,7 +141,7 @@ fn fits(mem: &GuestMemoryMmap, start: u64, end: u64) -> bool {
 
 /// Writes `data` to guest memory at `addr`, guest page by guest page, leaving out pages whose
 /// bytes are all zero (writing them would only fault in and zero host memory for nothing).
-fn copy_nonzero_pages(mem: &GuestMemoryMmap, data: &[u8], addr: u64) -> Result<(), String> {
+fn copy_nonzero_pages(mem: &GuestMemoryMmap, data: &[u8], addr: u64) -> Result<(), LoaderError> {
     use vm_memory::Bytes;
     let mut at = 0;
     while at < data.len() {
@@ -130,7 +152,10 @@ fn copy_nonzero_pages(mem: &GuestMemoryMmap, data: &[u8], addr: u64) -> Result<(
             for (i, chunk) in page.chunks(CHUNK).enumerate() {
                 let dst = GuestAddress(to + (i * CHUNK) as u64);
                 mem.write_slice(chunk, dst)
-                    .map_err(|e| format!("cannot write the ELF to {:#x}: {e}", dst.0))?;
+                    .map_err(|source| LoaderError::Write {
+                        addr: dst.0,
+                        source,
+                    })?;
             }
         }
         at += page.len();
@@ -149,10 +174,13 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&[0x5a; 8192]).unwrap();
         let err = load_kernel(&mem, f.path()).unwrap_err();
-        assert!(err.contains("bzImage"), "{err}");
+        assert!(matches!(err, LoaderError::NotBzImage(_)), "{err}");
+        assert!(err.to_string().contains("bzImage"), "{err}");
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"\x7fELF garbage").unwrap();
-        assert!(load_kernel(&mem, f.path()).unwrap_err().contains("ELF"));
+        let err = load_kernel(&mem, f.path()).unwrap_err();
+        assert!(matches!(err, LoaderError::BadElf(_)), "{err}");
+        assert!(err.to_string().contains("ELF"), "{err}");
     }
 
     /// A hand-made ELF: A starts mid-page with a .bss tail, B's file offset and address disagree
@@ -236,7 +264,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&elf).unwrap();
         let ram = super::super::layout::create_memory(64, false).unwrap();
-        let err = load_kernel(&ram.mem, f.path()).unwrap_err();
+        let err = load_kernel(&ram.mem, f.path()).unwrap_err().to_string();
         assert!(err.contains("raise --memory-mib"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! Boot step 1: the guest physical memory layout and the guest memory itself.
+//! Boot step: the guest physical memory layout and the guest memory itself.
 //!
 //! The low 1 MiB holds the boot structures the VMM writes (GDT, zero page, page tables, command
 //! line, MP table in the EBDA); the kernel goes at 1 MiB (bzImage) or at its ELF physical
@@ -6,7 +6,39 @@
 //! [`MMIO_GAP_START`] is moved above 4 GiB so the LAPIC/IOAPIC window stays free, as on real
 //! hardware.
 
+use thiserror::Error;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+/// Why guest memory could not be set up.
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    #[error("cannot allocate {mib} MiB of guest memory: {source}")]
+    Map {
+        mib: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot allocate {mib} MiB of guest memory: {source}")]
+    Region {
+        mib: u32,
+        #[source]
+        source: vm_memory::mmap::MmapRegionError,
+    },
+    #[error("cannot allocate {mib} MiB of guest memory: guest region at {start:#x} overflows")]
+    RegionOverflow { mib: u32, start: u64 },
+    #[error("cannot allocate {mib} MiB of guest memory: {source}")]
+    Regions {
+        mib: u32,
+        #[source]
+        source: vm_memory::GuestRegionCollectionError,
+    },
+    #[error("guest memory at {start:#x} has no host mapping: {source}")]
+    HostAddress {
+        start: u64,
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+}
 
 /// GDT with the flat 64-bit code/data segments the kernel's 64-bit entry expects.
 pub const BOOT_GDT: u64 = 0x500;
@@ -102,7 +134,7 @@ impl Drop for Mapping {
 /// KVM can back the guest with 2 MiB NPT/EPT entries when THP gives huge pages; a plain mmap is
 /// only 4 KiB aligned, which forces 4 KiB entries and one nested page fault per guest page
 /// touched (measured nested: see docs/benchmarks.md, "KVM backend").
-fn map_aligned(len: usize) -> Result<Mapping, String> {
+fn map_aligned(len: usize) -> std::io::Result<Mapping> {
     let total = len + HUGE_PAGE;
     // SAFETY: a fresh anonymous private mapping; no existing memory is affected.
     let raw = unsafe {
@@ -116,7 +148,7 @@ fn map_aligned(len: usize) -> Result<Mapping, String> {
         )
     };
     if raw == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error().to_string());
+        return Err(std::io::Error::last_os_error());
     }
     let raw = raw as usize;
     let addr = (raw + HUGE_PAGE - 1) & !(HUGE_PAGE - 1);
@@ -138,13 +170,13 @@ fn map_aligned(len: usize) -> Result<Mapping, String> {
 /// (MADV_HUGEPAGE: fewer nested page faults and TLB misses); without it the memory is marked
 /// MADV_NOHUGEPAGE so `--no-perf-mode` means 4 KiB pages even where THP is `always`. The
 /// kernel ignores the advice when THP is not built in, so it is best effort.
-pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestRam, String> {
+pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestRam, MemoryError> {
     use vm_memory::{GuestRegionMmap, MmapRegion};
-    let err = |e: String| format!("cannot allocate {memory_mib} MiB of guest memory: {e}");
+    let mib = memory_mib;
     let mut maps = Vec::new();
     let mut regions = Vec::new();
     for (start, size) in ram_ranges(memory_mib) {
-        let m = map_aligned(size).map_err(err)?;
+        let m = map_aligned(size).map_err(|source| MemoryError::Map { mib, source })?;
         let advice = if huge_pages {
             libc::MADV_HUGEPAGE
         } else {
@@ -163,14 +195,17 @@ pub fn create_memory(memory_mib: u32, huge_pages: bool) -> Result<GuestRam, Stri
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             )
         }
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|source| MemoryError::Region { mib, source })?;
         maps.push(m);
         regions.push(
-            GuestRegionMmap::new(region, start)
-                .ok_or_else(|| err("guest region overflows".into()))?,
+            GuestRegionMmap::new(region, start).ok_or(MemoryError::RegionOverflow {
+                mib,
+                start: start.0,
+            })?,
         );
     }
-    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| err(e.to_string()))?;
+    let mem = GuestMemoryMmap::from_regions(regions)
+        .map_err(|source| MemoryError::Regions { mib, source })?;
     Ok(GuestRam { mem, _maps: maps })
 }
 

@@ -1,4 +1,4 @@
-//! Boot step 5: CPUID. Start from KVM_GET_SUPPORTED_CPUID (what this host's KVM can virtualise)
+//! Boot step: CPUID. Start from KVM_GET_SUPPORTED_CPUID (what this host's KVM can virtualise)
 //! and rewrite the topology leaves so the guest derives the requested `NnNlNcNt` layout from
 //! APIC IDs: thread bits, then core bits, then one package per LLC (see `crate::topology`).
 //! The KVM paravirt leaf keeps kvmclock, steal time, PV EOI, PV unhalt … as KVM reports them,
@@ -6,6 +6,18 @@
 
 use crate::topology::Topology;
 use kvm_bindings::{CpuId, kvm_cpuid_entry2};
+use thiserror::Error;
+
+/// Why a vCPU's CPUID table could not be built.
+#[derive(Debug, Error)]
+pub enum CpuidError {
+    #[error("building the CPUID table of {entries} entries: {source}")]
+    Table {
+        entries: usize,
+        #[source]
+        source: vmm_sys_util::fam::Error,
+    },
+}
 
 /// How APIC IDs encode (package, core, thread). Linux reads the shifts from leaf 0xB.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,11 +64,6 @@ impl ApicLayout {
     }
 }
 
-/// KVM paravirt features leaf (Documentation/virt/kvm/x86/cpuid.rst).
-pub const KVM_CPUID_FEATURES: u32 = 0x4000_0001;
-pub const KVM_FEATURE_CLOCKSOURCE2: u32 = 1 << 3;
-pub const KVM_FEATURE_STEAL_TIME: u32 = 1 << 5;
-
 const LEAF_FEATURES: u32 = 0x1;
 const LEAF_CACHE_INTEL: u32 = 0x4;
 const LEAF_EXT_TOPO: u32 = 0xb;
@@ -83,7 +90,7 @@ pub fn for_vcpu(
     layout: &ApicLayout,
     cpu: u32,
     tsc_deadline: bool,
-) -> Result<CpuId, String> {
+) -> Result<CpuId, CpuidError> {
     let apic = layout.apic_id(cpu);
     let pkg_shift = layout.package_shift();
     let cpus_per_pkg = layout.topo.cpus_per_llc();
@@ -161,17 +168,10 @@ pub fn for_vcpu(
             _ => {}
         }
     }
-    CpuId::from_entries(&entries).map_err(|e| format!("building the CPUID table: {e:?}"))
-}
-
-/// The KVM PV feature bits in a supported-CPUID table (0 when KVM offers no PV leaf).
-pub fn kvm_pv_features(cpuid: &CpuId) -> u32 {
-    cpuid
-        .as_slice()
-        .iter()
-        .find(|e| e.function == KVM_CPUID_FEATURES)
-        .map(|e| e.eax)
-        .unwrap_or(0)
+    CpuId::from_entries(&entries).map_err(|source| CpuidError::Table {
+        entries: entries.len(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,31 @@
-//! Boot step 3: the initrd, the command line and `struct boot_params` (zero page) with the
+//! Boot step: the initrd, the command line and `struct boot_params` (zero page) with the
 //! e820 map — everything the kernel reads from its loader before it touches hardware.
 
 use super::layout::{self, CMDLINE, CMDLINE_MAX, ZERO_PAGE};
 use super::loader::LoadedKernel;
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use std::path::Path;
+use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Why the initrd, the command line or the zero page could not be written.
+#[derive(Debug, Error)]
+pub enum BootParamsError {
+    #[error("cannot read initramfs: {0}")]
+    ReadInitrd(#[source] std::io::Error),
+    #[error(
+        "{memory_mib} MiB of guest memory is too small for a {initrd_kib} KiB initramfs plus the kernel; raise --memory-mib"
+    )]
+    NoRoomForInitrd { memory_mib: u32, initrd_kib: u64 },
+    #[error("cannot copy the initramfs into guest memory: {0}")]
+    CopyInitrd(#[source] vm_memory::GuestMemoryError),
+    #[error("kernel command line is {len} bytes; this kernel accepts at most {limit}")]
+    CmdlineTooLong { len: usize, limit: usize },
+    #[error("cannot write the command line: {0}")]
+    WriteCmdline(#[source] vm_memory::GuestMemoryError),
+    #[error("cannot write boot_params: {0}")]
+    WriteZeroPage(#[source] vm_memory::GuestMemoryError),
+}
 
 /// "HdrS": the setup header magic.
 const HDRS: u32 = 0x5372_6448;
@@ -28,8 +48,8 @@ pub fn load_initrd(
     path: &Path,
     memory_mib: u32,
     kernel: &LoadedKernel,
-) -> Result<Initrd, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot read initramfs: {e}"))?;
+) -> Result<Initrd, BootParamsError> {
+    let data = std::fs::read(path).map_err(BootParamsError::ReadInitrd)?;
     let max = kernel
         .setup_header
         .map(|h| u64::from(h.initrd_addr_max))
@@ -45,13 +65,13 @@ pub fn load_initrd(
         None => kernel.end,
     };
     if addr < kernel_room.max(layout::HIMEM_START) {
-        return Err(format!(
-            "{memory_mib} MiB of guest memory is too small for a {} KiB initramfs plus the kernel; raise --memory-mib",
-            size >> 10
-        ));
+        return Err(BootParamsError::NoRoomForInitrd {
+            memory_mib,
+            initrd_kib: size >> 10,
+        });
     }
     mem.write_slice(&data, GuestAddress(addr))
-        .map_err(|e| format!("cannot copy the initramfs into guest memory: {e}"))?;
+        .map_err(BootParamsError::CopyInitrd)?;
     Ok(Initrd { addr, size })
 }
 
@@ -63,7 +83,7 @@ pub fn write_boot_params(
     cmdline: &str,
     memory_mib: u32,
     acpi_rsdp: u64,
-) -> Result<(), String> {
+) -> Result<(), BootParamsError> {
     let limit = kernel
         .setup_header
         .map(|h| h.cmdline_size as usize)
@@ -71,15 +91,15 @@ pub fn write_boot_params(
         .unwrap_or(CMDLINE_MAX - 1)
         .min(CMDLINE_MAX - 1);
     if cmdline.len() > limit || cmdline.contains('\0') {
-        return Err(format!(
-            "kernel command line is {} bytes; this kernel accepts at most {limit}",
-            cmdline.len()
-        ));
+        return Err(BootParamsError::CmdlineTooLong {
+            len: cmdline.len(),
+            limit,
+        });
     }
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(CMDLINE))
-        .map_err(|e| format!("cannot write the command line: {e}"))?;
+        .map_err(BootParamsError::WriteCmdline)?;
 
     let mut params = boot_params::default();
     if let Some(hdr) = kernel.setup_header {
@@ -106,5 +126,5 @@ pub fn write_boot_params(
     }
     params.e820_entries = map.len() as u8;
     mem.write_obj(params, GuestAddress(ZERO_PAGE))
-        .map_err(|e| format!("cannot write boot_params: {e}"))
+        .map_err(BootParamsError::WriteZeroPage)
 }

@@ -1,12 +1,12 @@
-//! Boot step 9: one host thread per vCPU running KVM_RUN and handling the exits that reach
-//! userspace. With the in-kernel irqchip and PIT, HLT, LAPIC, IOAPIC, PIC and PIT stay in the
+//! The vCPUs at run time: one host thread per vCPU running KVM_RUN and handling the exits that
+//! reach userspace. With the in-kernel irqchip and PIT, HLT, LAPIC, IOAPIC, PIC and PIT stay in the
 //! kernel; what is left is port I/O (UARTs, the i8042 reset line), stray MMIO, and the ends of
 //! the VM: shutdown (triple fault on `reboot=t`), system events, and errors.
 //!
 //! Everything here treats guest input as hostile: unknown ports read as 0xff (no device),
 //! unknown MMIO reads as zeros, and no guest action can panic the VMM.
 
-use super::serial::Uarts;
+use crate::vm::kvm::devices::{cmos, pm, serial::Uarts};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::Arc;
@@ -15,6 +15,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Why a vCPU thread could not start or be placed.
+#[derive(Debug, Error)]
+pub enum VcpuError {
+    #[error("sched_setaffinity({cpus:?}): {source}")]
+    Affinity {
+        cpus: Vec<usize>,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot spawn vCPU thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
 
 /// i8042 command port: writing 0xfe pulses the CPU reset line.
 const I8042_COMMAND: u16 = 0x64;
@@ -38,8 +52,8 @@ pub enum VcpuStop {
 pub struct Shared {
     pub stop: AtomicBool,
     pub uarts: Arc<Uarts>,
-    pub cmos: super::cmos::Cmos,
-    pub pm: super::acpi::Pm,
+    pub cmos: cmos::Cmos,
+    pub pm: pm::Pm,
 }
 
 /// Signal used to kick a vCPU thread out of KVM_RUN (the handler does nothing; the point is
@@ -69,7 +83,7 @@ pub fn io_out(shared: &Shared, port: u16, data: &[u8]) -> Option<VcpuStop> {
         return Some(VcpuStop::GuestShutdown("i8042 reset".into()));
     }
     if data.len() == 1 {
-        if port == super::cmos::INDEX {
+        if port == cmos::INDEX {
             shared.cmos.select(value);
         } else {
             shared.uarts.write(port, value);
@@ -88,7 +102,7 @@ pub fn io_in(shared: &Shared, port: u16, data: &mut [u8]) {
     let v = if data.len() == 1 {
         match port {
             I8042_COMMAND | I8042_DATA => None,
-            super::cmos::DATA => Some(shared.cmos.read()),
+            cmos::DATA => Some(shared.cmos.read()),
             _ => shared.uarts.read(port),
         }
     } else {
@@ -210,7 +224,7 @@ fn run_exits(vcpu: &mut VcpuFd, shared: &Shared, mut tally: Option<&mut ExitTall
 }
 
 /// Sets this thread's CPU affinity; an empty list leaves it unchanged.
-pub fn set_affinity(cpus: &[usize]) -> Result<(), String> {
+pub fn set_affinity(cpus: &[usize]) -> Result<(), VcpuError> {
     if cpus.is_empty() {
         return Ok(());
     }
@@ -223,10 +237,10 @@ pub fn set_affinity(cpus: &[usize]) -> Result<(), String> {
     // SAFETY: pid 0 = the calling thread; `set` is a valid cpu_set_t of the size we pass.
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {
-        return Err(format!(
-            "sched_setaffinity({cpus:?}): {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(VcpuError::Affinity {
+            cpus: cpus.to_vec(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -262,7 +276,7 @@ pub fn spawn(
     shared: Arc<Shared>,
     cpus: Vec<usize>,
     tx: Sender<(u32, VcpuStop)>,
-) -> Result<VcpuThread, String> {
+) -> Result<VcpuThread, VcpuError> {
     install_kick_handler();
     let done = Arc::new(AtomicBool::new(false));
     let done2 = done.clone();
@@ -271,12 +285,12 @@ pub fn spawn(
         .spawn(move || {
             let stop = match set_affinity(&cpus) {
                 Ok(()) => run_loop(&mut vcpu, &shared, index),
-                Err(e) => VcpuStop::Fault(e),
+                Err(e) => VcpuStop::Fault(e.to_string()),
             };
             done2.store(true, Ordering::Release);
             let _ = tx.send((index, stop));
         })
-        .map_err(|e| format!("cannot spawn vCPU thread: {e}"))?;
+        .map_err(VcpuError::Spawn)?;
     Ok(VcpuThread { handle, done })
 }
 
@@ -298,7 +312,8 @@ pub fn stop_all(shared: &Shared, threads: Vec<VcpuThread>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::kvm::serial::{ConsoleSink, ResultSink};
+    use crate::vm::kvm::devices::serial::ConsoleSink;
+    use crate::vm::result_channel::ResultChannel;
 
     fn shared() -> Shared {
         let e = || vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).unwrap();
@@ -308,7 +323,7 @@ mod tests {
                 e(),
                 e(),
                 ConsoleSink::new(None, false),
-                ResultSink::new(Instant::now()),
+                ResultChannel::new(Instant::now()),
             ),
             cmos: Default::default(),
             pm: Default::default(),
@@ -353,7 +368,7 @@ mod tests {
             }
         }
         let mut b = [0u8; 1];
-        io_in(&s, super::super::acpi::PM1A_CNT, &mut b);
+        io_in(&s, pm::PM1A_CNT, &mut b);
         assert_eq!(b[0] & 1, 1, "SCI_EN stays set");
         io_in(&s, 0x1234, &mut b);
         assert_eq!(b[0], 0xff, "absent ports read as all ones");

@@ -1,5 +1,6 @@
-//! Part of boot step 8 (serial): COM1's transmit register as a KVM coalesced PIO zone, and the
-//! MMIO console's register page ([`super::mmio_console`]) as a coalesced MMIO zone.
+//! Part of the serial devices ([`super::serial`]): COM1's transmit register as a KVM coalesced
+//! PIO zone, and the MMIO console's register page ([`super::mmio_console`]) as a coalesced MMIO
+//! zone.
 //!
 //! Without it every console byte costs a VM exit to this process (two with the LSR poll), and
 //! under nested virtualisation each exit is expensive. With it, KVM appends the guest's THR

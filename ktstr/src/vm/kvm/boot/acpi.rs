@@ -1,4 +1,4 @@
-//! Boot step 7b: ACPI tables — RSDP, XSDT, a FADT with an empty DSDT, the MADT (one LAPIC per
+//! Boot step: ACPI tables — RSDP, XSDT, a FADT with an empty DSDT, the MADT (one LAPIC per
 //! vCPU by APIC ID, the IOAPIC, LINT1 = NMI) and, for more than one node, SRAT (CPU and memory
 //! affinity) and SLIT (distances). Kernels without MP-table parsing (Debian's cloud kernels)
 //! need the MADT to see more than one CPU, and NUMA needs SRAT.
@@ -6,14 +6,26 @@
 //! The FADT is a full (not hardware-reduced) one: hardware-reduced ACPI makes Linux drop the
 //! legacy PIC and with it the ISA IRQ mapping the UARTs use (they would then need AML device
 //! descriptions). Its only fixed hardware is a PM1 event/control block pair, emulated by
-//! [`Pm::io_in`] (SCI_EN always set, no events); no SMI command port means "always in ACPI mode".
+//! [`crate::vm::kvm::devices::pm::Pm`] (SCI_EN always set, no events); no SMI command port means
+//! "always in ACPI mode".
 //! The tables live in the BIOS area at [`ACPI_START`]; the RSDP address is also in boot_params.
 
 use super::cpuid::ApicLayout;
 use super::layout;
 use super::mptable::IO_APIC_DEFAULT_PHYS_BASE;
-use std::sync::atomic::{AtomicU16, Ordering};
+use crate::topology::Topology;
+use crate::vm::kvm::devices::pm::{PM1_CNT_LEN, PM1_EVT_LEN, PM1A_CNT, PM1A_EVT};
+use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Why the ACPI tables could not be written.
+#[derive(Debug, Error)]
+pub enum AcpiError {
+    #[error("ACPI tables for topology {topology} do not fit below {end:#x}")]
+    TooLarge { topology: Topology, end: u64 },
+    #[error("cannot write ACPI tables: {0}")]
+    Write(#[source] vm_memory::GuestMemoryError),
+}
 
 pub const ACPI_START: u64 = 0xe0000;
 /// The tables must end before the MP table.
@@ -23,13 +35,6 @@ const OEM_TABLE_ID: &[u8; 8] = b"KTSTRVMM";
 const LAPIC_BASE: u32 = 0xfee0_0000;
 /// SCI interrupt (never raised: there are no events).
 const SCI_IRQ: u16 = 9;
-/// PM1a event block (status + enable, 2 bytes each) and control block ports.
-pub const PM1A_EVT: u16 = 0x600;
-pub const PM1A_CNT: u16 = 0x604;
-const PM1_EVT_LEN: u8 = 4;
-const PM1_CNT_LEN: u8 = 2;
-/// PM1 control: SCI_EN.
-const PM1_CNT_SCI_EN: u8 = 1;
 /// FADT flags: PWR_BUTTON and SLP_BUTTON (bits 4, 5) = no fixed-feature buttons.
 const FADT_NO_BUTTONS: u32 = (1 << 4) | (1 << 5);
 /// IAPC_BOOT_ARCH: VGA not present (bit 2); the 8042 bit (1) stays clear so Linux skips it.
@@ -78,54 +83,6 @@ fn fadt(dsdt: u64) -> Vec<u8> {
     }
     b[at(268)..at(276)].copy_from_slice(b"KTSTRKVM");
     sdt(b"FACP", 6, &b)
-}
-
-/// The PM1a event/control registers: status always clear (no events are ever raised), the
-/// enable bits read back as written (ACPICA verifies them), SCI_EN always set.
-#[derive(Debug, Default)]
-pub struct Pm {
-    enable: AtomicU16,
-}
-
-impl Pm {
-    fn owns(port: u16) -> bool {
-        (PM1A_EVT..PM1A_EVT + u16::from(PM1_EVT_LEN)).contains(&port)
-            || (PM1A_CNT..PM1A_CNT + u16::from(PM1_CNT_LEN)).contains(&port)
-    }
-
-    /// Port read; `None` if the port is not a PM1 register.
-    pub fn io_in(&self, port: u16, data: &mut [u8]) -> Option<()> {
-        if !Self::owns(port) {
-            return None;
-        }
-        data.fill(0);
-        let enable = self.enable.load(Ordering::Relaxed).to_le_bytes();
-        for (i, b) in data.iter_mut().enumerate() {
-            *b = match port + i as u16 {
-                p if p == PM1A_EVT + 2 => enable[0],
-                p if p == PM1A_EVT + 3 => enable[1],
-                p if p == PM1A_CNT => PM1_CNT_SCI_EN,
-                _ => 0,
-            };
-        }
-        Some(())
-    }
-
-    /// Port write; `None` if the port is not a PM1 register.
-    pub fn io_out(&self, port: u16, data: &[u8]) -> Option<()> {
-        if !Self::owns(port) {
-            return None;
-        }
-        for (i, &b) in data.iter().enumerate() {
-            let p = port.wrapping_add(i as u16);
-            if p == PM1A_EVT + 2 || p == PM1A_EVT + 3 {
-                let mut v = self.enable.load(Ordering::Relaxed).to_le_bytes();
-                v[usize::from(p - PM1A_EVT - 2)] = b;
-                self.enable.store(u16::from_le_bytes(v), Ordering::Relaxed);
-            }
-        }
-        Some(())
-    }
 }
 
 fn madt(layout: &ApicLayout) -> Vec<u8> {
@@ -217,7 +174,11 @@ fn slit(nodes: u32) -> Vec<u8> {
 }
 
 /// Writes every table; returns the RSDP address.
-pub fn write(mem: &GuestMemoryMmap, layout: &ApicLayout, memory_mib: u32) -> Result<u64, String> {
+pub fn write(
+    mem: &GuestMemoryMmap,
+    layout: &ApicLayout,
+    memory_mib: u32,
+) -> Result<u64, AcpiError> {
     let mut tables: Vec<Vec<u8>> = vec![madt(layout)];
     if layout.topo.nodes > 1 {
         tables.push(srat(layout, memory_mib));
@@ -241,10 +202,10 @@ pub fn write(mem: &GuestMemoryMmap, layout: &ApicLayout, memory_mib: u32) -> Res
     let body: Vec<u8> = pointers.iter().flat_map(|p| p.to_le_bytes()).collect();
     let xsdt = place(sdt(b"XSDT", 1, &body), &mut blobs);
     if next > ACPI_END {
-        return Err(format!(
-            "ACPI tables for topology {} do not fit below {ACPI_END:#x}",
-            layout.topo
-        ));
+        return Err(AcpiError::TooLarge {
+            topology: layout.topo,
+            end: ACPI_END,
+        });
     }
     let mut rsdp = Vec::with_capacity(36);
     rsdp.extend(b"RSD PTR ");
@@ -260,7 +221,7 @@ pub fn write(mem: &GuestMemoryMmap, layout: &ApicLayout, memory_mib: u32) -> Res
     blobs.push((rsdp_addr, rsdp));
     for (addr, t) in blobs {
         mem.write_slice(&t, GuestAddress(addr))
-            .map_err(|e| format!("cannot write ACPI tables: {e}"))?;
+            .map_err(AcpiError::Write)?;
     }
     Ok(rsdp_addr)
 }

@@ -1,9 +1,25 @@
-//! Boot step 6: MSRs a BIOS would have initialised: syscall MSRs zeroed, fast strings on, MTRRs
+//! Boot step: MSRs a BIOS would have initialised: syscall MSRs zeroed, fast strings on, MTRRs
 //! enabled with write-back as the default type (without it the guest maps all RAM uncached and
 //! boots many times slower).
 
 use kvm_bindings::{Msrs, kvm_msr_entry};
 use kvm_ioctls::VcpuFd;
+use thiserror::Error;
+
+/// Why the boot MSRs could not be set.
+#[derive(Debug, Error)]
+pub enum MsrsError {
+    #[error("building the MSR list: {0}")]
+    List(#[source] vmm_sys_util::fam::Error),
+    #[error("KVM_SET_MSRS: {0}")]
+    Set(#[source] kvm_ioctls::Error),
+    #[error("KVM_SET_MSRS set only {set} of {total} boot MSRs (first refused: {first_refused:#x})")]
+    Refused {
+        set: usize,
+        total: usize,
+        first_refused: u32,
+    },
+}
 
 const MSR_IA32_SYSENTER_CS: u32 = 0x174;
 const MSR_IA32_SYSENTER_ESP: u32 = 0x175;
@@ -36,7 +52,7 @@ pub fn boot_msrs() -> Vec<(u32, u64)> {
     ]
 }
 
-pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), String> {
+pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), MsrsError> {
     let list = boot_msrs();
     let entries: Vec<kvm_msr_entry> = list
         .iter()
@@ -46,16 +62,14 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), String> {
             ..Default::default()
         })
         .collect();
-    let msrs = Msrs::from_entries(&entries).map_err(|e| format!("building MSR list: {e:?}"))?;
-    let set = vcpu
-        .set_msrs(&msrs)
-        .map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+    let msrs = Msrs::from_entries(&entries).map_err(MsrsError::List)?;
+    let set = vcpu.set_msrs(&msrs).map_err(MsrsError::Set)?;
     if set != entries.len() {
-        return Err(format!(
-            "KVM_SET_MSRS set only {set} of {} boot MSRs (first refused: {:#x})",
-            entries.len(),
-            entries[set].index
-        ));
+        return Err(MsrsError::Refused {
+            set,
+            total: entries.len(),
+            first_refused: entries[set].index,
+        });
     }
     Ok(())
 }

@@ -1,14 +1,30 @@
-//! Boot step 7: the Intel MultiProcessor Specification 1.4 table. It lists every vCPU by APIC ID
+//! Boot step: the Intel MultiProcessor Specification 1.4 table. It lists every vCPU by APIC ID
 //! (so the guest brings up exactly the requested CPUs), the in-kernel IOAPIC, ISA IRQ routing and
-//! the LAPIC LINT0 (ExtINT from the PIC) / LINT1 (NMI) wiring. No ACPI is offered, so the guest
-//! falls back to this table; it is small and parsed in microseconds.
+//! the LAPIC LINT0 (ExtINT from the PIC) / LINT1 (NMI) wiring, for kernels built without ACPI
+//! (the others read the same from [`super::acpi`]'s MADT).
 //!
 //! The floating pointer and the table live in the BIOS area at 0xf0000 (Linux scans
 //! 0xf0000..0x100000 for `_MP_`), which has room for [`crate::topology::MAX_CPUS`] entries, unlike
 //! the 1 KiB EBDA.
 
 use super::cpuid::ApicLayout;
+use crate::topology::Topology;
+use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Why the MP table could not be built or written.
+#[derive(Debug, Error)]
+pub enum MptableError {
+    #[error(
+        "topology {topology} needs APIC IDs up to {max_apic_id}; the kvm backend's xAPIC MP table supports at most 254 (use fewer CPUs or power-of-two core/thread counts)"
+    )]
+    TooManyApicIds {
+        topology: Topology,
+        max_apic_id: u32,
+    },
+    #[error("cannot write the MP table: {0}")]
+    Write(#[source] vm_memory::GuestMemoryError),
+}
 
 pub const MPTABLE_START: u64 = 0xf0000;
 const APIC_DEFAULT_PHYS_BASE: u32 = 0xfee0_0000;
@@ -32,15 +48,14 @@ fn checksum(bytes: &[u8]) -> u8 {
 }
 
 /// The MP floating pointer followed by the configuration table, as bytes.
-pub fn build(layout: &ApicLayout) -> Result<Vec<u8>, String> {
+pub fn build(layout: &ApicLayout) -> Result<Vec<u8>, MptableError> {
     let cpus = layout.topo.cpus();
     let ioapic_id = layout.max_apic_id() + 1;
     if ioapic_id > 0xfe {
-        return Err(format!(
-            "topology {} needs APIC IDs up to {}; the kvm backend's xAPIC MP table supports at most 254 (use fewer CPUs or power-of-two core/thread counts)",
-            layout.topo,
-            layout.max_apic_id()
-        ));
+        return Err(MptableError::TooManyApicIds {
+            topology: layout.topo,
+            max_apic_id: layout.max_apic_id(),
+        });
     }
     let mut entries = Vec::new();
     let mut count = 0u16;
@@ -97,10 +112,10 @@ pub fn build(layout: &ApicLayout) -> Result<Vec<u8>, String> {
     Ok(mpf)
 }
 
-pub fn write(mem: &GuestMemoryMmap, layout: &ApicLayout) -> Result<(), String> {
+pub fn write(mem: &GuestMemoryMmap, layout: &ApicLayout) -> Result<(), MptableError> {
     let bytes = build(layout)?;
     mem.write_slice(&bytes, GuestAddress(MPTABLE_START))
-        .map_err(|e| format!("cannot write the MP table: {e}"))
+        .map_err(MptableError::Write)
 }
 
 #[cfg(test)]
@@ -128,6 +143,8 @@ mod tests {
     #[test]
     fn too_many_apic_ids_is_a_clear_error() {
         let l = ApicLayout::new("1n64l3c1t".parse().unwrap());
-        assert!(build(&l).unwrap_err().contains("APIC IDs"));
+        let err = build(&l).unwrap_err();
+        assert!(matches!(err, MptableError::TooManyApicIds { .. }), "{err}");
+        assert!(err.to_string().contains("APIC IDs"), "{err}");
     }
 }

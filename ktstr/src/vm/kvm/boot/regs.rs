@@ -1,12 +1,35 @@
-//! Boot step 4: 64-bit entry state of the boot vCPU — identity page tables, a flat GDT, long
-//! mode control registers, general registers (%rip = kernel entry, %rsi = zero page) and the FPU.
-//! Application processors are left in the wait-for-SIPI state; the guest starts them through the
-//! in-kernel LAPIC.
+//! Boot step: 64-bit entry state of the boot vCPU — identity page tables, a flat GDT, long
+//! mode control registers, general registers (%rip = kernel entry, %rsi = zero page) — and of
+//! every vCPU: the FPU and the LAPIC's LINT pins. Application processors are left in the
+//! wait-for-SIPI state; the guest starts them through the in-kernel LAPIC.
 
 use super::layout::{BOOT_GDT, BOOT_IDT, BOOT_STACK, PDE, PDPTE, PML4, ZERO_PAGE};
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment};
 use kvm_ioctls::VcpuFd;
+use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+/// Why the boot tables or a vCPU's registers could not be set.
+#[derive(Debug, Error)]
+pub enum RegsError {
+    #[error("cannot write boot tables at {addr:#x}: {source}")]
+    Tables {
+        addr: u64,
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// A register ioctl failed; `ioctl` names it (e.g. `KVM_SET_SREGS`).
+    #[error("{ioctl}: {source}")]
+    Ioctl {
+        ioctl: &'static str,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+}
+
+fn ioctl(ioctl: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> RegsError {
+    move |source| RegsError::Ioctl { ioctl, source }
+}
 
 const X86_CR0_PE: u64 = 0x1;
 const X86_CR0_PG: u64 = 0x8000_0000;
@@ -60,10 +83,10 @@ fn segment(entry: u64, index: u16) -> kvm_segment {
 }
 
 /// Writes GDT, IDT and the identity map of the first 1 GiB into guest memory.
-pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<(), String> {
+pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<(), RegsError> {
     let w = |addr: u64, v: u64| {
         mem.write_obj(v, GuestAddress(addr))
-            .map_err(|e| format!("cannot write boot tables at {addr:#x}: {e}"))
+            .map_err(|source| RegsError::Tables { addr, source })
     };
     for (i, e) in GDT.iter().enumerate() {
         w(BOOT_GDT + 8 * i as u64, *e)?;
@@ -78,10 +101,8 @@ pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<(), String> {
 }
 
 /// Puts the boot vCPU in 64-bit mode at `entry`.
-pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<(), String> {
-    let mut sregs = vcpu
-        .get_sregs()
-        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<(), RegsError> {
+    let mut sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
     let code = segment(GDT[1], 1);
     let data = segment(GDT[2], 2);
     let tss = segment(GDT[3], 3);
@@ -100,8 +121,7 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<(), String> {
     sregs.cr4 |= X86_CR4_PAE;
     sregs.cr0 |= X86_CR0_PE | X86_CR0_PG;
     sregs.efer |= EFER_LME | EFER_LMA;
-    vcpu.set_sregs(&sregs)
-        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+    vcpu.set_sregs(&sregs).map_err(ioctl("KVM_SET_SREGS"))?;
 
     let regs = kvm_regs {
         rflags: 0x2,
@@ -111,18 +131,34 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<(), String> {
         rsi: ZERO_PAGE,
         ..Default::default()
     };
-    vcpu.set_regs(&regs)
-        .map_err(|e| format!("KVM_SET_REGS: {e}"))
+    vcpu.set_regs(&regs).map_err(ioctl("KVM_SET_REGS"))
 }
 
 /// Power-on FPU state (x87 control word, MXCSR defaults) for every vCPU.
-pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), String> {
+pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), RegsError> {
     let fpu = kvm_fpu {
         fcw: 0x37f,
         mxcsr: 0x1f80,
         ..Default::default()
     };
-    vcpu.set_fpu(&fpu).map_err(|e| format!("KVM_SET_FPU: {e}"))
+    vcpu.set_fpu(&fpu).map_err(ioctl("KVM_SET_FPU"))
+}
+
+/// LAPIC LVT0 = ExtINT (the PIC's output) and LVT1 = NMI, as a BIOS leaves them.
+pub fn setup_lint(vcpu: &VcpuFd) -> Result<(), RegsError> {
+    const APIC_LVT0: usize = 0x350;
+    const APIC_LVT1: usize = 0x360;
+    const APIC_MODE_NMI: u32 = 0x4;
+    const APIC_MODE_EXTINT: u32 = 0x7;
+    let mut lapic = vcpu.get_lapic().map_err(ioctl("KVM_GET_LAPIC"))?;
+    for (off, mode) in [(APIC_LVT0, APIC_MODE_EXTINT), (APIC_LVT1, APIC_MODE_NMI)] {
+        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[off + i] as u8);
+        let v = (u32::from_le_bytes(bytes) & !0x700) | (mode << 8);
+        for (i, b) in v.to_le_bytes().into_iter().enumerate() {
+            lapic.regs[off + i] = b as _;
+        }
+    }
+    vcpu.set_lapic(&lapic).map_err(ioctl("KVM_SET_LAPIC"))
 }
 
 #[cfg(test)]

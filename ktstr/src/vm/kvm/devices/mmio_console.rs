@@ -1,10 +1,11 @@
-//! Part of boot step 8 (serial): the kernel's console on an 8250 UART in MMIO whose registers
-//! the guest reads from memory, so printing a byte costs no exit to this process.
+//! Part of the serial devices ([`super::serial`]): the kernel's console on an 8250 UART in
+//! MMIO whose registers the guest reads from memory, so printing a byte costs no exit to this
+//! process.
 //!
 //! Why: before each console byte the kernel polls the UART's line status register (LSR) until
 //! the transmitter is empty. On a port UART that read always exits to the VMM, one exit per
-//! byte: 8,595-8,601 of a boot's 9,381-9,410 userspace exits with the full boot log, 572-582 in
-//! all with this console (docs/benchmarks.md, run 13). Here the register page is a read-only memory slot whose
+//! byte, and those polls are nearly all of a boot's userspace exits (docs/benchmarks.md, "the
+//! kernel console on an MMIO UART"). Here the register page is a read-only memory slot whose
 //! LSR always says "transmitter empty", so those polls are plain memory reads; the writes
 //! fault into KVM, which queues them in the coalesced ring ([`super::console_ring`]) without
 //! leaving the kernel.

@@ -1,13 +1,13 @@
-//! Boot step 8: the two 16550 UARTs (vm-superio). COM1 (0x3f8, IRQ 4) is the kernel console,
+//! The two 16550 UARTs (vm-superio). COM1 (0x3f8, IRQ 4) is the kernel console,
 //! COM2 (0x2f8, IRQ 3) carries the agent's frames. Interrupts are delivered through irqfds into
-//! the in-kernel PIC/IOAPIC. Everything the guest writes is untrusted: sinks never panic, frames
-//! are decoded by `ktstr_guest::frame::Decoder`, which bounds what it buffers.
+//! the in-kernel PIC/IOAPIC. Everything the guest writes is untrusted: sinks never panic, and
+//! COM2's sink is the [`ResultChannel`] every backend reads its results with, which bounds what
+//! it keeps.
 
 use super::console_ring::ConsoleRing;
 use super::mmio_console::{self, WriteDecoder};
 use crate::vm::console::Evidence;
-use ktstr_guest::frame::Decoder;
-use ktstr_guest::protocol::GuestMessage;
+use crate::vm::result_channel::ResultChannel;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -94,8 +94,8 @@ impl Write for ConsoleSink {
 
 /// When the first console byte and a few boot milestones reached the host, counted from the
 /// VM's start: how much of a boot passes before the guest's own clock starts (`kvm-clock`),
-/// which the guest's uptime cannot show (docs/benchmarks.md, run 11). It reads the lines the
-/// console's [`Evidence`] has already assembled.
+/// which the guest's uptime cannot show (docs/benchmarks.md, "where a kvm boot goes before the
+/// guest's clock"). It reads the lines the console's [`Evidence`] has already assembled.
 #[derive(Debug)]
 pub struct Milestones {
     start: Instant,
@@ -143,71 +143,13 @@ impl Milestones {
     }
 }
 
-/// COM2: frame decoder plus the host-side times of the first `AgentStarted` and `Result`.
-#[derive(Debug)]
-pub struct ResultSink {
-    decoder: Decoder,
-    start: Instant,
-    pub messages: Vec<GuestMessage>,
-    pub frame_errors: Vec<String>,
-    pub to_agent: Option<Duration>,
-    pub to_result: Option<Duration>,
-    /// Bound on stored errors: a guest writing garbage forever cannot exhaust host memory.
-    max_errors: usize,
-}
-
-impl ResultSink {
-    pub fn new(start: Instant) -> Self {
-        ResultSink {
-            decoder: Decoder::new(),
-            start,
-            messages: Vec::new(),
-            frame_errors: Vec::new(),
-            to_agent: None,
-            to_result: None,
-            max_errors: 100,
-        }
-    }
-}
-
-impl Write for ResultSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for item in self.decoder.push(buf) {
-            match item {
-                Ok(msg) => {
-                    let now = self.start.elapsed();
-                    match &msg {
-                        GuestMessage::AgentStarted(_) => {
-                            self.to_agent.get_or_insert(now);
-                        }
-                        GuestMessage::Result(_) => {
-                            self.to_result.get_or_insert(now);
-                        }
-                    }
-                    if self.messages.len() < 1000 {
-                        self.messages.push(msg);
-                    }
-                }
-                Err(e) if self.frame_errors.len() < self.max_errors => {
-                    self.frame_errors.push(e.to_string())
-                }
-                Err(_) => {}
-            }
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 pub type Uart<W> = Serial<IrqTrigger, vm_superio::serial::NoEvents, W>;
 
 /// The legacy devices the vCPU threads dispatch port I/O to.
 #[derive(Debug)]
 pub struct Uarts {
     pub com1: Mutex<Uart<ConsoleSink>>,
-    pub com2: Mutex<Uart<ResultSink>>,
+    pub com2: Mutex<Uart<ResultChannel>>,
     /// COM1 THR bytes KVM queued without an exit (absent when the host lacks coalesced PIO).
     /// Lock order: this, then `com1`.
     console_ring: OnceLock<Mutex<ConsoleRing>>,
@@ -221,7 +163,7 @@ impl Uarts {
         com1_irq: EventFd,
         com2_irq: EventFd,
         console: ConsoleSink,
-        results: ResultSink,
+        results: ResultChannel,
     ) -> Arc<Self> {
         Arc::new(Uarts {
             com1: Mutex::new(Serial::new(IrqTrigger(com1_irq), console)),
@@ -326,7 +268,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ktstr_guest::protocol::{AgentStarted, PROTOCOL_VERSION};
+    use ktstr_guest::protocol::{AgentStarted, GuestMessage, PROTOCOL_VERSION};
 
     #[test]
     fn milestones_keep_the_first_byte_and_marked_lines_in_order() {
@@ -356,7 +298,7 @@ mod tests {
             e(),
             e(),
             ConsoleSink::new(None, false),
-            ResultSink::new(Instant::now()),
+            ResultChannel::new(Instant::now()),
         )
     }
 
@@ -397,8 +339,8 @@ mod tests {
             u.write(COM2_BASE, b);
         }
         let sink = lock(&u.com2);
-        assert_eq!(sink.writer().messages.last(), Some(&msg));
-        assert!(sink.writer().to_agent.is_some());
+        assert_eq!(sink.writer().received().messages.last(), Some(&msg));
+        assert!(sink.writer().to_agent().is_some());
     }
 
     /// A scheduler's "enabled" line is not a crash; the error after it is, as in the qemu

@@ -2,6 +2,10 @@
 //! as typed (no local echo or line editing; Ctrl-C interrupts the guest's job, not ktstr), and
 //! Ctrl-A x to leave, as with QEMU's console (`-chardev stdio,mux=on,signal=off`).
 
+use crate::vm::kvm::devices::serial::{self, Uarts};
+use std::sync::Arc;
+use std::time::Duration;
+
 /// Ctrl-A: the escape key. Ctrl-A x quits, Ctrl-A Ctrl-A sends one Ctrl-A.
 const ESCAPE: u8 = 0x01;
 
@@ -92,6 +96,48 @@ impl EscapeFilter {
             quit: false,
         }
     }
+}
+
+/// Interactive console: terminal input goes to COM1 once the guest agent has started (its
+/// first frame on COM2; see [`crate::vm::wait_for_agent`], e.g. for a script piped into `ktstr
+/// shell`). From a terminal, Ctrl-A x ends the VM ([`EscapeFilter`]). The thread ends with the
+/// process (a blocking stdin read cannot be interrupted portably); it holds the UARTs only
+/// weakly.
+pub(crate) fn forward_stdin(uarts: &Arc<Uarts>, from_terminal: bool) {
+    let weak = Arc::downgrade(uarts);
+    let _ = std::thread::Builder::new()
+        .name("kvm-stdin".into())
+        .spawn(move || {
+            use std::io::Read;
+            let started = |u: &Uarts| serial::lock(&u.com2).writer().to_agent().is_some();
+            if !crate::vm::wait_for_agent(&weak, started) {
+                return;
+            }
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            let mut escape = EscapeFilter::default();
+            while let Ok(n @ 1..) = stdin.read(&mut buf) {
+                let input = if from_terminal {
+                    let f = escape.feed(&buf[..n]);
+                    if f.quit {
+                        crate::cancel::request();
+                    }
+                    f.to_guest
+                } else {
+                    buf[..n].to_vec()
+                };
+                let mut sent = 0;
+                while sent < input.len() {
+                    // Upgraded per attempt: a guest that stops reading must not pin the VM.
+                    let Some(uarts) = weak.upgrade() else { return };
+                    sent += uarts.console_input(&input[sent..]);
+                    drop(uarts);
+                    if sent < input.len() {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        });
 }
 
 #[cfg(test)]
