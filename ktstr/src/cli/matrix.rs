@@ -8,7 +8,7 @@ use crate::matrix_runner::{KtstrRunner, KtstrValidator};
 use crate::vm::select::{BackendChoice, select};
 use ktstr_matrix::engine::{self, CellRunner, RunOptions};
 use ktstr_matrix::plan;
-use ktstr_matrix::session::{Session, SessionError};
+use ktstr_matrix::session::Session;
 use ktstr_matrix::spec::{self, SpecFile};
 use std::path::PathBuf;
 
@@ -145,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let session = if args.dry_run {
         None
     } else {
-        Some(Session::open(&out, args.resume).map_err(session_err)?)
+        Some(Session::open(&out, args.resume).map_err(super::session_err)?)
     };
     if let Some(n) = session.as_ref().and_then(Session::notice) {
         eprintln!("notice: {n}");
@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let cancelled = crate::cancel::requested;
     let ran = session
         .run(&runner, &plan, opts, &[&progress], &cancelled)
-        .map_err(session_err)?;
+        .map_err(super::session_err)?;
     if ran.summary.is_none() {
         return Ok(crate::exit::INTERRUPTED);
     }
@@ -191,15 +191,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(crate::exit::INTERRUPTED);
     }
     Ok(code)
-}
-
-/// A session's bad input exits 2 with its message; its faults exit 1.
-pub(crate) fn session_err(e: SessionError) -> anyhow::Error {
-    if e.is_bad_input() {
-        bad_input(e.to_string())
-    } else {
-        anyhow::Error::new(e)
-    }
 }
 
 fn print_plan<R: CellRunner>(runner: &R, plan: &plan::Plan, cores: u32, budget: Option<u32>) {

@@ -66,6 +66,15 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))
 }
 
+/// A session's bad input exits 2 with its message; its faults exit 1.
+pub(crate) fn session_err(e: ktstr_matrix::session::SessionError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
 /// True if any error in the chain is a [`BadInput`].
 pub fn is_bad_input(err: &anyhow::Error) -> bool {
     err.chain().any(|e| e.downcast_ref::<BadInput>().is_some())

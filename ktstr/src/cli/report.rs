@@ -82,7 +82,7 @@ pub fn exit_code(r: &Report) -> i32 {
 /// the exit code (0 all pass, 1 a failure or regression).
 pub fn render_dir(dir: &Path, baseline: Option<&str>, min_effect: f64) -> anyhow::Result<i32> {
     let t = thresholds(min_effect)?;
-    let r = session::render(dir, baseline, &t).map_err(super::matrix::session_err)?;
+    let r = session::render(dir, baseline, &t).map_err(super::session_err)?;
     print!("{}", render::terminal(&r));
     eprintln!(
         "reports: {}",

@@ -12,6 +12,7 @@
 //! and fragment texts), which is a pure function of the same inputs, so recipe -> key is stable.
 //! Entries are staged in a temp dir and renamed into place: a reader never sees half an entry.
 
+use super::locks::try_lock;
 use super::sha256_file;
 use super::source::Source;
 use super::spec::ConfigPart;
@@ -300,36 +301,6 @@ pub fn install(key: &str, stage: tempfile::TempDir, meta: &Metadata) -> Result<E
         what: format!("installing {}", dest.display()),
         source: std::io::Error::other("metadata.json missing after rename"),
     })
-}
-
-/// A held kernel-cache lock; released on drop.
-pub type Lock = crate::lock::FileLock;
-
-/// The lock file for `name` in the kernel cache's `.locks` dir.
-fn lock_path(name: &str) -> PathBuf {
-    crate::paths::kernels_dir()
-        .join(".locks")
-        .join(format!("{name}.lock"))
-}
-
-/// Exclusive lock on `name`, waiting (with a notice) if another process holds it.
-pub fn lock(name: &str) -> Result<Lock, KernelError> {
-    let path = lock_path(name);
-    Lock::exclusive(&path, || {
-        eprintln!("notice: another ktstr holds {name}; waiting for it (its result will be reused)")
-    })
-    .map_err(io(format!("locking {}", path.display())))
-}
-
-/// Shared lock on `name`: marks a source tree as in use so `gc` (which needs it exclusively) skips
-/// it while builds read it.
-pub fn lock_shared(name: &str) -> Result<Lock, KernelError> {
-    let path = lock_path(name);
-    Lock::shared(&path).map_err(io(format!("locking {}", path.display())))
-}
-
-fn try_lock(name: &str) -> Option<Lock> {
-    Lock::try_exclusive(&lock_path(name))
 }
 
 /// All entries, most recently used first.

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod configure;
 pub mod git_remote;
 pub mod image;
+pub mod locks;
 pub mod make;
 pub mod source;
 pub mod spec;
@@ -244,7 +245,7 @@ fn resolve_or_plan(
     }
 
     build::check_deps()?;
-    let _recipe_lock = cache::lock(&format!("recipe-{recipe}"))?;
+    let _recipe_lock = locks::lock(&format!("recipe-{recipe}"))?;
     // Another process may have built it while we waited for the lock.
     if let Some(entry) = cache::lookup_recipe(&recipe)
         && entry.verify().is_ok()
@@ -272,7 +273,7 @@ fn resolve_or_plan(
         progress.finish("planned");
         return Ok(Outcome::Plan(plan));
     }
-    let _key_lock = cache::lock(&key)?;
+    let _key_lock = locks::lock(&key)?;
     if let Some(entry) = cache::Entry::open(&key)
         && entry.verify().is_ok()
     {

@@ -482,13 +482,13 @@ pub fn tree_lock_name(src: &Source) -> String {
 pub fn materialize_in_use(
     src: &Source,
     progress: &mut Progress,
-) -> Result<(PathBuf, Option<super::cache::Lock>), KernelError> {
+) -> Result<(PathBuf, Option<super::locks::Lock>), KernelError> {
     if src.kind == "path" {
         return Ok((PathBuf::from(&src.location), None));
     }
     loop {
         let tree = materialize(src, progress)?;
-        let guard = super::cache::lock_shared(&tree_lock_name(src))?;
+        let guard = super::locks::lock_shared(&tree_lock_name(src))?;
         // gc may have removed it between extraction and the shared lock.
         if tree.join("Makefile").is_file() {
             return Ok((tree, Some(guard)));
@@ -508,7 +508,7 @@ pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, Ker
     let parent = trees_dir();
     std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
     // One extraction per identity even with concurrent resolutions.
-    let _lock = super::cache::lock(&tree_lock_name(src))?;
+    let _lock = super::locks::lock(&tree_lock_name(src))?;
     if dest.join("Makefile").is_file() {
         return Ok(dest);
     }
