@@ -25,7 +25,7 @@ use step::{Evidence, StepContext, StepError};
 /// Repeats of each endpoint: enough for the one-sided rank test to reach 1 % on its own.
 pub const ENDPOINT_REPEATS: u32 = 8;
 /// Repeats of the culprit and its parent before the culprit is named.
-pub const CONFIRM_REPEATS: u32 = 12;
+pub const CONFIRM_REPEATS: u32 = 8;
 
 /// What makes a commit bad.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,115 @@
+//! `ktstr bisect` on a real kernel history: Debian's 6.12 source as a git repository with a series
+//! of commits on top (`ktstr_e2e::kernel_history`): one busy-waits in `try_to_wake_up()`, one does
+//! not build. The bisection must name the slowing commit, skip the broken one, and build no more
+//! than ceil(log2 N) + 3 kernels beyond the endpoints; a history without a regression must end
+//! with "no regression between the endpoints".
+//!
+//! In a file of its own so that no other test's VMs share the host cores while it measures.
+
+use ktstr::bisect::record::{BisectReport, Conclusion};
+use ktstr_e2e::kernel_history::{self, KernelHistory};
+use ktstr_e2e::ktstr_bin;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The cell every commit runs: EEVDF (the kernel's own scheduler is what the history changes) on
+/// one vCPU, so two cells run side by side on a 2-core host.
+fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path) -> Output {
+    let run = Command::new(ktstr_bin())
+        .args(["bisect", "--good", &h.spec(good), "--bad", &h.spec(bad)])
+        .args(["--first-parent", "--config", "sched_ext,steal-time"])
+        .args(["--scenario", "wake", "--metric", "wake_p50_us", "--threshold", "20"])
+        .args(["--topology", "1n1l1c1t", "--duration", "2s", "--out"])
+        .arg(out)
+        .output()
+        .expect("running ktstr bisect");
+    eprintln!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+fn report(out: &Path) -> BisectReport {
+    let text = std::fs::read_to_string(out.join("bisect.json")).expect("bisect.json");
+    serde_json::from_str(&text).expect("bisect.json parses")
+}
+
+#[test]
+fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
+    let h = kernel_history::kernel_history();
+    let out = tempfile::tempdir().unwrap();
+    let run = bisect(h, h.good(), h.bad(), out.path());
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(0), "{stdout}");
+    let r = report(out.path());
+    match &r.conclusion {
+        Conclusion::Culprit {
+            commit, suspicious, ..
+        } => {
+            assert_eq!(commit, h.slow(), "{stdout}");
+            assert_eq!(suspicious, &None);
+        }
+        other => panic!("expected the slowing commit, got {other:?}"),
+    }
+    assert!(stdout.contains(&format!("first bad commit: {}", h.slow())), "{stdout}");
+    let n = r.candidates.len() - 2;
+    let bound = (n as f64).log2().ceil() as u32 + 3;
+    assert!(r.builds <= bound, "{} builds > {bound}", r.builds);
+    // The broken commit lies on the search's path: it is skipped with the build failure as the
+    // reason, never called good or bad.
+    let broken = r
+        .tested
+        .iter()
+        .find(|t| t.commit == h.broken())
+        .expect("the broken commit was tried");
+    assert!(broken.verdict.is_none(), "{broken:?}");
+    assert!(
+        broken.untestable.as_deref().unwrap_or("").contains("build"),
+        "{broken:?}"
+    );
+    // Every step was journaled as it happened, and the reports were written.
+    let journal = std::fs::read_to_string(out.path().join("bisect.jsonl")).unwrap();
+    assert!(journal.lines().count() >= r.tested.len());
+    let md = std::fs::read_to_string(out.path().join("bisect.md")).unwrap();
+    assert!(md.contains(&h.slow()[..12]), "{md}");
+    assert!(std::fs::read_to_string(out.path().join("bisect.html")).unwrap().contains("<svg"));
+
+    // --resume on a finished bisection replays it from the stored cells and cached kernels.
+    let again = Command::new(ktstr_bin())
+        .args(["bisect", "--good", &h.spec(h.good()), "--bad", &h.spec(h.bad())])
+        .args(["--first-parent", "--config", "sched_ext,steal-time"])
+        .args(["--scenario", "wake", "--metric", "wake_p50_us", "--threshold", "20"])
+        .args(["--topology", "1n1l1c1t", "--duration", "2s", "--resume", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(0), "{stderr}");
+    assert_eq!(report(out.path()).conclusion, r.conclusion);
+    // The matrix progress prints `[done/total] outcome label` for every cell that ran.
+    let booted = stderr
+        .lines()
+        .filter(|l| l.starts_with('[') && l.contains("] "))
+        .count();
+    assert_eq!(booted, 0, "a resumed bisection ran cells again:\n{stderr}");
+}
+
+#[test]
+fn a_history_without_a_regression_says_so() {
+    let h = kernel_history::kernel_history();
+    let out = tempfile::tempdir().unwrap();
+    let calm_tip = h.calm.last().expect("the calm branch");
+    let run = bisect(h, h.good(), calm_tip, out.path());
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("no regression between the endpoints"),
+        "{stdout}"
+    );
+    assert!(matches!(
+        report(out.path()).conclusion,
+        Conclusion::NoRegression { .. }
+    ));
+}
