@@ -182,26 +182,46 @@ pub fn config_set_label(set: &[String]) -> String {
     }
 }
 
-/// `5s`, `500ms`, `2m`, or a bare number of seconds.
-pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+/// The longest duration anything accepts: a scenario or a watchdog longer than a week is a typo.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// `5s`, `1500ms`, `2m` (or `2min`), `1h`, or a bare number of seconds; positive, at most
+/// [`MAX_DURATION`]. The one duration syntax of every command and of matrix.toml.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else {
-        (s, 1000.0)
-    };
-    let v: f64 = num
-        .trim()
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
         .parse()
-        .map_err(|_| format!("duration {s:?} is malformed: use e.g. 5s, 500ms or 2m"))?;
-    if !(v > 0.0 && v.is_finite()) {
+        .map_err(|_| format!("duration {s:?} is malformed: use e.g. 5s, 1500ms, 2m"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {other:?}; use ms, s, m or h"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("duration {s:?} must be positive"));
     }
-    Ok((v * mult).round() as u64)
+    if secs > MAX_DURATION.as_secs_f64() {
+        return Err(format!(
+            "duration {s:?} is longer than {} h; give a shorter one",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// [`parse_duration`] in whole milliseconds (at least 1).
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    Ok((parse_duration(s)?.as_millis() as u64).max(1))
 }
 
 /// Parses a matrix.toml; a malformed file names the line and column.

@@ -176,27 +176,9 @@ fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json:
         .collect()
 }
 
-/// `5s`, `1500ms`, `2m`, `1h`, or plain seconds.
+/// The duration syntax of every command (`ktstr_matrix::spec::parse_duration`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 5s, 1500ms, 2m"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{s:?}: a duration must be positive"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    ktstr_matrix::spec::parse_duration(s)
 }
 
 /// How many per-run directories `runs/` keeps; older ones are removed when a new one is made.
@@ -563,6 +545,12 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("5parsecs").is_err());
+        // Too long for Duration::from_secs_f64 (it panicked), and absurd anyway.
+        assert!(parse_duration("100000000000000000000000s").is_err());
+        assert!(parse_duration("1e23s").is_err());
+        assert!(parse_duration("8d").is_err());
+        assert_eq!(parse_duration("168h"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        assert!(parse_duration("169h").is_err());
     }
 
     #[test]
