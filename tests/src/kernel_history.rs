@@ -101,7 +101,10 @@ pub fn build_or_reuse(tarball: &Path, root: &Path) -> KernelHistory {
             .prefix(".tmp-kernel-history-")
             .tempdir_in(root)
             .expect("fixture temp dir");
-        eprintln!("building the kernel-history fixture from {}", tarball.display());
+        eprintln!(
+            "building the kernel-history fixture from {}",
+            tarball.display()
+        );
         let started = std::time::Instant::now();
         build(tarball, &tmp.path().join("repo.git"));
         std::fs::rename(tmp.keep(), &dir).expect("installing the fixture");
@@ -223,7 +226,10 @@ impl<W: Write> Stream<'_, W> {
             };
             let kind = entry.header().entry_type();
             if kind.is_symlink() {
-                let target = entry.link_name().expect("link name").expect("symlink target");
+                let target = entry
+                    .link_name()
+                    .expect("link name")
+                    .expect("symlink target");
                 self.file("120000", &rel, target.as_os_str().as_encoded_bytes());
             } else if kind.is_file() {
                 let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
@@ -306,13 +312,18 @@ impl<W: Write> Stream<'_, W> {
         self.file("100644", FAIR, calm1.as_bytes());
         writeln!(self.w).unwrap();
         let calm2 = reword_comment(&calm1, 2, "calm 2");
-        self.change("calm", 11, "sched/fair: reword another comment", &[(FAIR, &calm2)]);
+        self.change(
+            "calm",
+            11,
+            "sched/fair: reword another comment",
+            &[(FAIR, &calm2)],
+        );
     }
 }
 
 /// Appends ` (reworded: TAG)` to the `nth` (1-based) block-comment line (` * text`): the line
 /// count stays, so no `__LINE__` and no object other than this file's changes.
-pub fn reword_comment(text: &str, nth: usize, tag: &str) -> String {
+fn reword_comment(text: &str, nth: usize, tag: &str) -> String {
     let mut seen = 0;
     let mut done = false;
     let mut out = String::with_capacity(text.len() + 32);
@@ -346,12 +357,19 @@ fn reword_doc(text: &str, tag: &str) -> String {
 /// `udelay()` on every entry of `try_to_wake_up()`.
 fn slow_wakeups(core: &str) -> String {
     let start = core
-        .find("\nint try_to_wake_up(struct task_struct *p, unsigned int state, int wake_flags)\n{\n")
+        .find(
+            "\nint try_to_wake_up(struct task_struct *p, unsigned int state, int wake_flags)\n{\n",
+        )
         .expect("try_to_wake_up in core.c");
     let anchor = "\twake_flags |= WF_TTWU;\n";
-    let at = start + core[start..].find(anchor).expect("WF_TTWU in try_to_wake_up");
+    let at = start
+        + core[start..]
+            .find(anchor)
+            .expect("WF_TTWU in try_to_wake_up");
     let mut out = String::with_capacity(core.len() + 64);
-    let include_at = core.find("#include <linux/highmem.h>\n").expect("an include line");
+    let include_at = core
+        .find("#include <linux/highmem.h>\n")
+        .expect("an include line");
     out.push_str(&core[..include_at]);
     out.push_str("#include <linux/delay.h>\n");
     out.push_str(&core[include_at..at]);

@@ -26,20 +26,41 @@ fn fixture_has_the_documented_history() {
     assert_eq!(h.calm[0], h.main[GOOD]);
     let changed = |a: &str, b: &str| git(&h.repo, &["diff", "--name-only", a, b]);
     assert_eq!(changed(&h.main[0], &h.main[1]), "kernel/sched/fair.c\n");
-    assert_eq!(changed(&h.main[6], &h.main[7]), "Documentation/scheduler/sched-design-CFS.rst\n");
-    let broken = git(&h.repo, &["show", &format!("{}:kernel/sched/fair.c", h.broken())]);
+    assert_eq!(
+        changed(&h.main[6], &h.main[7]),
+        "Documentation/scheduler/sched-design-CFS.rst\n"
+    );
+    let broken = git(
+        &h.repo,
+        &["show", &format!("{}:kernel/sched/fair.c", h.broken())],
+    );
     assert!(broken.contains("deliberate syntax error"));
-    let slow = git(&h.repo, &["show", &format!("{}:kernel/sched/core.c", h.slow())]);
+    let slow = git(
+        &h.repo,
+        &["show", &format!("{}:kernel/sched/core.c", h.slow())],
+    );
     assert!(slow.contains("\tudelay(100);\n\twake_flags |= WF_TTWU;"));
     let subject = git(&h.repo, &["log", "-1", "--format=%s", &h.main[SLOW]]);
-    assert_eq!(subject.trim(), "sched/core: busy-wait 100us in try_to_wake_up");
-    let tip = git(&h.repo, &["show", &format!("{}:kernel/sched/core.c", h.bad())]);
-    assert!(tip.contains("udelay(100)"), "the slowdown is still there at the tip");
+    assert_eq!(
+        subject.trim(),
+        "sched/core: busy-wait 100us in try_to_wake_up"
+    );
+    let tip = git(
+        &h.repo,
+        &["show", &format!("{}:kernel/sched/core.c", h.bad())],
+    );
+    assert!(
+        tip.contains("udelay(100)"),
+        "the slowdown is still there at the tip"
+    );
     let calm = git(&h.repo, &["diff", "--name-only", &h.calm[0], &h.calm[2]]);
     assert_eq!(calm, "kernel/sched/fair.c\n");
 }
 
-fn resolve_in(worktree: &std::path::Path, sha: &str) -> (Result<kernel::ResolvedKernel, KernelError>, f64) {
+fn resolve_in(
+    worktree: &std::path::Path,
+    sha: &str,
+) -> (Result<kernel::ResolvedKernel, KernelError>, f64) {
     let h = kernel_history::kernel_history();
     let opts = ResolveOptions {
         progress: true,

@@ -18,9 +18,9 @@ use super::source::Source;
 use super::{KernelError, ResolveOptions, io};
 use crate::lock::FileLock;
 use crate::progress::Progress;
-use std::time::Instant;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 /// Errors specific to worktree syncing (wrapped in [`KernelError::Worktree`]).
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,11 @@ impl Worktree {
 
     /// Makes `src` hold exactly `tree` of `repo`, rewriting only what differs from the previously
     /// synced tree.
-    pub fn sync(&self, repo: &git2::Repository, tree: git2::Oid) -> Result<SyncReport, KernelError> {
+    pub fn sync(
+        &self,
+        repo: &git2::Repository,
+        tree: git2::Oid,
+    ) -> Result<SyncReport, KernelError> {
         let new = repo.find_tree(tree).map_err(git_err)?;
         let previous = self.synced_tree();
         if previous == Some(tree) && self.src().is_dir() {
@@ -109,8 +113,10 @@ impl Worktree {
             _ => full_export(repo, &new, &self.src())?,
         };
         let record = self.root.join(SYNCED);
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.root)
-            .map_err(io(format!("creating a temp file in {}", self.root.display())))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.root).map_err(io(format!(
+            "creating a temp file in {}",
+            self.root.display()
+        )))?;
         std::io::Write::write_all(&mut tmp, format!("{tree}\n").as_bytes())
             .map_err(io("writing the sync record"))?;
         tmp.persist(&record).map_err(|e| KernelError::Io {
@@ -239,15 +245,16 @@ fn full_export(
     let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
         count += 1;
         let res = (|| {
-            if count.is_multiple_of(4096) && crate::cancel::requested() {
+            if count % 4096 == 0 && crate::cancel::requested() {
                 return Err(KernelError::Interrupted);
             }
             let rel = Path::new(dir).join(e.name().unwrap_or(""));
             let out = checked_path(dest, &rel)?;
             match e.kind() {
                 // Pre-order: a directory comes before its entries, in a fresh tree.
-                Some(git2::ObjectType::Tree) => std::fs::create_dir(&out)
-                    .map_err(io(format!("creating {}", out.display()))),
+                Some(git2::ObjectType::Tree) => {
+                    std::fs::create_dir(&out).map_err(io(format!("creating {}", out.display())))
+                }
                 Some(git2::ObjectType::Blob) => {
                     write_entry(repo, e.id(), e.filemode() as u32, &rel, &out)?;
                     report.written += 1;
@@ -366,7 +373,9 @@ fn ensure_parent_dirs(root: &Path, rel: &Path) -> Result<(), KernelError> {
         dir.push(c);
         match std::fs::symlink_metadata(&dir) {
             Ok(m) if m.is_dir() => continue,
-            Ok(_) => std::fs::remove_file(&dir).map_err(io(format!("removing {}", dir.display())))?,
+            Ok(_) => {
+                std::fs::remove_file(&dir).map_err(io(format!("removing {}", dir.display())))?
+            }
             Err(_) => {}
         }
         std::fs::create_dir(&dir).map_err(io(format!("creating {}", dir.display())))?;

@@ -90,7 +90,11 @@ fn first_sync_exports_everything_then_only_changes_are_written() {
         &f.repo,
         &[
             ("Makefile", 0o100644, "all:\n"),
-            ("kernel/sched/fair.c", 0o100644, "int fair; /* reworded */\n"),
+            (
+                "kernel/sched/fair.c",
+                0o100644,
+                "int fair; /* reworded */\n",
+            ),
             ("kernel/sched/core.c", 0o100644, "int core;\n"),
         ],
     );
@@ -104,7 +108,10 @@ fn first_sync_exports_everything_then_only_changes_are_written() {
             removed: 0
         }
     );
-    assert_eq!(read(src.join("kernel/sched/fair.c")), "int fair; /* reworded */\n");
+    assert_eq!(
+        read(src.join("kernel/sched/fair.c")),
+        "int fair; /* reworded */\n"
+    );
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
     for unchanged in ["kernel/sched/core.c", "Makefile"] {
         let m = std::fs::metadata(src.join(unchanged)).unwrap();
@@ -153,7 +160,10 @@ fn symlinks_are_created_and_never_followed() {
     );
     f.wt.sync(&f.repo, a).unwrap();
     let src = f.wt.src();
-    assert_eq!(std::fs::read_link(src.join("link.h")).unwrap(), Path::new("real.h"));
+    assert_eq!(
+        std::fs::read_link(src.join("link.h")).unwrap(),
+        Path::new("real.h")
+    );
     assert_eq!(read(src.join("link.h")), "r\n");
     // The links become a file and a directory: written in place, not through the links.
     let b = make_tree(
@@ -171,7 +181,11 @@ fn symlinks_are_created_and_never_followed() {
     let esc = std::fs::symlink_metadata(src.join("esc")).unwrap();
     assert!(esc.is_file());
     assert_eq!(read(src.join("esc")), "now a file\n");
-    assert!(std::fs::symlink_metadata(src.join("escdir")).unwrap().is_dir());
+    assert!(
+        std::fs::symlink_metadata(src.join("escdir"))
+            .unwrap()
+            .is_dir()
+    );
     assert_eq!(read(src.join("escdir/f.c")), "f\n");
 }
 
@@ -180,7 +194,10 @@ fn exec_bit_is_honoured_and_a_mode_change_rewrites_nothing() {
     let f = fixture();
     let a = make_tree(
         &f.repo,
-        &[("scripts/gen.sh", 0o100755, "#!/bin/sh\n"), ("x.sh", 0o100644, "#!/bin/sh\n")],
+        &[
+            ("scripts/gen.sh", 0o100755, "#!/bin/sh\n"),
+            ("x.sh", 0o100644, "#!/bin/sh\n"),
+        ],
     );
     f.wt.sync(&f.repo, a).unwrap();
     let src = f.wt.src();
@@ -190,20 +207,34 @@ fn exec_bit_is_honoured_and_a_mode_change_rewrites_nothing() {
     set_old_mtime(&src.join("x.sh"));
     let b = make_tree(
         &f.repo,
-        &[("scripts/gen.sh", 0o100644, "#!/bin/sh\n"), ("x.sh", 0o100755, "#!/bin/sh\n")],
+        &[
+            ("scripts/gen.sh", 0o100644, "#!/bin/sh\n"),
+            ("x.sh", 0o100755, "#!/bin/sh\n"),
+        ],
     );
     let r = f.wt.sync(&f.repo, b).unwrap();
     assert_eq!((r.written, r.mode_changed), (0, 2));
     assert_eq!(mode("scripts/gen.sh"), 0o644);
     assert_eq!(mode("x.sh"), 0o755);
     let m = std::fs::metadata(src.join("x.sh")).unwrap();
-    assert_eq!(m.modified().unwrap(), SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+    assert_eq!(
+        m.modified().unwrap(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1000)
+    );
 }
 
 #[test]
 fn parent_and_absolute_paths_are_refused() {
     let root = Path::new("/w/src");
-    for bad in ["..", "../etc/passwd", "a/../../b", "/etc/passwd", "./a", "a/.git/config", ""] {
+    for bad in [
+        "..",
+        "../etc/passwd",
+        "a/../../b",
+        "/etc/passwd",
+        "./a",
+        "a/.git/config",
+        "",
+    ] {
         let err = checked_path(root, Path::new(bad)).unwrap_err();
         assert!(
             matches!(err, KernelError::Worktree(WorktreeError::UnsafePath { .. })),
@@ -222,7 +253,10 @@ fn crafted_tree(repo: &git2::Repository, name: &str, content: &str) -> git2::Oid
     let blob = repo.blob(content.as_bytes()).unwrap();
     let mut raw = format!("100644 {name}\0").into_bytes();
     raw.extend_from_slice(blob.as_bytes());
-    repo.odb().unwrap().write(git2::ObjectType::Tree, &raw).unwrap()
+    repo.odb()
+        .unwrap()
+        .write(git2::ObjectType::Tree, &raw)
+        .unwrap()
 }
 
 #[test]
@@ -230,12 +264,24 @@ fn a_crafted_parent_entry_is_refused_in_both_sync_kinds() {
     let f = fixture();
     let evil = crafted_tree(&f.repo, "..", "escaped\n");
     // Full export (first use).
-    assert!(f.wt.sync(&f.repo, evil).is_err());
-    assert_eq!(f.wt.synced_tree(), None, "a failed sync must not be recorded");
+    let err = f.wt.sync(&f.repo, evil).unwrap_err();
+    assert!(
+        matches!(err, KernelError::Worktree(WorktreeError::UnsafePath { .. })),
+        "full export: {err}"
+    );
+    assert_eq!(
+        f.wt.synced_tree(),
+        None,
+        "a failed sync must not be recorded"
+    );
     // Diff sync from a good tree.
     let good = make_tree(&f.repo, &[("ok.c", 0o100644, "ok\n")]);
     f.wt.sync(&f.repo, good).unwrap();
-    assert!(f.wt.sync(&f.repo, evil).is_err());
+    let err = f.wt.sync(&f.repo, evil).unwrap_err();
+    assert!(
+        matches!(err, KernelError::Worktree(WorktreeError::UnsafePath { .. })),
+        "diff sync: {err}"
+    );
     assert_eq!(f.wt.synced_tree(), None);
     // Whatever libgit2 makes of the entry, nothing landed next to src.
     let parent = f.wt.src().parent().unwrap().to_path_buf();
@@ -251,13 +297,19 @@ fn a_crafted_parent_entry_is_refused_in_both_sync_kinds() {
 #[test]
 fn an_interrupted_sync_is_redone_from_scratch() {
     let f = fixture();
-    let a = make_tree(&f.repo, &[("a.c", 0o100644, "a\n"), ("b.c", 0o100644, "b\n")]);
+    let a = make_tree(
+        &f.repo,
+        &[("a.c", 0o100644, "a\n"), ("b.c", 0o100644, "b\n")],
+    );
     f.wt.sync(&f.repo, a).unwrap();
     // An interrupted sync towards another tree: the record is gone, src is half-changed.
     std::fs::remove_file(f.wt.root.join(SYNCED)).unwrap();
     std::fs::remove_file(f.wt.src().join("b.c")).unwrap();
     std::fs::write(f.wt.src().join("half.c"), "half").unwrap();
-    let b = make_tree(&f.repo, &[("a.c", 0o100644, "a\n"), ("c.c", 0o100644, "c\n")]);
+    let b = make_tree(
+        &f.repo,
+        &[("a.c", 0o100644, "a\n"), ("c.c", 0o100644, "c\n")],
+    );
     let r = f.wt.sync(&f.repo, b).unwrap();
     assert!(r.full_export);
     let mut names: Vec<_> = std::fs::read_dir(f.wt.src())
@@ -281,7 +333,10 @@ fn an_identical_config_is_not_touched() {
     set_old_mtime(&f.wt.out().join(".config"));
     assert!(!f.wt.install_config(&cfg).unwrap());
     let m = std::fs::metadata(f.wt.out().join(".config")).unwrap();
-    assert_eq!(m.modified().unwrap(), SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+    assert_eq!(
+        m.modified().unwrap(),
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1000)
+    );
     std::fs::write(&cfg, "CONFIG_A=n\n").unwrap();
     assert!(f.wt.install_config(&cfg).unwrap());
     assert_eq!(read(f.wt.out().join(".config")), "CONFIG_A=n\n");
