@@ -149,3 +149,36 @@ fn bisection_steps_build_incrementally_into_the_cache() {
         assert!(metadata(&c3).incremental);
     }
 }
+
+/// Every commit of the fixture builds in one worktree except the broken one (the slow one
+/// included), and each lands in the cache: a bisection over the fixture then builds nothing.
+#[test]
+fn every_fixture_commit_but_the_broken_one_builds() {
+    let h = kernel_history::kernel_history();
+    let worktree = ktstr::paths::cache_root().join("test-fixtures/bisect-tree-worktree");
+    for (name, sha) in h
+        .main
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (format!("main[{i}]"), s))
+        .chain(
+            h.calm
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, s)| (format!("calm[{i}]"), s)),
+        )
+    {
+        let (k, secs) = resolve_in(&worktree, sha);
+        match k {
+            Ok(k) => {
+                assert_ne!(sha, h.broken(), "the broken commit built");
+                eprintln!("{name}: {secs:.1}s (cache hit: {})", k.cache_hit);
+            }
+            Err(e) => {
+                assert_eq!(sha, h.broken(), "{name} failed: {e}");
+                eprintln!("{name}: fails as it should after {secs:.1}s");
+            }
+        }
+    }
+}
