@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod kernel_history;
+
 /// The `ktstr` binary of this build: `target/<profile>/ktstr`, next to `target/<profile>/deps/`
 /// where the test executables live.
 pub fn ktstr_bin() -> PathBuf {

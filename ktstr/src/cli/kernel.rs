@@ -100,6 +100,7 @@ fn build(a: BuildArgs) -> anyhow::Result<i32> {
         plan_only: a.plan,
         offline: a.offline,
         progress: true,
+        worktree: None,
     };
     if a.plan {
         let p = kernel::plan(&a.spec, &a.configs, &opts).map_err(to_cli)?;

@@ -163,16 +163,8 @@ pub fn allowed_jobs() -> usize {
         .unwrap_or(1)
 }
 
-/// Builds `conf` into the kept O= tree of `key` and installs the cache entry atomically.
-pub fn build_and_install(
-    key: &str,
-    tree: &Path,
-    conf: Configured,
-    inputs: &Inputs,
-    opts: &ResolveOptions,
-    progress: &mut Progress,
-    started: Instant,
-) -> Result<Entry, KernelError> {
+/// Fails early when the cache's filesystem cannot hold a build; returns the kernels dir.
+pub(super) fn check_disk_space() -> Result<std::path::PathBuf, KernelError> {
     let root = crate::paths::kernels_dir();
     std::fs::create_dir_all(&root).map_err(io(format!("creating {}", root.display())))?;
     let avail_mib = fs4::available_space(&root)
@@ -185,9 +177,21 @@ pub fn build_and_install(
             need_mib: NEED_MIB,
         });
     }
+    Ok(root)
+}
+
+/// Builds `conf` into the kept O= tree of `key` and installs the cache entry atomically.
+pub fn build_and_install(
+    key: &str,
+    tree: &Path,
+    conf: Configured,
+    inputs: &Inputs,
+    opts: &ResolveOptions,
+    progress: &mut Progress,
+    started: Instant,
+) -> Result<Entry, KernelError> {
+    check_disk_space()?;
     let version = conf.version.clone();
-    // Source identification/extraction and configure, everything before make.
-    let prepare_s = started.elapsed().as_secs_f64();
     // Keep the O= tree per key: rebuilding a corrupted entry is then an incremental make.
     let dir = cache::build_dir(key);
     // Same key = same .config, so whatever a previous (even interrupted) build left is reusable:
@@ -206,6 +210,39 @@ pub fn build_and_install(
             dir.display()
         )))?;
     }
+    let site = BuildSite {
+        key,
+        tree,
+        out: &dir,
+        version,
+        incremental,
+    };
+    make_and_install(&site, inputs, opts, progress, started)
+}
+
+/// What to build where: the source tree, the O= tree holding the final .config, and the key the
+/// result is installed under.
+pub struct BuildSite<'a> {
+    pub key: &'a str,
+    pub tree: &'a Path,
+    pub out: &'a Path,
+    pub version: String,
+    /// The O= tree holds an earlier build that make updates (recorded in the metadata).
+    pub incremental: bool,
+}
+
+/// Runs `make bzImage` in `site.out` and installs the result as the cache entry of `site.key`.
+pub fn make_and_install(
+    site: &BuildSite,
+    inputs: &Inputs,
+    opts: &ResolveOptions,
+    progress: &mut Progress,
+    started: Instant,
+) -> Result<Entry, KernelError> {
+    let root = check_disk_space()?;
+    let (dir, incremental) = (site.out, site.incremental);
+    // Source identification/extraction and configure, everything before make.
+    let prepare_s = started.elapsed().as_secs_f64();
     let log = dir.join("build.log");
     let _ = std::fs::remove_file(&log);
     let jobs = if opts.jobs == 0 {
@@ -220,8 +257,8 @@ pub fn build_and_install(
     ));
     let t = Instant::now();
     run_make(
-        tree,
-        &dir,
+        site.tree,
+        dir,
         &["bzImage"],
         jobs,
         &log,
@@ -265,8 +302,16 @@ pub fn build_and_install(
     timings.insert("build_s".to_string(), build_s);
     timings.insert("install_s".to_string(), t.elapsed().as_secs_f64());
     timings.insert("total_s".to_string(), started.elapsed().as_secs_f64());
-    let meta = cache::Metadata::new(key, inputs, &version, sched_ext, incremental, timings, s)?;
-    let entry = cache::install(key, stage, &meta)?;
+    let meta = cache::Metadata::new(
+        site.key,
+        inputs,
+        &site.version,
+        sched_ext,
+        incremental,
+        timings,
+        s,
+    )?;
+    let entry = cache::install(site.key, stage, &meta)?;
     progress.finish("built");
     Ok(entry)
 }

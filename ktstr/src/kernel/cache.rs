@@ -62,7 +62,8 @@ pub struct Metadata {
     pub sched_ext: bool,
     /// False for dirty local trees: the key is content-based, but no commit reproduces it.
     pub reproducible: bool,
-    /// Built on top of a kept O= tree (after a corrupted entry) rather than from scratch.
+    /// Built on top of an earlier build's O= tree (a kept one after a corrupted entry, or a
+    /// bisection worktree's) rather than from scratch.
     pub incremental: bool,
     pub created_unix: u64,
     pub timings: BTreeMap<String, f64>,

@@ -15,6 +15,7 @@ pub mod locks;
 pub mod make;
 pub mod source;
 pub mod spec;
+pub mod worktree;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -67,6 +68,8 @@ pub enum KernelError {
     },
     #[error("interrupted")]
     Interrupted,
+    #[error("worktree: {0}")]
+    Worktree(#[from] worktree::WorktreeError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -130,6 +133,11 @@ pub struct ResolveOptions {
     pub offline: bool,
     /// Show a progress bar (when stderr is a terminal).
     pub progress: bool,
+    /// A persistent worktree for `git:` specs (one per bisection): each uncached commit is
+    /// synced into `<worktree>/src` (only changed files rewritten) and built incrementally in
+    /// `<worktree>/out`; the result enters the cache under the key a clean build gets. See
+    /// [`worktree`].
+    pub worktree: Option<PathBuf>,
 }
 
 /// What a resolution would build: the key and the final config, without building.
@@ -253,7 +261,14 @@ fn resolve_or_plan(
         return Ok(Outcome::Kernel(entry.resolved(true)));
     }
     let mut progress = crate::progress::Progress::new(opts.progress, spec_str);
-    let (tree, _tree_in_use) = source::materialize_in_use(&src, &mut progress)?;
+    let worktree = match (&opts.worktree, &spec) {
+        (Some(dir), KernelSpec::Git { .. }) => Some(worktree::Worktree::open(dir)?),
+        _ => None,
+    };
+    let (tree, _tree_in_use) = match &worktree {
+        Some(wt) => (worktree::sync_source(wt, &src, &mut progress)?, None),
+        None => source::materialize_in_use(&src, &mut progress)?,
+    };
     let conf = configure::configure(&tree, opts.base_config.as_deref(), &parts, &mut progress)?;
     let key = cache::content_key(&src.identity, &conf.normalized, &toolchain);
     if opts.plan_only {
@@ -290,7 +305,10 @@ fn resolve_or_plan(
         toolchain,
         recipe_version: RECIPE_VERSION,
     };
-    let entry = build::build_and_install(&key, &tree, conf, &inputs, opts, &mut progress, started)?;
+    let entry = match &worktree {
+        Some(wt) => worktree::build(wt, &key, conf, &inputs, opts, &mut progress, started)?,
+        None => build::build_and_install(&key, &tree, conf, &inputs, opts, &mut progress, started)?,
+    };
     cache::record_recipe(&recipe, &key)?;
     Ok(Outcome::Kernel(entry.resolved(false)))
 }

@@ -594,9 +594,9 @@ fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelError> {
     Ok(())
 }
 
-fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
-    use std::os::unix::fs::PermissionsExt;
-    // identify() fetched the tree just now: export from the mirror without fetching again.
+/// The repository of an identified `git` source and the id of its tree. identify() fetched the
+/// tree just now: a remote is opened from its mirror without fetching again.
+pub(crate) fn open_git_source(src: &Source) -> Result<(git2::Repository, git2::Oid), KernelError> {
     let r = if git_remote::is_url(&src.location) {
         git_remote::open_fetched(&src.location)?
     } else {
@@ -607,9 +607,14 @@ fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
         )?
     };
     let oid = src.identity.strip_prefix("git-tree:").unwrap_or_default();
-    let tree = r
-        .find_tree(git2::Oid::from_str(oid).map_err(git_err)?)
-        .map_err(git_err)?;
+    let oid = git2::Oid::from_str(oid).map_err(git_err)?;
+    Ok((r, oid))
+}
+
+fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
+    use std::os::unix::fs::PermissionsExt;
+    let (r, oid) = open_git_source(src)?;
+    let tree = r.find_tree(oid).map_err(git_err)?;
     let mut failure: Option<KernelError> = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
         let rel = Path::new(dir).join(e.name().unwrap_or(""));
