@@ -18,7 +18,14 @@ fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path) -> Output {
     let run = Command::new(ktstr_bin())
         .args(["bisect", "--good", &h.spec(good), "--bad", &h.spec(bad)])
         .args(["--first-parent", "--config", "sched_ext,steal-time"])
-        .args(["--scenario", "wake", "--metric", "wake_p50_us", "--threshold", "20"])
+        .args([
+            "--scenario",
+            "wake",
+            "--metric",
+            "wake_p50_us",
+            "--threshold",
+            "20",
+        ])
         .args(["--topology", "1n1l1c1t", "--duration", "2s", "--out"])
         .arg(out)
         .output()
@@ -53,7 +60,10 @@ fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
         }
         other => panic!("expected the slowing commit, got {other:?}"),
     }
-    assert!(stdout.contains(&format!("first bad commit: {}", h.slow())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("first bad commit: {}", h.slow())),
+        "{stdout}"
+    );
     let n = r.candidates.len() - 2;
     let bound = (n as f64).log2().ceil() as u32 + 3;
     assert!(r.builds <= bound, "{} builds > {bound}", r.builds);
@@ -74,14 +84,38 @@ fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
     assert!(journal.lines().count() >= r.tested.len());
     let md = std::fs::read_to_string(out.path().join("bisect.md")).unwrap();
     assert!(md.contains(&h.slow()[..12]), "{md}");
-    assert!(std::fs::read_to_string(out.path().join("bisect.html")).unwrap().contains("<svg"));
+    assert!(
+        std::fs::read_to_string(out.path().join("bisect.html"))
+            .unwrap()
+            .contains("<svg")
+    );
 
     // --resume on a finished bisection replays it from the stored cells and cached kernels.
     let again = Command::new(ktstr_bin())
-        .args(["bisect", "--good", &h.spec(h.good()), "--bad", &h.spec(h.bad())])
+        .args([
+            "bisect",
+            "--good",
+            &h.spec(h.good()),
+            "--bad",
+            &h.spec(h.bad()),
+        ])
         .args(["--first-parent", "--config", "sched_ext,steal-time"])
-        .args(["--scenario", "wake", "--metric", "wake_p50_us", "--threshold", "20"])
-        .args(["--topology", "1n1l1c1t", "--duration", "2s", "--resume", "--out"])
+        .args([
+            "--scenario",
+            "wake",
+            "--metric",
+            "wake_p50_us",
+            "--threshold",
+            "20",
+        ])
+        .args([
+            "--topology",
+            "1n1l1c1t",
+            "--duration",
+            "2s",
+            "--resume",
+            "--out",
+        ])
         .arg(out.path())
         .output()
         .unwrap();

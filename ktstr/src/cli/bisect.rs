@@ -110,7 +110,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: template.memory_mib,
         build_cores: cores as usize,
-        kernel_opts: Default::default(),
+        // One persistent source and O= tree for the whole bisection: each step syncs only the
+        // files its commit changed and makes incrementally.
+        kernel_opts: crate::kernel::ResolveOptions {
+            worktree: Some(args.out.join("worktree")),
+            ..Default::default()
+        },
     };
     let progress = Progress::new();
     let cancelled = crate::cancel::requested;

@@ -549,7 +549,10 @@ mod tests {
         assert!(parse_duration("100000000000000000000000s").is_err());
         assert!(parse_duration("1e23s").is_err());
         assert!(parse_duration("8d").is_err());
-        assert_eq!(parse_duration("168h"), Ok(Duration::from_secs(7 * 24 * 3600)));
+        assert_eq!(
+            parse_duration("168h"),
+            Ok(Duration::from_secs(7 * 24 * 3600))
+        );
         assert!(parse_duration("169h").is_err());
     }
 
