@@ -24,6 +24,11 @@ pub fn sources_dir() -> PathBuf {
     cache_root().join("sources")
 }
 /// Initramfs images, by sha256 of their inputs.
+/// Persistent bisection worktrees (a source tree and an O= tree each), named by what they build.
+pub fn worktrees_dir() -> PathBuf {
+    cache_root().join("worktrees")
+}
+
 pub fn initramfs_dir() -> PathBuf {
     cache_root().join("initramfs")
 }

@@ -110,10 +110,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: template.memory_mib,
         build_cores: cores as usize,
-        // One persistent source and O= tree for the whole bisection: each step syncs only the
-        // files its commit changed and makes incrementally.
+        // One persistent source and O= tree per repository and config: each step syncs only the
+        // files its commit changed and makes incrementally, and the next bisection of the same
+        // repository starts from a warm O= tree instead of a cold build.
         kernel_opts: crate::kernel::ResolveOptions {
-            worktree: Some(args.out.join("worktree")),
+            worktree: Some(worktree_for(&args.good, &args.configs)),
             ..Default::default()
         },
     };
@@ -157,6 +158,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         args.out.display()
     );
     Ok(report.conclusion.exit_code())
+}
+
+/// `worktrees/<hash of the repository and the config parts>` in the cache.
+fn worktree_for(good: &str, configs: &[String]) -> PathBuf {
+    let repo = match crate::kernel::KernelSpec::parse(good) {
+        Ok(crate::kernel::KernelSpec::Git { repo, .. }) => repo,
+        _ => good.to_string(),
+    };
+    let name = crate::digest::sha256_hex(format!("{repo}\0{}", configs.join(",")).as_bytes());
+    crate::paths::worktrees_dir().join(&name[..16])
 }
 
 fn goal_metric(goal: &Goal) -> Option<&str> {
