@@ -122,12 +122,22 @@ fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(0), "{stderr}");
     assert_eq!(report(out.path()).conclusion, r.conclusion);
-    // The matrix progress prints `[done/total] outcome label` for every cell that ran.
-    let booted = stderr
-        .lines()
-        .filter(|l| l.starts_with('[') && l.contains("] "))
-        .count();
+    // The matrix progress prints `[done/total] outcome label` for every cell that ran, and the
+    // kernel build its phases (`kernel: build`).
+    let booted = stderr.lines().filter(|l| is_cell_line(l)).count();
     assert_eq!(booted, 0, "a resumed bisection ran cells again:\n{stderr}");
+    assert!(
+        !stderr.contains("kernel: build"),
+        "a resumed bisection built again:\n{stderr}"
+    );
+}
+
+/// `[3/8] pass    eevdf @ ...`
+fn is_cell_line(l: &str) -> bool {
+    l.strip_prefix('[')
+        .and_then(|r| r.split_once("] "))
+        .and_then(|(n, _)| n.split_once('/'))
+        .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok())
 }
 
 #[test]

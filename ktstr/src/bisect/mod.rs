@@ -327,7 +327,13 @@ impl Run<'_, '_> {
     ) -> Result<Evidence, BisectError> {
         let cand = self.b.candidates[i].clone();
         let dir = step_dir(&self.b.out, i, &cand);
-        let ev = step::run(&self.b.ctx, &cand, repeats, &dir)?.ok_or(BisectError::Interrupted)?;
+        let ev = match self.known_untestable(i) {
+            // A commit an earlier run of this bisection could not build is not built again.
+            Some(ev) => ev,
+            None => {
+                step::run(&self.b.ctx, &cand, repeats, &dir)?.ok_or(BisectError::Interrupted)?
+            }
+        };
         let (verdict, p_wg, p_bb) = match role {
             Role::Candidate | Role::Confirm => self.verdict(&ev),
             _ => (None, None, None),
@@ -367,6 +373,24 @@ impl Run<'_, '_> {
         self.evidence[i] = Some(ev.clone());
         self.latest[i] = Some(rec);
         Ok(ev)
+    }
+
+    /// The evidence of an earlier run (`--resume`) that found candidate `i` untestable.
+    fn known_untestable(&self, i: usize) -> Option<Evidence> {
+        let r = self
+            .earlier
+            .iter()
+            .rev()
+            .find(|r| r.index == i && r.untestable.is_some())?;
+        Some(Evidence {
+            runs: r.runs,
+            samples: r.samples.clone(),
+            failures: r.failures,
+            untestable: r.untestable.clone(),
+            reasons: Vec::new(),
+            image_sha256: r.image_sha256.clone(),
+            build_s: r.build_s,
+        })
     }
 
     fn verdict(&self, ev: &Evidence) -> (Option<Verdict>, Option<f64>, Option<f64>) {
@@ -409,11 +433,11 @@ pub fn step_line(r: &StepRecord, metric: Option<&str>) -> String {
     let result = match (&r.untestable, metric) {
         (Some(why), _) => format!("skipped: {why}"),
         (None, Some(m)) => format!(
-            "{m} median {} (n = {}), {}{}",
+            "{m} median {} (n = {}){}{}",
             fmt(r.median),
             r.samples.len(),
             r.verdict
-                .map_or(String::new(), |v| format!("{v:?}").to_lowercase()),
+                .map_or(String::new(), |v| format!(", {v:?}").to_lowercase()),
             match (r.p_worse_than_good, r.p_better_than_bad) {
                 (Some(a), Some(b)) =>
                     format!(" (p worse than good {a:.4}, p better than bad {b:.4})"),

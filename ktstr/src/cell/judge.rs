@@ -20,6 +20,16 @@ fn tcg_int3_hint(line: &str, backend: &str) -> &'static str {
     }
 }
 
+/// Whether `r` is a crash that QEMU TCG's cross-modifying-code fault explains (see
+/// [`tcg_int3_hint`]): such a cell is booted once more.
+pub fn tcg_int3_fault(r: &CellResult) -> bool {
+    r.outcome == Outcome::Crashed
+        && r.backend.contains("tcg")
+        && r.reason
+            .as_deref()
+            .is_some_and(|why| why.starts_with("kernel crashed") && why.contains("int3"))
+}
+
 /// Maps what a VM produced to the cell's outcome.
 pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
     let report: Option<GuestReport> = run.messages.iter().find_map(|m| match m {
@@ -254,8 +264,10 @@ mod tests {
         let r = judge(&tcg, T);
         assert_eq!(r.outcome, Outcome::Crashed);
         assert!(r.reason.unwrap().contains("cross-modifying-code"));
+        assert!(tcg_int3_fault(&judge(&tcg, T)));
         tcg.backend = "kvm".into();
         assert!(!judge(&tcg, T).reason.unwrap().contains("emulator"));
+        assert!(!tcg_int3_fault(&judge(&tcg, T)));
         let r = judge(&run(vec![started()], VmEnd::TimedOut, None), T);
         assert_eq!(r.outcome, Outcome::Timeout);
         assert!(r.reason.unwrap().contains("agent started"));
