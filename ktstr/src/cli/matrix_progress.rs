@@ -62,9 +62,12 @@ impl Subscriber for Progress {
                 if !matches!(r.outcome, Outcome::Pass | Outcome::Skipped) {
                     *self.failed.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                 }
+                // The first line only: a build failure's reason carries the log's tail, which
+                // the stored result and the reports keep in full.
                 let reason = r
                     .reason
                     .as_deref()
+                    .and_then(|s| s.lines().next())
                     .map(|s| format!(": {s}"))
                     .unwrap_or_default();
                 self.line(format!(
