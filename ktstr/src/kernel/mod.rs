@@ -9,6 +9,7 @@
 pub mod build;
 pub mod cache;
 pub mod configure;
+pub mod extract;
 pub mod git_remote;
 pub mod image;
 pub mod locks;

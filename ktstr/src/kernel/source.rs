@@ -519,7 +519,7 @@ pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, Ker
     match src.kind.as_str() {
         "tarball" => {
             progress.phase(&format!("extract {}", src.location));
-            extract_tarball(Path::new(&src.location), tmp.path())?
+            super::extract::extract_tarball(Path::new(&src.location), tmp.path())?
         }
         "git" => {
             progress.phase(&format!(
@@ -537,61 +537,6 @@ pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, Ker
     let tmp = tmp.keep();
     std::fs::rename(&tmp, &dest).map_err(io(format!("installing {}", dest.display())))?;
     Ok(dest)
-}
-
-fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelError> {
-    let mut f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let mut magic = [0u8; 6];
-    let n = f.read(&mut magic).map_err(io("reading the tarball"))?;
-    let f = std::fs::File::open(path).map_err(io(format!("opening {}", path.display())))?;
-    let f = std::io::BufReader::with_capacity(1 << 20, f);
-    let reader: Box<dyn Read> = match &magic[..n] {
-        [0xfd, b'7', b'z', b'X', b'Z', 0] => Box::new(xz2::read::XzDecoder::new(f)),
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
-            Box::new(zstd::stream::Decoder::new(f).map_err(io("zstd"))?)
-        }
-        _ => Box::new(f),
-    };
-    let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_mtime(true);
-    let bad = |why: String| KernelError::BadSpec {
-        spec: path.display().to_string(),
-        why,
-    };
-    for (i, entry) in ar.entries().map_err(|e| bad(e.to_string()))?.enumerate() {
-        if i % 4096 == 0 && crate::cancel::requested() {
-            return Err(KernelError::Interrupted);
-        }
-        let mut entry = entry.map_err(|e| bad(format!("corrupt tarball: {e}")))?;
-        let p = entry.path().map_err(|e| bad(e.to_string()))?.into_owned();
-        // Kernel tarballs have one top directory (linux-6.12/, linux-source-6.12/): strip it.
-        let mut comps = p.components();
-        comps.next();
-        let rel: PathBuf = comps.collect();
-        if rel.as_os_str().is_empty()
-            || rel
-                .components()
-                .any(|c| !matches!(c, std::path::Component::Normal(_)))
-            || entry.header().entry_type().is_pax_global_extensions()
-        {
-            continue;
-        }
-        let out = dest.join(&rel);
-        if let Some(parent) = out.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(io(format!("creating {}", parent.display())))?;
-        }
-        entry
-            .unpack(&out)
-            .map_err(io(format!("extracting {} (disk full?)", rel.display())))?;
-    }
-    if !dest.join("Makefile").is_file() {
-        return Err(bad(
-            "not a kernel source tarball (no top-level Makefile)".into()
-        ));
-    }
-    Ok(())
 }
 
 /// The repository of an identified `git` source and the id of its tree. identify() fetched the
