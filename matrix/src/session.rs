@@ -205,9 +205,20 @@ pub fn write_reports(dir: &Path, r: &Report) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(r).map_err(std::io::Error::other)? + "\n";
     let texts = [formats::markdown(r), json, html::html(r), formats::junit(r)];
     for (name, text) in REPORT_FILES.iter().zip(texts) {
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(text.as_bytes())?;
-        tmp.persist(dir.join(name)).map_err(|e| e.error)?;
+        write_atomically(&dir.join(name), text.as_bytes())?;
     }
+    Ok(())
+}
+
+/// Writes `path` through a temporary file in its directory and a rename, so a reader sees the
+/// old content or the new, never half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

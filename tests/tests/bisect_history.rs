@@ -14,7 +14,8 @@ use std::process::{Command, Output};
 
 /// The cell every commit runs: EEVDF (the kernel's own scheduler is what the history changes) on
 /// one vCPU, so two cells run side by side on a 2-core host.
-fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path) -> Output {
+/// `extra` goes before `--out` (e.g. `--resume`).
+fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path, extra: &[&str]) -> Output {
     let run = Command::new(ktstr_bin())
         .args(["bisect", "--good", &h.spec(good), "--bad", &h.spec(bad)])
         .args(["--first-parent", "--config", "sched_ext,steal-time"])
@@ -26,7 +27,9 @@ fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path) -> Output {
             "--threshold",
             "20",
         ])
-        .args(["--topology", "1n1l1c1t", "--duration", "2s", "--out"])
+        .args(["--topology", "1n1l1c1t", "--duration", "2s"])
+        .args(extra)
+        .arg("--out")
         .arg(out)
         .output()
         .expect("running ktstr bisect");
@@ -47,7 +50,7 @@ fn report(out: &Path) -> BisectReport {
 fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
     let h = kernel_history::kernel_history();
     let out = tempfile::tempdir().unwrap();
-    let run = bisect(h, h.good(), h.bad(), out.path());
+    let run = bisect(h, h.good(), h.bad(), out.path(), &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(0), "{stdout}");
     let r = report(out.path());
@@ -91,34 +94,7 @@ fn bisect_names_the_slowing_commit_and_skips_the_broken_one() {
     );
 
     // --resume on a finished bisection replays it from the stored cells and cached kernels.
-    let again = Command::new(ktstr_bin())
-        .args([
-            "bisect",
-            "--good",
-            &h.spec(h.good()),
-            "--bad",
-            &h.spec(h.bad()),
-        ])
-        .args(["--first-parent", "--config", "sched_ext,steal-time"])
-        .args([
-            "--scenario",
-            "wake",
-            "--metric",
-            "wake_p50_us",
-            "--threshold",
-            "20",
-        ])
-        .args([
-            "--topology",
-            "1n1l1c1t",
-            "--duration",
-            "2s",
-            "--resume",
-            "--out",
-        ])
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let again = bisect(h, h.good(), h.bad(), out.path(), &["--resume"]);
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert_eq!(again.status.code(), Some(0), "{stderr}");
     assert_eq!(report(out.path()).conclusion, r.conclusion);
@@ -145,7 +121,7 @@ fn a_history_without_a_regression_says_so() {
     let h = kernel_history::kernel_history();
     let out = tempfile::tempdir().unwrap();
     let calm_tip = h.calm.last().expect("the calm branch");
-    let run = bisect(h, h.good(), calm_tip, out.path());
+    let run = bisect(h, h.good(), calm_tip, out.path(), &[]);
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert_eq!(run.status.code(), Some(3), "{stdout}");
     assert!(

@@ -18,6 +18,7 @@ use ktstr_matrix::bisect::{
     Criterion, EndpointCheck, Mark, Search, Verdict, check_endpoints, classify, classify_outcomes,
     next_repeats,
 };
+use ktstr_matrix::stats::median;
 use record::{BISECT_FORMAT_VERSION, BisectReport, Conclusion, Journal, Role, StepRecord};
 use std::path::{Path, PathBuf};
 use step::{Evidence, StepContext, StepError};
@@ -37,7 +38,8 @@ pub enum Goal {
 }
 
 impl Goal {
-    fn metric(&self) -> Option<&str> {
+    /// The metric bisected; `None` on outcomes.
+    pub fn metric(&self) -> Option<&str> {
         match self {
             Goal::Metric { name, .. } => Some(name),
             Goal::Outcome => None,
@@ -156,8 +158,8 @@ impl Run<'_, '_> {
                 if !check.differ {
                     let why = format!(
                         "{name}: median {} -> {} ({} %, threshold {} %), p = {} with {} and {} samples",
-                        fmt(record::sample_median(&good.samples)),
-                        fmt(record::sample_median(&bad.samples)),
+                        fmt(median(&good.samples)),
+                        fmt(median(&bad.samples)),
                         fmt(check.change.map(|c| c * 100.0)),
                         criterion.threshold * 100.0,
                         check.p.map_or("-".into(), |p| format!("{p:.4}")),
@@ -346,7 +348,7 @@ impl Run<'_, '_> {
             subject: cand.subject.clone(),
             runs: ev.runs,
             samples: ev.samples.clone(),
-            median: record::sample_median(&ev.samples),
+            median: median(&ev.samples),
             failures: ev.failures,
             verdict,
             p_worse_than_good: p_wg,

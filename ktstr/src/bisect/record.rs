@@ -5,7 +5,6 @@
 use super::candidates::Candidate;
 use super::step::CellTemplate;
 use ktstr_matrix::bisect::{EndpointCheck, Verdict};
-use ktstr_matrix::stats::median;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -206,10 +205,6 @@ pub fn read_journal(dir: &Path) -> std::io::Result<Vec<StepRecord>> {
         }
     }
     Ok(out)
-}
-
-pub fn sample_median(samples: &[f64]) -> Option<f64> {
-    median(samples)
 }
 
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {

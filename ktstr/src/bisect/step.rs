@@ -4,7 +4,7 @@
 //! already run are kept and only the new repeats boot.
 
 use super::candidates::Candidate;
-use crate::kernel::{self, ResolveOptions};
+use crate::kernel;
 use crate::matrix_runner::{KtstrRunner, KtstrValidator};
 use ktstr_matrix::engine::{RunOptions, Subscriber};
 use ktstr_matrix::plan;
@@ -115,7 +115,7 @@ pub fn run(
     let loaded = store::read(&session.results_path()).map_err(SessionError::Stored)?;
     let mut ev = evidence(&loaded.cells, ctx.metric);
     if ev.untestable.is_none() {
-        add_kernel_facts(&mut ev, cand, ctx);
+        add_kernel_facts(&mut ev, &loaded.cells);
     }
     Ok(Some(ev))
 }
@@ -176,22 +176,23 @@ pub fn evidence(cells: &[store::CellRecord], metric: Option<&str>) -> Evidence {
 }
 
 /// The built image's hash (a culprit whose image equals its parent's is suspicious) and the
-/// build time, from the kernel cache; a cache hit costs a lookup.
-fn add_kernel_facts(ev: &mut Evidence, cand: &Candidate, ctx: &StepContext) {
-    let opts = ResolveOptions {
-        offline: true,
-        ..ctx.runner.kernel_opts.clone()
-    };
-    let Ok(k) = kernel::resolve(&cand.spec, &ctx.template.configs, &opts) else {
-        return;
-    };
-    ev.image_sha256 = crate::digest::sha256_file(&k.image).ok();
-    ev.build_s = k
-        .key
-        .as_deref()
+/// build time, from the metadata of the cache entry the cells name (their kernel input is the
+/// entry's key): nothing is resolved or hashed again.
+fn add_kernel_facts(ev: &mut Evidence, cells: &[store::CellRecord]) {
+    let Some(meta) = cells
+        .iter()
+        .map(|c| c.inputs.kernel.as_str())
+        .find(|k| !k.is_empty())
         .and_then(kernel::cache::Entry::open)
         .and_then(|e| e.metadata().ok())
-        .and_then(|m| m.timings.get("build_s").copied());
+    else {
+        return;
+    };
+    ev.image_sha256 = meta
+        .files
+        .get(kernel::cache::IMAGE)
+        .map(|f| f.sha256.clone());
+    ev.build_s = meta.timings.get("build_s").copied();
 }
 
 #[cfg(test)]

@@ -90,12 +90,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let cands = candidates::commits(&args.good, &args.bad, args.first_parent, false)
         .map_err(candidate_err)?;
     let journal = args.out.join(record::JOURNAL_FILE);
-    if journal.exists() && !args.resume {
-        return Err(bad_input(format!(
-            "{} exists: pass --resume to continue that bisection, or choose another --out",
-            journal.display()
-        )));
-    }
     let selected = select(args.backend).map_err(|e| bad_input(e.to_string()))?;
     eprintln!("{}", selected.why);
     eprintln!(
@@ -125,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ctx: StepContext {
             runner: &runner,
             template: &template,
-            metric: goal_metric(&goal),
+            metric: goal.metric(),
             jobs: (cores / cell_vcpus).max(1) as usize,
             cpu_budget: Some(cores),
             subscribers: &[&progress],
@@ -147,6 +141,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             );
             return Ok(crate::exit::INTERRUPTED);
         }
+        // Bisection::run checks this before any step builds or boots.
+        Err(e @ BisectError::JournalExists { .. }) => return Err(bad_input(e.to_string())),
         Err(e) => return Err(anyhow::Error::new(e).context("bisect")),
     };
     write_reports(&args.out, &report)?;
@@ -170,28 +166,12 @@ fn worktree_for(good: &str, configs: &[String]) -> PathBuf {
     crate::paths::worktrees_dir().join(&name[..16])
 }
 
-fn goal_metric(goal: &Goal) -> Option<&str> {
-    match goal {
-        Goal::Metric { name, .. } => Some(name),
-        Goal::Outcome => None,
-    }
-}
-
 fn template(args: &Args) -> anyhow::Result<CellTemplate> {
-    let mut params = BTreeMap::new();
-    for kv in &args.params {
-        let (k, v) = kv.split_once('=').ok_or_else(|| {
-            bad_input(format!(
-                "--param {kv}: expected NAME=VALUE, e.g. --param pairs=2"
-            ))
-        })?;
-        // Matrix specs hold JSON text; a bare word is a string.
-        let json = match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(_) => v.to_string(),
-            Err(_) => serde_json::Value::String(v.to_string()).to_string(),
-        };
-        params.insert(k.to_string(), json);
-    }
+    // Matrix specs hold parameter values as JSON text.
+    let params: BTreeMap<String, String> = super::run::parse_params(&args.params)?
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
     let duration_ms = ktstr_matrix::spec::parse_duration_ms(&args.duration)
         .map_err(|e| bad_input(format!("--duration: {e}")))?;
     Ok(CellTemplate {
@@ -262,11 +242,9 @@ fn write_reports(out: &Path, r: &BisectReport) -> anyhow::Result<()> {
         ("bisect.md", record::markdown(r)),
         ("bisect.html", record::html(r)),
     ] {
-        let mut tmp = tempfile::NamedTempFile::new_in(out)
-            .with_context(|| format!("writing {}", out.display()))?;
-        std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-        tmp.persist(out.join(name))
-            .with_context(|| format!("writing {}", out.join(name).display()))?;
+        let path = out.join(name);
+        ktstr_matrix::session::write_atomically(&path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

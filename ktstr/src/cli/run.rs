@@ -160,7 +160,9 @@ fn skipped(args: &Args, reason: String) -> anyhow::Result<i32> {
     Ok(crate::exit::OK)
 }
 
-fn parse_params(items: &[String]) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+pub(super) fn parse_params(
+    items: &[String],
+) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
     items
         .iter()
         .map(|kv| {

@@ -556,56 +556,10 @@ pub(crate) fn open_git_source(src: &Source) -> Result<(git2::Repository, git2::O
     Ok((r, oid))
 }
 
+/// The source's tree into `dest`, contained (every path stays under `dest`; see
+/// [`super::worktree::full_export`], which a bisection's first sync uses too).
 fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
-    use std::os::unix::fs::PermissionsExt;
     let (r, oid) = open_git_source(src)?;
     let tree = r.find_tree(oid).map_err(git_err)?;
-    let mut failure: Option<KernelError> = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-        let rel = Path::new(dir).join(e.name().unwrap_or(""));
-        let out = dest.join(&rel);
-        let res = (|| -> Result<(), KernelError> {
-            match e.kind() {
-                Some(git2::ObjectType::Tree) => {
-                    std::fs::create_dir_all(&out).map_err(io(format!("creating {}", out.display())))
-                }
-                Some(git2::ObjectType::Blob) => {
-                    let blob = r.find_blob(e.id()).map_err(git_err)?;
-                    if e.filemode() == 0o120000 {
-                        let target = String::from_utf8_lossy(blob.content()).into_owned();
-                        std::os::unix::fs::symlink(target, &out)
-                            .map_err(io(format!("symlink {}", out.display())))
-                    } else {
-                        std::fs::write(&out, blob.content())
-                            .map_err(io(format!("writing {}", out.display())))?;
-                        if e.filemode() == 0o100755 {
-                            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o755))
-                                .map_err(io(format!("chmod {}", out.display())))?;
-                        }
-                        Ok(())
-                    }
-                }
-                // Submodules are not part of a kernel tree.
-                _ => Ok(()),
-            }
-        })();
-        match res {
-            Ok(()) => git2::TreeWalkResult::Ok,
-            Err(err) => {
-                failure = Some(err);
-                git2::TreeWalkResult::Abort
-            }
-        }
-    })
-    .or_else(|e| {
-        if failure.is_some() {
-            Ok(())
-        } else {
-            Err(git_err(e))
-        }
-    })?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    super::worktree::full_export(&r, &tree, dest).map(|_| ())
 }

@@ -226,8 +226,9 @@ pub fn checked_path(root: &Path, rel: &Path) -> Result<PathBuf, KernelError> {
     Ok(root.join(rel))
 }
 
-/// Exports the whole tree into a fresh `dest` (whatever was there is removed first).
-fn full_export(
+/// Exports the whole tree into a fresh `dest` (whatever was there is removed first); every
+/// path is checked to stay under `dest` ([`checked_path`]).
+pub(super) fn full_export(
     repo: &git2::Repository,
     tree: &git2::Tree,
     dest: &Path,
