@@ -119,6 +119,25 @@ pub struct SchedulerReport {
     /// sched_ext event counters the kernel exposes, where available.
     #[serde(default)]
     pub events: BTreeMap<String, u64>,
+    /// The scheduler's BPF programs after the scenario's window (empty when it never ran one).
+    #[serde(default)]
+    pub bpf_programs: Vec<BpfProgram>,
+}
+
+/// One BPF program of the scheduler, from bpf(2)'s program info.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BpfProgram {
+    pub id: u32,
+    /// As the kernel keeps it: truncated to 15 bytes.
+    pub name: String,
+    /// `struct_ops` for a sched_ext callback; `tracing`, `syscall`, ... for others.
+    pub prog_type: String,
+    /// Instructions the verifier processed at load; `None` before Linux 5.16.
+    pub verified_insns: Option<u32>,
+    /// Runs during the scenario's window; `None` when `kernel.bpf_stats_enabled` could not be set.
+    pub runs: Option<u64>,
+    /// Time spent in the program during the window (ns).
+    pub run_time_ns: Option<u64>,
 }
 
 /// How the scheduler's run ended; with evidence.

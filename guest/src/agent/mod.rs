@@ -3,6 +3,8 @@
 //! Whatever happens (bad spec, scheduler failure, a panic of the agent itself) the host gets one
 //! `Result` frame and the VM ends: PID 1 exiting would panic the kernel and lose the reason.
 
+mod bpf_stats;
+mod bpf_sys;
 mod channel;
 mod kmsg;
 mod mounts;
@@ -10,6 +12,7 @@ mod reaper;
 mod runner;
 mod sched;
 mod shell;
+mod verifier_log;
 
 use crate::protocol::{
     AgentStarted, CellSpec, Check, GuestMessage, GuestReport, GuestStatus, KernelInfo, Mode,
@@ -116,8 +119,19 @@ fn run_scenario(kernel: &KernelInfo, run: &ScenarioRun) -> GuestReport {
             }
         },
     };
+    // Opened after the attach, so the window's run figures are the scenario's, not the load's.
+    let bpf_window = running.as_ref().map(|r| bpf_stats::begin(r.pid()));
     let scenario = runner::run(run);
-    let sched_report = running.map(sched::finish);
+    // Read while the scheduler still runs: its descriptors say which programs are its own.
+    let bpf = bpf_window.map(bpf_stats::end);
+    let mut sched_report = running.map(sched::finish);
+    let bpf_metrics = match (bpf, sched_report.as_mut()) {
+        (Some((programs, metrics)), Some(r)) => {
+            r.bpf_programs = programs;
+            metrics
+        }
+        _ => Default::default(),
+    };
     let mut out = report(kernel, GuestStatus::Passed);
     match scenario {
         Ok(mut s) => {
@@ -125,6 +139,7 @@ fn run_scenario(kernel: &KernelInfo, run: &ScenarioRun) -> GuestReport {
                 for (k, v) in &r.events {
                     s.metrics.insert(format!("scx_{k}"), *v as f64);
                 }
+                s.metrics.extend(bpf_metrics);
                 let attached = matches!(r.ending, SchedulerEnding::StillAttached);
                 s.checks.push(Check {
                     metric: "scheduler_attached".into(),

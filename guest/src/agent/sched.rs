@@ -23,6 +23,13 @@ pub struct Running {
     lines: Vec<Line>,
 }
 
+impl Running {
+    /// The scheduler's process (whose descriptors say which BPF programs are its own).
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+}
+
 pub fn scx_state() -> Option<String> {
     std::fs::read_to_string(format!("{SCX}/state"))
         .ok()
@@ -40,6 +47,7 @@ pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> 
         ending: SchedulerEnding::StillAttached,
         output_tail: String::new(),
         events: BTreeMap::new(),
+        bpf_programs: Vec::new(),
     };
     let never = |mut r: SchedulerReport, reason: String| {
         r.ending = SchedulerEnding::NeverAttached { reason };
@@ -108,11 +116,17 @@ pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> 
             return Err(Box::new(report));
         }
         let reason = match exited {
-            Some(st) => format!(
-                "exited ({}) before attaching; {}",
-                describe_status(st),
-                last_line(&tail(OUTPUT)).unwrap_or("no output".into())
-            ),
+            Some(st) => {
+                let said = last_line(&tail(OUTPUT)).unwrap_or("no output".into());
+                // A refused program: the verifier's own words, which the last line lacks.
+                let verifier = super::verifier_log::verdict_in_file(OUTPUT)
+                    .map(|v| format!("; {v}"))
+                    .unwrap_or_default();
+                format!(
+                    "exited ({}) before attaching; {said}{verifier}",
+                    describe_status(st)
+                )
+            }
             None => {
                 stop(pid);
                 format!(

@@ -196,6 +196,9 @@ pub(crate) fn common_metrics() -> Vec<MetricInfo> {
              sched_ext scheduler",
         ),
     ]
+    .into_iter()
+    .chain(super::bpf_metrics::bpf_metrics())
+    .collect()
 }
 
 /// The wake-latency metrics shared by `wake` and `mixed`.
@@ -221,22 +224,31 @@ pub(crate) fn wake_metrics() -> Vec<MetricInfo> {
     ]
 }
 
-/// The description of `metric` as scenario `info` reports it: its own entry, or the
-/// [`SCHEDULER_COUNTERS`] entry (renamed) for a `scx_*` counter.
+/// The description of `metric` as scenario `info` reports it: its own entry, or the most
+/// specific pattern entry (a name with one `*`, e.g. [`SCHEDULER_COUNTERS`] or
+/// `bpf_*_ns_per_run`) that matches it, renamed to `metric`.
 pub fn describe_metric(info: &ScenarioInfo, metric: &str) -> Option<MetricInfo> {
     if let Some(m) = info.metrics.iter().find(|m| m.name == metric) {
         return Some(m.clone());
     }
-    if metric.starts_with(SCHEDULER_COUNTER_PREFIX) {
-        let mut m = info
-            .metrics
-            .iter()
-            .find(|m| m.name == SCHEDULER_COUNTERS)?
-            .clone();
-        m.name = metric.to_string();
-        return Some(m);
-    }
-    None
+    let mut m = info
+        .metrics
+        .iter()
+        .filter_map(|m| Some((pattern_match(&m.name, metric)?, m)))
+        .max_by_key(|(literal_len, _)| *literal_len)?
+        .1
+        .clone();
+    m.name = metric.to_string();
+    Some(m)
+}
+
+/// For a pattern `pre*suf` that `metric` matches (the `*` standing for at least one
+/// character), how many of its characters are literal; `None` otherwise.
+fn pattern_match(pattern: &str, metric: &str) -> Option<usize> {
+    let (pre, suf) = pattern.split_once('*')?;
+    let fits =
+        metric.len() > pre.len() + suf.len() && metric.starts_with(pre) && metric.ends_with(suf);
+    fits.then_some(pre.len() + suf.len())
 }
 
 /// What `metric` of scenario `scenario` means; `None` when either is unknown to this catalogue

@@ -10,6 +10,7 @@
 //! cgroup v2 moves processes, not threads, and a process that stalls can still be observed and
 //! killed by the parent.
 
+mod bpf_metrics;
 mod cgroup;
 mod cpuset;
 mod fork_churn;
@@ -28,6 +29,7 @@ mod wake;
 mod work;
 mod workers;
 
+pub use bpf_metrics::BPF_METRIC_PREFIX;
 pub use cgroup::CgroupRoot;
 pub use markdown::catalogue_markdown;
 pub use metric_catalogue::{
