@@ -63,12 +63,18 @@ fn scx_simple_programs_report_verified_insns_and_run_costs() {
     assert_eq!(m["bpf_prog_count"], progs.len() as f64);
     let total: u32 = progs.iter().filter_map(|p| p.verified_insns).sum();
     assert_eq!(m["bpf_verified_insns_total"], f64::from(total));
-    assert!(m["bpf_runs_total"] > 0.0 && m["bpf_ns_per_run"] > 0.0, "{m:?}");
+    assert!(
+        m["bpf_runs_total"] > 0.0 && m["bpf_ns_per_run"] > 0.0,
+        "{m:?}"
+    );
     assert!(m["bpf_simple_enqueue_ns_per_run"] > 0.0, "{m:?}");
     assert!(m["bpf_simple_dispatch_runs"] > 0.0, "{m:?}");
     // The report judges metrics by the catalogue only: each of them must be described there.
     for name in m.keys().filter(|k| k.starts_with(BPF_METRIC_PREFIX)) {
-        assert!(metric_info("steady", name).is_some(), "{name} not catalogued");
+        assert!(
+            metric_info("steady", name).is_some(),
+            "{name} not catalogued"
+        );
     }
 }
 
