@@ -116,17 +116,7 @@ pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> 
             return Err(Box::new(report));
         }
         let reason = match exited {
-            Some(st) => {
-                let said = last_line(&tail(OUTPUT)).unwrap_or("no output".into());
-                // A refused program: the verifier's own words, which the last line lacks.
-                let verifier = super::verifier_log::verdict_in_file(OUTPUT)
-                    .map(|v| format!("; {v}"))
-                    .unwrap_or_default();
-                format!(
-                    "exited ({}) before attaching; {said}{verifier}",
-                    describe_status(st)
-                )
-            }
+            Some(st) => exited_before_attaching(st),
             None => {
                 stop(pid);
                 format!(
@@ -138,6 +128,19 @@ pub fn start(launch: &SchedulerLaunch) -> Result<Running, Box<SchedulerReport>> 
         report.output_tail = tail(OUTPUT);
         return Err(never(report, with_kmsg(reason, &running.lines)));
     }
+}
+
+/// Why a scheduler that exited before attaching did: its telling output line and, for a
+/// program the kernel refused, the verifier's own words (which that line lacks).
+fn exited_before_attaching(status: i32) -> String {
+    let said = last_line(&tail(OUTPUT)).unwrap_or("no output".into());
+    let verifier = super::verifier_log::verdict_in_file(OUTPUT)
+        .map(|v| format!("; {v}"))
+        .unwrap_or_default();
+    format!(
+        "exited ({}) before attaching; {said}{verifier}",
+        describe_status(status)
+    )
 }
 
 /// The kernel's reason when it disabled the scheduler with an error (pr_err "BPF scheduler "x"
