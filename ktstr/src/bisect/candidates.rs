@@ -1,6 +1,7 @@
-//! The candidates of a kernel commit bisection: the commits from good to bad, oldest first, read
+//! The candidates of a bisection, oldest first. Kernel commits: the commits from good to bad, read
 //! from the repository with git2 before anything is built, so a wrong ref or a good commit that is
-//! not an ancestor of the bad one is bad input, not a failed build an hour later.
+//! not an ancestor of the bad one is bad input, not a failed build an hour later. Kernel releases
+//! (or any ordered list of kernel specs): the list as given, ranges expanded.
 
 use crate::kernel::KernelSpec;
 use serde::{Deserialize, Serialize};
@@ -17,9 +18,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// `5edbb0c` — what tables and step lines show.
+    /// `5edbb0c` for a commit, the release (`6.12.111`) for a release — what tables, step
+    /// lines and step directory names show.
     pub fn short(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        let is_sha = self.id.len() == 40 && self.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_sha { &self.id[..12] } else { &self.id }
     }
 }
 
@@ -45,6 +48,8 @@ pub enum CandidateError {
     },
     #[error("--good and --bad are the same commit ({0}): there is nothing to bisect")]
     Same(String),
+    #[error("--kernels {list}: {why}")]
+    List { list: String, why: String },
     #[error("reading the history of {repo}: {why}")]
     History { repo: String, why: String },
 }
@@ -149,6 +154,56 @@ pub fn commits(
     Ok(out)
 }
 
+/// An ordered list of kernel specs (releases, ranges expanded by the caller, or any spec), good
+/// first and bad last.
+pub fn kernel_list(list: &str, specs: &[String]) -> Result<Vec<Candidate>, CandidateError> {
+    let err = |why: String| CandidateError::List {
+        list: list.to_string(),
+        why,
+    };
+    if specs.len() < 2 {
+        return Err(err(format!(
+            "{} kernel(s); a bisection needs at least two, the good one first and the bad one last",
+            specs.len()
+        )));
+    }
+    let mut out: Vec<Candidate> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        KernelSpec::parse(spec).map_err(|e| err(e.to_string()))?;
+        let id = step_label(spec);
+        if out.iter().any(|c| c.id == id) {
+            return Err(err(format!("{spec} is listed twice")));
+        }
+        out.push(Candidate {
+            id,
+            subject: format!("kernel {spec}"),
+            author: String::new(),
+            spec: spec.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A spec as a label fit for a directory name: `6.12.111` stays, `image:/a/bzImage` becomes
+/// `image_a_bzImage`.
+fn step_label(spec: &str) -> String {
+    let mut label = String::new();
+    for c in spec.chars() {
+        let c = if c.is_ascii_alphanumeric() || ".-".contains(c) {
+            c
+        } else {
+            '_'
+        };
+        // One separator for a run of them: `image:/tmp` is `image_tmp`.
+        if !(c == '_' && label.ends_with('_')) {
+            label.push(c);
+        }
+    }
+    let label = label.trim_matches('_');
+    let start = label.len().saturating_sub(48);
+    label[start..].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +251,30 @@ mod tests {
         assert_eq!(all[0].subject, "a");
         assert_eq!(all[4].subject, "d: more");
         assert!(all.iter().any(|c| c.subject == "s: side work"));
+    }
+
+    #[test]
+    fn a_kernel_list_keeps_its_order_and_refuses_short_or_repeated_lists() {
+        let specs: Vec<String> = ["6.12.111", "6.12.115", "image:/tmp/k/bzImage"]
+            .map(String::from)
+            .to_vec();
+        let c = kernel_list("l", &specs).unwrap();
+        assert_eq!(c[0].short(), "6.12.111");
+        assert_eq!(c[2].spec, "image:/tmp/k/bzImage");
+        assert_eq!(c[2].short(), "image_tmp_k_bzImage");
+        let e = kernel_list("6.12.111", &specs[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least two"), "{e}");
+        let twice = vec!["6.12.111".to_string(), "6.12.111".to_string()];
+        assert!(
+            kernel_list("l", &twice)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        let e = kernel_list("l", &["6.12".into(), "nonsense!".into()]).unwrap_err();
+        assert!(e.to_string().contains("nonsense!"), "{e}");
     }
 
     #[test]

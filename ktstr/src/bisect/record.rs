@@ -99,7 +99,12 @@ impl Conclusion {
                 suspicious,
                 ..
             } => {
-                let mut s = format!("first bad commit: {commit} {subject:?} ({author})");
+                // A release list's candidates have no author: name the kernel, not a commit.
+                let mut s = if author.is_empty() {
+                    format!("first bad kernel: {commit} (after the one before it in the list)")
+                } else {
+                    format!("first bad commit: {commit} {subject:?} ({author})")
+                };
                 if let (Some(p), Some(c)) = (p, change) {
                     s.push_str(&format!(
                         ", {:+.1} % against its parent, p = {p:.4}",

@@ -31,14 +31,19 @@ bisect.html the result."
 )]
 pub struct Args {
     /// The good kernel: git:REPO#REF (REPO a local path or URL).
-    #[arg(long)]
-    pub good: String,
+    #[arg(long, required_unless_present = "kernels", requires = "bad")]
+    pub good: Option<String>,
     /// The bad kernel: git:REPO#REF in the same repository, a descendant of --good.
-    #[arg(long)]
-    pub bad: String,
+    #[arg(long, required_unless_present = "kernels", requires = "good")]
+    pub bad: Option<String>,
     /// Only the first-parent chain of --bad (a merge is one candidate).
     #[arg(long)]
     pub first_parent: bool,
+    /// Bisect an ordered list of kernels instead of commits, good first, bad last: releases
+    /// (6.12.107..6.12.118 is every release of that range available here), or any kernel specs,
+    /// comma-separated.
+    #[arg(long, conflicts_with_all = ["good", "bad", "first_parent"])]
+    pub kernels: Option<String>,
     /// Config fragments and CONFIG_X=V items for every candidate (e.g. sched_ext,steal-time).
     #[arg(long = "config", value_delimiter = ',')]
     pub configs: Vec<String>,
@@ -87,13 +92,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             errs.join("\n  ")
         ))
     })?;
-    let cands = candidates::commits(&args.good, &args.bad, args.first_parent, false)
-        .map_err(candidate_err)?;
+    let cands = match (&args.kernels, &args.good, &args.bad) {
+        (Some(list), _, _) => {
+            let specs = super::matrix::expand_ranges(&ktstr_matrix::spec::split_list(list))?;
+            candidates::kernel_list(list, &specs).map_err(candidate_err)?
+        }
+        (None, Some(good), Some(bad)) => {
+            candidates::commits(good, bad, args.first_parent, false).map_err(candidate_err)?
+        }
+        _ => return Err(bad_input("give --good and --bad, or --kernels")),
+    };
+    let good = cands[0].spec.clone();
+    let bad = cands[cands.len() - 1].spec.clone();
     let journal = args.out.join(record::JOURNAL_FILE);
     let selected = select(args.backend).map_err(|e| bad_input(e.to_string()))?;
     eprintln!("{}", selected.why);
     eprintln!(
-        "bisect: {} commits between the endpoints; at most ~{} steps without skips",
+        "bisect: {} candidates between the endpoints; at most ~{} steps without skips",
         cands.len() - 2,
         crate::bisect::log2_ceil(cands.len() - 1)
     );
@@ -108,7 +123,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         // files its commit changed and makes incrementally, and the next bisection of the same
         // repository starts from a warm O= tree instead of a cold build.
         kernel_opts: crate::kernel::ResolveOptions {
-            worktree: Some(worktree_for(&args.good, &args.configs)),
+            worktree: args
+                .kernels
+                .is_none()
+                .then(|| worktree_for(&good, &args.configs)),
             ..Default::default()
         },
     };
@@ -128,8 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         candidates: cands,
         goal: goal.clone(),
         out: args.out.clone(),
-        good: args.good.clone(),
-        bad: args.bad.clone(),
+        good,
+        bad,
     };
     let report = match bisection.run(args.resume) {
         Ok(r) => r,

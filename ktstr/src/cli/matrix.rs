@@ -24,7 +24,8 @@ pub struct Args {
     /// A matrix.toml; flags override its fields.
     #[arg(short, long)]
     pub file: Option<PathBuf>,
-    /// Kernel specs, comma-separated (6.12, 6.12.117, path:DIR, git:REPO#REF, image:FILE).
+    /// Kernel specs, comma-separated (6.12 = the newest 6.12.y to be had, 6.12.117, a range
+    /// 6.12.107..6.12.118 of the releases available, path:DIR, git:REPO#REF, image:FILE).
     #[arg(long)]
     pub kernels: Option<String>,
     /// Config sets, comma-separated; `+` joins fragments within a set.
@@ -127,8 +128,19 @@ pub fn load_spec(args: &Args) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("ktstr-out"));
-    let spec = merged.resolve().map_err(|e| bad_input(e.to_string()))?;
+    let mut spec = merged.resolve().map_err(|e| bad_input(e.to_string()))?;
+    spec.kernels = expand_ranges(&spec.kernels)?;
     Ok((spec, out))
+}
+
+/// Release ranges (`6.12.107..6.12.118`) become the releases available here, each said aloud.
+pub fn expand_ranges(kernels: &[String]) -> anyhow::Result<Vec<String>> {
+    let (expanded, notes) = crate::kernel::releases::expand_list(kernels, false)
+        .map_err(|e| bad_input(e.to_string()))?;
+    for n in notes {
+        eprintln!("kernels: {n}");
+    }
+    Ok(expanded)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {

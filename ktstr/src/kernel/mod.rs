@@ -14,6 +14,7 @@ pub mod git_remote;
 pub mod image;
 pub mod locks;
 pub mod make;
+pub mod releases;
 pub mod source;
 pub mod spec;
 pub mod worktree;
@@ -187,6 +188,32 @@ pub fn plan(spec: &str, configs: &[String], opts: &ResolveOptions) -> Result<Pla
             version: k.version,
         }),
     }
+}
+
+/// What a dry run can say about a kernel without fetching, extracting, configuring or building:
+/// whether this exact recipe is in the cache (and its key when it is).
+pub fn survey(
+    spec_str: &str,
+    configs: &[String],
+    opts: &ResolveOptions,
+) -> Result<Option<String>, KernelError> {
+    let spec = KernelSpec::parse(spec_str)?;
+    if matches!(spec, KernelSpec::Image(_)) {
+        return Ok(None);
+    }
+    let parts = spec::parse_configs(configs, &spec::fragments_dir())?;
+    let Ok(src) = source::identify_local(&spec, spec_str) else {
+        return Ok(None);
+    };
+    let recipe = cache::recipe_hash(
+        &src.identity,
+        opts.base_config.as_deref(),
+        &parts,
+        &build::toolchain_identity(),
+    )?;
+    Ok(cache::lookup_recipe(&recipe)
+        .filter(|e| e.verify().is_ok())
+        .map(|e| e.key.clone()))
 }
 
 enum Outcome {

@@ -31,7 +31,7 @@ pub struct Source {
 }
 
 /// Where Debian's linux-source-X.Y packages put their tarballs (overridable for tests).
-fn debian_src_dir() -> PathBuf {
+pub(super) fn debian_src_dir() -> PathBuf {
     std::env::var_os("KTSTR_DEBIAN_SRC_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/usr/src".into())
@@ -46,20 +46,36 @@ pub fn kernel_org_url() -> String {
 }
 
 fn tarballs_dir() -> PathBuf {
-    crate::paths::sources_dir().join("tarballs")
+    super::releases::tarballs_dir()
 }
 fn trees_dir() -> PathBuf {
     crate::paths::sources_dir().join("trees")
 }
 
-/// Identifies a source cheaply where possible (stat cache for tarballs, ref lookup for git).
+/// Identifies a source cheaply where possible (stat cache for tarballs, ref lookup for git),
+/// fetching it if it is not here.
 pub fn identify(spec: &KernelSpec, spec_str: &str, offline: bool) -> Result<Source, KernelError> {
+    identify_inner(spec, spec_str, offline, true)
+}
+
+/// Identifies a source from what is already here: nothing is downloaded, fetched or extracted
+/// (a dry run's survey). A release that would have to be fetched is `SourceNotFound`.
+pub fn identify_local(spec: &KernelSpec, spec_str: &str) -> Result<Source, KernelError> {
+    identify_inner(spec, spec_str, true, false)
+}
+
+fn identify_inner(
+    spec: &KernelSpec,
+    spec_str: &str,
+    offline: bool,
+    fetch: bool,
+) -> Result<Source, KernelError> {
     match spec {
         KernelSpec::Version {
             major,
             minor,
             patch,
-        } => identify_version(*major, *minor, *patch, spec_str, offline),
+        } => identify_version(*major, *minor, *patch, spec_str, offline, fetch),
         KernelSpec::Tar(path) => {
             if !path.is_file() {
                 return Err(KernelError::BadSpec {
@@ -81,18 +97,23 @@ fn identify_version(
     patch: Option<u32>,
     spec_str: &str,
     offline: bool,
+    fetch: bool,
 ) -> Result<Source, KernelError> {
+    let offline = offline || offline_by_env();
+    // `6.12` is the newest 6.12.y that can be had, wherever it comes from.
+    let avail = super::releases::available(major, minor, offline);
+    let patch = patch.or_else(|| avail.releases.keys().next_back().copied());
+    let mut tried = Vec::new();
+    let deb = debian_src_dir().join(format!("linux-source-{major}.{minor}.tar.xz"));
     let wanted = |v: &str| match patch {
         Some(p) => {
             v == format!("{major}.{minor}.{p}") || (p == 0 && v == format!("{major}.{minor}"))
         }
         None => v == format!("{major}.{minor}") || v.starts_with(&format!("{major}.{minor}.")),
     };
-    let mut tried = Vec::new();
-    let deb = debian_src_dir().join(format!("linux-source-{major}.{minor}.tar.xz"));
     if deb.is_file() {
         let mut src = tarball_source(&deb)?;
-        if src.version.is_none() {
+        if src.version.is_none() && fetch {
             // Debian names the tarball by X.Y only: the release is in its Makefile.
             let tree = materialize(&src, &mut Progress::new(true, spec_str))?;
             src.version = tree_version(&tree);
@@ -112,35 +133,57 @@ fn identify_version(
             deb.display()
         ));
     }
-    // Tarballs downloaded earlier.
-    let mut cached: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(tarballs_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let v = name.strip_prefix("linux-")?.strip_suffix(".tar.xz")?;
-            wanted(v).then(|| {
-                (
-                    v.split('.').filter_map(|n| n.parse().ok()).collect(),
-                    e.path(),
-                )
-            })
-        })
-        .collect();
-    cached.sort();
-    if let Some((_, path)) = cached.pop() {
-        return tarball_source(&path);
+    let cached = super::releases::cached_tarballs(major, minor);
+    let hit = match patch {
+        Some(p) => cached.get(&p),
+        None => cached.values().next_back(),
+    };
+    if let Some(path) = hit {
+        let mut src = tarball_source(path)?;
+        if let Some(p) = patch {
+            src.version = Some(format!("{major}.{minor}.{p}"));
+            remember_version(path, src.version.as_deref());
+        }
+        return Ok(src);
     }
     tried.push(format!(
-        "{}: no linux-{spec_str}*.tar.xz",
-        tarballs_dir().display()
+        "{} and {}: no {spec_str} tarball",
+        super::releases::tarballs_dir().display(),
+        crate::paths::sources_dir().join("distro").display()
     ));
+    let listed = patch.and_then(|p| avail.releases.get(&p));
+    if !fetch {
+        tried.push(format!(
+            "not fetched: {} (nothing is downloaded or extracted here)",
+            listed.map_or("not listed anywhere".into(), |o| o.describe())
+        ));
+        return Err(KernelError::SourceNotFound {
+            spec: spec_str.into(),
+            tried: tried
+                .iter()
+                .map(|t| format!("  - {t}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        });
+    }
+    if let Some(super::releases::Origin::DistroArchive { package, version }) = listed {
+        let path = super::releases::fetch_distro(package, version)?;
+        let mut src = tarball_source(&path)?;
+        src.version = Some(format!("{major}.{minor}.{}", patch.unwrap_or(0)));
+        remember_version(&path, src.version.as_deref());
+        return Ok(src);
+    }
+    if offline {
+        tried.push("the distro archive: not tried (offline)".into());
+    } else {
+        tried.push(format!(
+            "the distro archive: `apt-cache madison linux-source-{major}.{minor}` does not list {spec_str}"
+        ));
+    }
     let ver = match patch {
         Some(p) if p > 0 => format!("{major}.{minor}.{p}"),
         _ => format!("{major}.{minor}"),
     };
-    let offline = offline || std::env::var_os("KTSTR_OFFLINE").is_some_and(|v| v != "0");
     if offline {
         tried.push("kernel.org: not tried (offline)".into());
     } else {
@@ -159,6 +202,38 @@ fn identify_version(
     })
 }
 
+/// `KTSTR_OFFLINE` set (and not `0`): no network at all.
+pub(super) fn offline_by_env() -> bool {
+    std::env::var_os("KTSTR_OFFLINE").is_some_and(|v| v != "0")
+}
+
+/// A GET with connect and read timeouts, as text (small files: sums, listings).
+pub(super) fn http_get_text(url: &str) -> Result<String, KernelError> {
+    let dl_err = |why: String| KernelError::Download {
+        url: url.into(),
+        why,
+    };
+    agent()
+        .get(url)
+        .call()
+        .map_err(|e| dl_err(e.to_string()))?
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|e| dl_err(e.to_string()))
+}
+
+/// One agent for kernel.org: a stalled server ends in an error, not a hang.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(15)))
+        .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
+        .timeout_recv_body(Some(std::time::Duration::from_secs(60 * 60)))
+        .build()
+        .into()
+}
+
 /// Downloads linux-VER.tar.xz and checks it against kernel.org's sha256sums.asc.
 fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
     let base = format!("{}/v{major}.x", kernel_org_url());
@@ -168,12 +243,7 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
         url: url.into(),
         why,
     };
-    let sums = ureq::get(&sums_url)
-        .call()
-        .map_err(|e| dl_err(&sums_url, e.to_string()))?
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| dl_err(&sums_url, e.to_string()))?;
+    let sums = http_get_text(&sums_url)?;
     let expected = sums
         .lines()
         .find_map(|l| {
@@ -186,7 +256,8 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
     let dir = tarballs_dir();
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a temp file"))?;
-    let mut resp = ureq::get(&url)
+    let mut resp = agent()
+        .get(&url)
         .call()
         .map_err(|e| dl_err(&url, e.to_string()))?;
     let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
@@ -297,6 +368,15 @@ fn tarball_source(path: &Path) -> Result<Source, KernelError> {
         version: entry.version,
         reproducible: true,
     })
+}
+
+/// The release the stat cache knows for a tarball, if its stat still matches (no hashing).
+pub(super) fn known_version(path: &Path) -> Option<String> {
+    let (abs, size, mtime_ns, ino) = stat_key(path)?;
+    load_stat_cache()
+        .get(&abs)
+        .filter(|e| e.size == size && e.mtime_ns == mtime_ns && e.ino == ino)
+        .and_then(|e| e.version.clone())
 }
 
 fn remember_version(path: &Path, version: Option<&str>) {

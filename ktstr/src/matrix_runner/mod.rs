@@ -173,9 +173,10 @@ impl CellRunner for KtstrRunner {
             let (cached, key) = if is_image(&col.kernel) {
                 (true, None)
             } else {
-                match kernel::plan(&col.kernel, &kernel_configs(col), &opts) {
-                    Ok(p) => (p.cached, Some(p.key)),
-                    Err(_) => (false, None),
+                // Survey only: a dry run downloads, extracts and configures nothing.
+                match kernel::survey(&col.kernel, &kernel_configs(col), &opts) {
+                    Ok(Some(key)) => (true, Some(key)),
+                    _ => (false, None),
                 }
             };
             out.push(Artifact {
