@@ -51,6 +51,10 @@ pub struct Args {
     /// Scenario parameter NAME=VALUE (repeatable; VALUE is JSON, else a string).
     #[arg(long = "param")]
     pub params: Vec<String>,
+    /// Extra file for the guest, HOST[:GUEST] (repeatable), e.g. the program of the `command`
+    /// scenario.
+    #[arg(short = 'i', long = "include")]
+    pub include: Vec<String>,
     #[arg(long, default_value = "1n1l2c1t")]
     pub topology: String,
     /// Scenario duration per cell: 3s, 500ms, 2m.
@@ -58,7 +62,8 @@ pub struct Args {
     pub duration: String,
     #[arg(long, default_value_t = 512)]
     pub memory_mib: u32,
-    /// Bisect this scenario metric (its direction comes from the scenario catalogue).
+    /// Bisect this scenario metric (its direction comes from the scenario catalogue; for the
+    /// `command` scenario from `--param direction.NAME=higher|lower`).
     #[arg(long)]
     pub metric: Option<String>,
     /// With --metric: the smallest change worth finding, in percent.
@@ -81,6 +86,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let template = template(&args)?;
     let goal = goal(&args)?;
+    let files = super::vm_args::includes(&args.include)?;
+    super::vm_args::check_guest_files(
+        &args.scenario,
+        &super::run::parse_params(&args.params)?,
+        &files,
+    )?;
     let vcpus = plan::validate(&template.spec("6.12", 1), &KtstrValidator).map_err(|errs| {
         bad_input(format!(
             "the bisection names things that do not exist:\n  {}",
@@ -104,6 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: template.memory_mib,
         build_cores: cores as usize,
+        files: files.clone(),
         // One persistent source and O= tree per repository and config: each step syncs only the
         // files its commit changed and makes incrementally, and the next bisection of the same
         // repository starts from a warm O= tree instead of a cold build.
@@ -195,7 +207,8 @@ fn goal(args: &Args) -> anyhow::Result<Goal> {
             args.threshold
         )));
     }
-    let info = ktstr_guest::scenario::metric_info(&args.scenario, name).ok_or_else(|| {
+    let params = super::run::parse_params(&args.params)?;
+    let info = ktstr_guest::scenario::metric_info_with(&args.scenario, &params, name).ok_or_else(|| {
         let known: Vec<String> = ktstr_guest::scenario::catalogue()
             .into_iter()
             .find(|s| s.name == args.scenario)
@@ -217,6 +230,11 @@ fn goal(args: &Args) -> anyhow::Result<Goal> {
         MetricDirection::HigherIsBetter => Worse::Lower,
         MetricDirection::LowerIsBetter => Worse::Higher,
         MetricDirection::Counter => {
+            if args.scenario == ktstr_guest::scenario::COMMAND {
+                return Err(bad_input(format!(
+                    "--metric {name}: the command's metric has no direction; give --param direction.{name}=higher or lower"
+                )));
+            }
             return Err(bad_input(format!(
                 "--metric {name}: a counter that describes the run, with no better or worse; pick a metric with a direction (docs/scenarios.md)"
             )));

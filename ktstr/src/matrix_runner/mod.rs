@@ -47,7 +47,7 @@ fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
     format!("{safe}.log")
 }
 
-pub(super) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+pub(crate) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
         .map(|(k, v)| {
             let v =
@@ -101,6 +101,8 @@ pub struct KtstrRunner {
     pub build_cores: usize,
     /// What every kernel resolution starts from (a bisection sets its persistent build tree).
     pub kernel_opts: ResolveOptions,
+    /// `-i` files every cell's initramfs carries: (host path, guest path or empty).
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// The pipeline's cell for a planned cell, once its kernel image and scheduler are known.
@@ -145,7 +147,9 @@ impl KtstrRunner {
             }),
             _ => None,
         };
-        cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
+        let mut c = cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)?;
+        c.files = self.files.clone();
+        Ok(c)
     }
 }
 
