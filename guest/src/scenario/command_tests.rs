@@ -103,6 +103,8 @@ fn bad_input_is_named_before_anything_runs() {
     let e = bad(json!({"binary": "s", "metrc.p99": "x"}));
     assert!(e.to_string().contains("did you mean 'metric.p99'"), "{e}");
     validate(NAME, &params(json!({"binary": "s", "metric": {"p99": "p(\\d+)"}}))).unwrap();
+    // A command line's `args=3` arrives as the JSON number 3: still text.
+    validate(NAME, &params(json!({"binary": "s", "args": 3}))).unwrap();
 }
 
 #[test]

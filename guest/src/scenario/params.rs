@@ -99,8 +99,8 @@ impl Params {
                     out.strings.insert(p.name.clone(), given.to_string());
                 }
                 ParamKind::Text => {
-                    let given = v.as_str().ok_or_else(|| wrong("a string"))?;
-                    out.strings.insert(p.name.clone(), given.to_string());
+                    let given = as_text(v).ok_or_else(|| wrong("a string"))?;
+                    out.strings.insert(p.name.clone(), given);
                 }
                 ParamKind::Keyed { .. } => {}
             }
@@ -148,25 +148,25 @@ impl Params {
                         .into(),
                 });
             }
-            let text = v.as_str().ok_or_else(|| ScenarioError::WrongType {
+            let text = as_text(v).ok_or_else(|| ScenarioError::WrongType {
                 scenario: info.name.clone(),
                 param: param.clone(),
                 expected: "a string".into(),
                 value: v.to_string(),
             })?;
-            if !values.is_empty() && !values.iter().any(|x| x == text) {
+            if !values.is_empty() && !values.iter().any(|x| *x == text) {
                 return Err(ScenarioError::BadChoice {
                     scenario: info.name.clone(),
                     param,
-                    value: text.into(),
-                    suggestion: closest(text, values),
+                    value: text.clone(),
+                    suggestion: closest(&text, values),
                     allowed: values.join(", "),
                 });
             }
             self.keyed
                 .entry(prefix.to_string())
                 .or_default()
-                .insert(k, text.to_string());
+                .insert(k, text);
         }
         Ok(true)
     }
@@ -189,5 +189,15 @@ impl Params {
     /// The choice parameter's value, or `dflt`.
     pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
         self.strings.get(name).map_or(dflt, String::as_str)
+    }
+}
+
+/// A text value: a string, or a number or boolean as written (`--param args=3` arrives as the
+/// JSON number 3).
+fn as_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(v.to_string()),
+        _ => None,
     }
 }
