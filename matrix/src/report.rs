@@ -461,12 +461,9 @@ fn gather(inputs: &[Input]) -> Gathered {
             };
             for (m, v) in &sc.metrics {
                 let key = (r.key.scenario.label(), r.key.topology.clone(), m.clone());
-                let treat = g
-                    .treatments
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        treatment(&catalogue, &r.key.scenario.name, &r.key.scenario.params, m)
-                    });
+                let treat = g.treatments.entry(key.clone()).or_insert_with(|| {
+                    treatment(&catalogue, &r.key.scenario.name, &r.key.scenario.params, m)
+                });
                 if *treat == MetricTreatment::Counter || !v.is_finite() {
                     continue;
                 }

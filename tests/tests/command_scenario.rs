@@ -49,7 +49,11 @@ fn build_program(dir: &Path) -> PathBuf {
     bin
 }
 
-fn run_command(dir: &Path, sched: Option<&str>, params: &[&str]) -> (std::process::Output, PathBuf) {
+fn run_command(
+    dir: &Path,
+    sched: Option<&str>,
+    params: &[&str],
+) -> (std::process::Output, PathBuf) {
     let bin = build_program(dir);
     let json = dir.join("r.json");
     let include = bin.to_str().unwrap().to_string();
@@ -115,7 +119,11 @@ fn two_instances_report_their_metrics_with_the_users_direction() {
     let groups: Vec<&str> = sc.workers.iter().map(|w| w.group.as_str()).collect();
     assert_eq!(groups, ["llc0", "llc1"]);
     // The aggregate is the median of the two instances.
-    let v: Vec<f64> = sc.workers.iter().map(|w| w.extra["iterations_per_s"]).collect();
+    let v: Vec<f64> = sc
+        .workers
+        .iter()
+        .map(|w| w.extra["iterations_per_s"])
+        .collect();
     assert_eq!(sc.metrics["iterations_per_s"], (v[0] + v[1]) / 2.0);
     assert_eq!(sc.metrics["workers"], 2.0);
     // The meaning the report and bisection give these metrics comes from the parameters.

@@ -290,9 +290,10 @@ fn placements(
 ) -> Result<(Vec<Place>, Option<Subtree>), String> {
     match placement {
         "cgroup" => {
-            let root = env.cgroup.as_ref().ok_or(
-                "placement=cgroup needs a writable cgroup v2 hierarchy".to_string(),
-            )?;
+            let root = env
+                .cgroup
+                .as_ref()
+                .ok_or("placement=cgroup needs a writable cgroup v2 hierarchy".to_string())?;
             let names: Vec<String> = (0..n).map(|i| format!("cmd{i}")).collect();
             let tree = Subtree::create(root, &[], &names)?;
             let places = tree
@@ -302,7 +303,9 @@ fn placements(
                 .map(|(dir, name)| Place {
                     label: name.clone(),
                     cgroup_procs: std::ffi::CString::new(
-                        dir.join("cgroup.procs").into_os_string().into_encoded_bytes(),
+                        dir.join("cgroup.procs")
+                            .into_os_string()
+                            .into_encoded_bytes(),
                     )
                     .ok(),
                     cpus: None,

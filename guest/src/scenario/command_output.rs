@@ -151,8 +151,11 @@ mod tests {
 
     #[test]
     fn patterns_take_the_last_match_and_replace_the_default_parsers() {
-        let p: BTreeMap<String, Regex> =
-            [("p99_us".to_string(), compile_pattern(r"99\.0th: (\d+)").unwrap())].into();
+        let p: BTreeMap<String, Regex> = [(
+            "p99_us".to_string(),
+            compile_pattern(r"99\.0th: (\d+)").unwrap(),
+        )]
+        .into();
         let out = "99.0th: 10\nx=5\n99.0th: 30\n";
         let m = parse(out, &p);
         assert_eq!(m, [("p99_us".to_string(), 30.0)].into());

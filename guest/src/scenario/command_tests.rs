@@ -67,7 +67,10 @@ fn a_failing_exit_and_missing_metrics_fail_their_checks() {
 #[test]
 fn an_instance_still_running_at_the_duration_is_interrupted() {
     let t = Instant::now();
-    let r = sh(r#"trap "echo done=1; exit 0" INT; while :; do sleep 0.05; done"#, json!({}));
+    let r = sh(
+        r#"trap "echo done=1; exit 0" INT; while :; do sleep 0.05; done"#,
+        json!({}),
+    );
     assert!(t.elapsed() < KILL_GRACE, "{:?}", t.elapsed());
     assert_eq!(r.metrics["done"], 1.0, "{r:?}");
 }
@@ -80,17 +83,26 @@ fn llc_groups_partition_the_cpus() {
     all.sort();
     assert_eq!(all, cpus);
     let r = sh("echo x=1", json!({"instances": 2, "placement": "llc"}));
-    assert!(r.workers.iter().all(|w| w.group.starts_with("llc")), "{r:?}");
+    assert!(
+        r.workers.iter().all(|w| w.group.starts_with("llc")),
+        "{r:?}"
+    );
 }
 
 #[test]
 fn bad_input_is_named_before_anything_runs() {
     let bad = |p: serde_json::Value| validate(NAME, &params(p)).unwrap_err();
     let e = bad(json!({}));
-    assert!(e.to_string().contains("'binary'") && e.to_string().contains("-i"), "{e}");
+    assert!(
+        e.to_string().contains("'binary'") && e.to_string().contains("-i"),
+        "{e}"
+    );
     let e = bad(json!({"binary": "s", "metric.p99": "p99("}));
     assert!(matches!(&e, ScenarioError::BadParam { param, .. } if param == "metric.p99"));
-    assert!(e.to_string().contains("not a valid regular expression"), "{e}");
+    assert!(
+        e.to_string().contains("not a valid regular expression"),
+        "{e}"
+    );
     let e = bad(json!({"binary": "s", "metric.p99": r"p99 \d+"}));
     assert!(e.to_string().contains("no capture group"), "{e}");
     let e = bad(json!({"binary": "s", "direction.p99": "smaller"}));
@@ -102,7 +114,11 @@ fn bad_input_is_named_before_anything_runs() {
     assert!(e.to_string().contains("absolute guest path"), "{e}");
     let e = bad(json!({"binary": "s", "metrc.p99": "x"}));
     assert!(e.to_string().contains("did you mean 'metric.p99'"), "{e}");
-    validate(NAME, &params(json!({"binary": "s", "metric": {"p99": "p(\\d+)"}}))).unwrap();
+    validate(
+        NAME,
+        &params(json!({"binary": "s", "metric": {"p99": "p(\\d+)"}})),
+    )
+    .unwrap();
     // A command line's `args=3` arrives as the JSON number 3: still text.
     validate(NAME, &params(json!({"binary": "s", "args": 3}))).unwrap();
 }

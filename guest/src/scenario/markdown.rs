@@ -57,11 +57,7 @@ pub fn catalogue_markdown() -> String {
                     ParamKind::Keyed { .. } => format!("{}.NAME", p.name),
                     _ => p.name.clone(),
                 };
-                let _ = writeln!(
-                    s,
-                    "| `{name}` | {range} | {} | {} |",
-                    p.default_doc, p.doc
-                );
+                let _ = writeln!(s, "| `{name}` | {range} | {} | {} |", p.default_doc, p.doc);
             }
             s.push('\n');
         }

@@ -31,6 +31,7 @@ mod work;
 mod workers;
 
 pub use cgroup::CgroupRoot;
+pub use command::NAME as COMMAND;
 pub use markdown::catalogue_markdown;
 pub use metric_catalogue::{
     MetricDirection, MetricInfo, SCHEDULER_COUNTER_PREFIX, SCHEDULER_COUNTERS, describe_metric,
@@ -38,7 +39,6 @@ pub use metric_catalogue::{
 };
 pub(crate) use metric_catalogue::{common_metrics, mark_headlines, metric, wake_metrics};
 pub use metrics::{evaluate_checks, percentile};
-pub use command::NAME as COMMAND;
 pub use params::Params;
 
 use crate::protocol::ScenarioReport;

@@ -140,7 +140,11 @@ impl Params {
         };
         for (k, v) in entries {
             let param = format!("{prefix}.{k}");
-            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            {
                 return Err(ScenarioError::BadParam {
                     scenario: info.name.clone(),
                     param,
@@ -154,7 +158,7 @@ impl Params {
                 expected: "a string".into(),
                 value: v.to_string(),
             })?;
-            if !values.is_empty() && !values.iter().any(|x| *x == text) {
+            if !values.is_empty() && !values.contains(&text) {
                 return Err(ScenarioError::BadChoice {
                     scenario: info.name.clone(),
                     param,

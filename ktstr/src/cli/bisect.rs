@@ -208,24 +208,26 @@ fn goal(args: &Args) -> anyhow::Result<Goal> {
         )));
     }
     let params = super::run::parse_params(&args.params)?;
-    let info = ktstr_guest::scenario::metric_info_with(&args.scenario, &params, name).ok_or_else(|| {
-        let known: Vec<String> = ktstr_guest::scenario::catalogue()
-            .into_iter()
-            .find(|s| s.name == args.scenario)
-            .map(|s| {
-                s.metrics
-                    .into_iter()
-                    .filter(|m| m.direction != MetricDirection::Counter)
-                    .map(|m| m.name)
-                    .collect()
-            })
-            .unwrap_or_default();
-        bad_input(format!(
-            "--metric {name}: scenario {} has no such metric; use one of: {}",
-            args.scenario,
-            known.join(", ")
-        ))
-    })?;
+    let info = ktstr_guest::scenario::metric_info_with(&args.scenario, &params, name).ok_or_else(
+        || {
+            let known: Vec<String> = ktstr_guest::scenario::catalogue()
+                .into_iter()
+                .find(|s| s.name == args.scenario)
+                .map(|s| {
+                    s.metrics
+                        .into_iter()
+                        .filter(|m| m.direction != MetricDirection::Counter)
+                        .map(|m| m.name)
+                        .collect()
+                })
+                .unwrap_or_default();
+            bad_input(format!(
+                "--metric {name}: scenario {} has no such metric; use one of: {}",
+                args.scenario,
+                known.join(", ")
+            ))
+        },
+    )?;
     let worse = match info.direction {
         MetricDirection::HigherIsBetter => Worse::Lower,
         MetricDirection::LowerIsBetter => Worse::Higher,
@@ -265,4 +267,59 @@ fn write_reports(out: &Path, r: &BisectReport) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut argv = vec![
+            "ktstr",
+            "--good",
+            "git:/src/linux#v6.12",
+            "--bad",
+            "git:/src/linux#HEAD",
+            "--scenario",
+            "command",
+            "--param",
+            "binary=bench",
+        ];
+        argv.extend(extra);
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn a_command_metric_bisects_in_the_users_direction() {
+        let g = goal(&args(&[
+            "--metric",
+            "rps",
+            "--param",
+            "direction.rps=higher",
+        ]))
+        .unwrap();
+        let Goal::Metric { name, criterion } = g else {
+            panic!("a metric goal")
+        };
+        assert_eq!(name, "rps");
+        assert_eq!(criterion, Criterion::new(Worse::Lower, 0.05));
+        let g = goal(&args(&[
+            "--metric",
+            "lat",
+            "--param",
+            "direction.lat=lower",
+        ]))
+        .unwrap();
+        let Goal::Metric { criterion, .. } = g else {
+            panic!("a metric goal")
+        };
+        assert_eq!(criterion, Criterion::new(Worse::Higher, 0.05));
+        let e = goal(&args(&["--metric", "rps"])).unwrap_err().to_string();
+        assert!(e.contains("--param direction.rps=higher or lower"), "{e}");
+    }
 }
