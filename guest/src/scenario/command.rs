@@ -1,6 +1,6 @@
 //! `command`: the user's own benchmark. Runs a program brought into the guest with `-i` as N
 //! instances (optionally one cgroup each, or pinned to one LLC each), checks each exit status and
-//! reads metrics from each stdout (`command_output.rs`); the direction of every metric comes from
+//! reads metrics from each stdout or stderr (`command_output.rs`); the direction of every metric comes from
 //! the user (`direction.NAME=higher|lower`), so the report and bisection judge it the right way.
 
 use super::cgroup::Subtree;
@@ -55,7 +55,7 @@ impl Scenario for Command {
                 "count",
                 Counter,
                 true,
-                "metrics read from the instance's stdout",
+                "metrics read from the instance's output",
             ),
         ];
         ScenarioInfo {
@@ -88,6 +88,13 @@ impl Scenario for Command {
                      to the CPUs of LLC i (round-robin)",
                     &["none", "cgroup", "llc"],
                     "none",
+                ),
+                super::choice_param(
+                    "output",
+                    "where the metrics are read: `stdout`, `stderr` (schbench prints its figures \
+                     there) or `both` (stdout, then stderr)",
+                    &["stdout", "stderr", "both"],
+                    "stdout",
                 ),
                 keyed(
                     "metric",
@@ -196,7 +203,12 @@ impl Scenario for Command {
             instances.into_iter().zip(statuses).zip(&groups).enumerate()
         {
             let (stdout, stderr) = inst.output();
-            let parsed = command_output::parse(&stdout, &patterns);
+            let read = match p.str_or("output", "stdout") {
+                "stderr" => stderr.clone(),
+                "both" => format!("{stdout}\n{stderr}"),
+                _ => stdout.clone(),
+            };
+            let parsed = command_output::parse(&read, &patterns);
             if code != 0 || parsed.is_empty() {
                 eprintln!(
                     "ktstr-guest: command instance {i} ({binary}) exited {code} with {} metric(s); \

@@ -52,6 +52,15 @@ fn patterns_replace_the_default_parsers() {
 }
 
 #[test]
+fn stderr_is_read_when_asked() {
+    let r = sh("echo x=1; echo y=2 >&2", json!({"output": "stderr"}));
+    assert_eq!(r.metrics.get("x"), None);
+    assert_eq!(r.metrics["y"], 2.0);
+    let r = sh("echo x=1; echo y=2 >&2", json!({"output": "both"}));
+    assert_eq!((r.metrics["x"], r.metrics["y"]), (1.0, 2.0));
+}
+
+#[test]
 fn a_failing_exit_and_missing_metrics_fail_their_checks() {
     let r = sh("echo nothing here; exit 3", json!({}));
     let failed: Vec<&str> = r
