@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Spins for 300 ms, then prints its rate as JSON and its elapsed time and CPU as `key=value`
-/// lines; with an argument it prints nothing and exits with that status.
+/// Spins for 300 ms, then prints its rate as JSON and its elapsed time, CPU and cgroup (the N of
+/// a `.../cmdN` cgroup, else -1) as `key=value` lines; with an argument it prints nothing and
+/// exits with that status.
 const PROGRAM: &str = r#"
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 int main(int argc, char **argv) {
     if (argc > 1) return atoi(argv[1]);
@@ -31,6 +33,15 @@ int main(int argc, char **argv) {
     } while (ms < 300);
     printf("{\"iterations_per_s\": %.1f, \"nested\": {\"answer\": 42}}\n", n / ms * 1e3);
     printf("elapsed_ms=%.1f\ncpu=%d\n", ms, sched_getcpu());
+    int cg = -1;
+    char line[512];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "/cmd");
+        if (p) cg = atoi(p + 4);
+    }
+    if (f) fclose(f);
+    printf("cgroup_index=%d\n", cg);
     return 0;
 }
 "#;
@@ -52,6 +63,7 @@ fn build_program(dir: &Path) -> PathBuf {
 fn run_command(
     dir: &Path,
     sched: Option<&str>,
+    topology: &str,
     params: &[&str],
 ) -> (std::process::Output, PathBuf) {
     let bin = build_program(dir);
@@ -64,7 +76,7 @@ fn run_command(
     }
     args.extend([
         "--topology",
-        "1n2l1c1t",
+        topology,
         "--scenario",
         "command",
         "--duration",
@@ -97,7 +109,7 @@ fn two_instances_report_their_metrics_with_the_users_direction() {
         "direction.elapsed_ms=lower",
         "unit.elapsed_ms=ms",
     ];
-    let (out, json) = run_command(dir.path(), Some("kernel:scx_simple"), &params);
+    let (out, json) = run_command(dir.path(), Some("kernel:scx_simple"), "1n2l1c1t", &params);
     let r = result(&json);
     assert_eq!(r.outcome, Outcome::Pass, "{r:#?}");
     assert_eq!(out.status.code(), Some(0));
@@ -138,6 +150,22 @@ fn two_instances_report_their_metrics_with_the_users_direction() {
     assert_eq!(dir_of("iterations_per_s"), MetricDirection::HigherIsBetter);
     assert_eq!(dir_of("elapsed_ms"), MetricDirection::LowerIsBetter);
     assert_eq!(dir_of("cpu"), MetricDirection::Counter);
+}
+
+#[test]
+fn instances_run_one_per_cgroup() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = ["instances=2", "placement=cgroup"];
+    let (_, json) = run_command(dir.path(), None, "1n1l2c1t", &params);
+    let r = result(&json);
+    assert_eq!(r.outcome, Outcome::Pass, "{r:#?}");
+    let sc = r.report.unwrap().scenario.unwrap();
+    assert_eq!(sc.workers.len(), 2);
+    for w in &sc.workers {
+        // Each instance saw itself in its own cgroup, cmd<id>.
+        assert_eq!(w.group, format!("cmd{}", w.id), "{w:?}");
+        assert_eq!(w.extra["cgroup_index"], f64::from(w.id), "{w:?}");
+    }
 }
 
 #[test]
