@@ -278,14 +278,23 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
             );
         }
         if let Some(sc) = &rep.scenario {
+            // A `command` instance has no work units; its exit status says how it went.
+            let (what, field) = if sc.name == ktstr_guest::scenario::COMMAND {
+                ("exit", "exit_code")
+            } else {
+                ("work", "work_units")
+            };
             let work: Vec<String> = sc
                 .workers
                 .iter()
-                .map(|w| w.work_units.to_string())
+                .map(|w| match w.extra.get(field) {
+                    Some(v) => v.to_string(),
+                    None => w.work_units.to_string(),
+                })
                 .collect();
             row(
                 "workers",
-                format!("{}: work {}", sc.workers.len(), work.join(" ")),
+                format!("{}: {what} {}", sc.workers.len(), work.join(" ")),
             );
             let params = parse_params(&args.params).unwrap_or_default();
             for (name, value) in metric_rows(sc, &params) {
