@@ -44,8 +44,17 @@ fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
             }
         })
         .collect();
+    // Long parameters (a `command`'s patterns) would pass the file system's 255-byte name limit:
+    // keep a readable prefix and a hash of the whole name, which stays unique.
+    if safe.len() > MAX_LOG_STEM {
+        let hash = crate::digest::sha256_hex(name.as_bytes());
+        return format!("{}-{}.log", &safe[..MAX_LOG_STEM - 17], &hash[..16]);
+    }
     format!("{safe}.log")
 }
+
+/// The longest log file name stem kept as is (file names are at most 255 bytes).
+const MAX_LOG_STEM: usize = 200;
 
 pub(crate) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
@@ -326,7 +335,11 @@ mod tests {
         let pipe = log_name(&key(&[]));
         let futex = log_name(&key(&[("mechanism", "\"futex\"")]));
         assert_ne!(pipe, futex);
-        for name in [&pipe, &futex] {
+        let long = |p: &str| log_name(&key(&[("metric.p99", p), ("binary", &"b".repeat(300))]));
+        let (long1, long2) = (long("\"p(1)\""), long("\"p(2)\""));
+        assert_ne!(long1, long2);
+        assert!(long1.len() <= 255, "{}", long1.len());
+        for name in [&pipe, &futex, &long1] {
             assert!(name.ends_with(".log"));
             assert!(!name.contains(['/', ' ', '"', ':']), "{name}");
         }
