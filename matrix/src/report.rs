@@ -5,7 +5,9 @@ use crate::plan::{CellKey, Column};
 use crate::result::Outcome;
 use crate::stats::{UMethod, mann_whitney_greater, median};
 use crate::store::{CellRecord, Loaded};
-use ktstr_guest::scenario::{MetricDirection, ScenarioInfo, catalogue, describe_metric};
+use ktstr_guest::scenario::{
+    MetricDirection, ScenarioInfo, catalogue, describe_metric, metric_info_with,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -41,14 +43,32 @@ pub enum MetricTreatment {
 
 /// What the catalogue says about `metric` of scenario `scenario` (its name, without parameters).
 pub fn metric_treatment(scenario: &str, metric: &str) -> MetricTreatment {
-    treatment(&catalogue(), scenario, metric)
+    treatment(&catalogue(), scenario, &BTreeMap::new(), metric)
 }
 
-fn treatment(catalogue: &[ScenarioInfo], scenario: &str, metric: &str) -> MetricTreatment {
+/// `params` are the cell's scenario parameters (JSON text): they give a `command` metric its
+/// meaning (`direction.NAME`, `unit.NAME`), which travels with every result in its cell key.
+fn treatment(
+    catalogue: &[ScenarioInfo],
+    scenario: &str,
+    params: &BTreeMap<String, String>,
+    metric: &str,
+) -> MetricTreatment {
     let info = catalogue
         .iter()
         .find(|s| s.name == scenario)
-        .and_then(|s| describe_metric(s, metric));
+        .and_then(|s| describe_metric(s, metric))
+        .or_else(|| {
+            let params = params
+                .iter()
+                .map(|(k, v)| {
+                    let v = serde_json::from_str(v)
+                        .unwrap_or_else(|_| serde_json::Value::String(v.clone()));
+                    (k.clone(), v)
+                })
+                .collect();
+            metric_info_with(scenario, &params, metric)
+        });
     let Some(info) = info else {
         return MetricTreatment::Table {
             direction: Direction::Unknown,
@@ -441,10 +461,9 @@ fn gather(inputs: &[Input]) -> Gathered {
             };
             for (m, v) in &sc.metrics {
                 let key = (r.key.scenario.label(), r.key.topology.clone(), m.clone());
-                let treat = g
-                    .treatments
-                    .entry(key.clone())
-                    .or_insert_with(|| treatment(&catalogue, &r.key.scenario.name, m));
+                let treat = g.treatments.entry(key.clone()).or_insert_with(|| {
+                    treatment(&catalogue, &r.key.scenario.name, &r.key.scenario.params, m)
+                });
                 if *treat == MetricTreatment::Counter || !v.is_finite() {
                     continue;
                 }

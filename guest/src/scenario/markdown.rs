@@ -40,17 +40,24 @@ pub fn catalogue_markdown() -> String {
                 let range = match &p.kind {
                     ParamKind::Int { min, max } => format!("{min}..={max}"),
                     ParamKind::Float { min, max } => format!("{min}..={max}"),
-                    ParamKind::Choice { values } => values
-                        .iter()
-                        .map(|v| format!("`{v}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    ParamKind::Choice { values } | ParamKind::Keyed { values }
+                        if !values.is_empty() =>
+                    {
+                        values
+                            .iter()
+                            .map(|v| format!("`{v}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                    ParamKind::Choice { .. } | ParamKind::Keyed { .. } | ParamKind::Text => {
+                        "text".into()
+                    }
                 };
-                let _ = writeln!(
-                    s,
-                    "| `{}` | {range} | {} | {} |",
-                    p.name, p.default_doc, p.doc
-                );
+                let name = match p.kind {
+                    ParamKind::Keyed { .. } => format!("{}.NAME", p.name),
+                    _ => p.name.clone(),
+                };
+                let _ = writeln!(s, "| `{name}` | {range} | {} | {} |", p.default_doc, p.doc);
             }
             s.push('\n');
         }
@@ -76,6 +83,10 @@ pub fn catalogue_markdown() -> String {
             );
         }
         write_scenario_metrics(&mut s, &i, &common);
+        if let Some(notes) = super::scenario_notes(&i.name) {
+            s.push('\n');
+            s.push_str(notes);
+        }
     }
     s
 }
@@ -88,14 +99,21 @@ fn write_scenario_metrics(s: &mut String, info: &ScenarioInfo, common: &[MetricI
         .filter(|m| m.headline)
         .map(|m| format!("`{}` ({})", m.name, m.direction.describe()))
         .collect();
-    let _ = writeln!(s, "\nHeadline metrics: {}.", headlines.join(", "));
+    if headlines.is_empty() {
+        s.push_str("\nHeadline metrics: the ones the user gives a direction.\n");
+    } else {
+        let _ = writeln!(s, "\nHeadline metrics: {}.", headlines.join(", "));
+    }
     let own: Vec<MetricInfo> = info
         .metrics
         .iter()
         .filter(|m| !common.iter().any(|c| c.name == m.name))
         .cloned()
         .collect();
-    if own.is_empty() {
+    if !info.metrics.iter().any(|m| m.name == "work_units") {
+        s.push_str("\nMetrics:\n\n");
+        metric_table(s, &own);
+    } else if own.is_empty() {
         s.push_str("\nMetrics: the common ones.\n");
     } else {
         s.push_str("\nMetrics: the common ones, and\n\n");

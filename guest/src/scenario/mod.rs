@@ -12,6 +12,8 @@
 
 mod bpf_metrics;
 mod cgroup;
+mod command;
+mod command_output;
 mod cpuset;
 mod fork_churn;
 mod futex;
@@ -31,6 +33,7 @@ mod workers;
 
 pub use bpf_metrics::BPF_METRIC_PREFIX;
 pub use cgroup::CgroupRoot;
+pub use command::NAME as COMMAND;
 pub use markdown::catalogue_markdown;
 pub use metric_catalogue::{
     MetricDirection, MetricInfo, SCHEDULER_COUNTER_PREFIX, SCHEDULER_COUNTERS, describe_metric,
@@ -88,6 +91,13 @@ pub enum ParamKind {
     },
     /// One of these strings.
     Choice {
+        values: Vec<String>,
+    },
+    /// Any string (a path, a command line).
+    Text,
+    /// A family of parameters `NAME.KEY=VALUE`, one per key the user picks (e.g. `metric.p99_us`);
+    /// each value one of `values`, or any string when `values` is empty.
+    Keyed {
         values: Vec<String>,
     },
 }
@@ -164,6 +174,12 @@ pub enum ScenarioError {
         metric: String,
         known: String,
     },
+    #[error("parameter '{param}' of scenario '{scenario}': {reason}")]
+    BadParam {
+        scenario: String,
+        param: String,
+        reason: String,
+    },
     #[error("scenario '{scenario}' cannot run here: {reason}")]
     Setup { scenario: String, reason: String },
 }
@@ -205,6 +221,24 @@ pub trait Scenario: Sync {
     /// Runs for `duration` and returns the workers' metrics and scenario-specific aggregates;
     /// the common aggregates and the checks are added by [`run`].
     fn run(&self, p: &Params, duration: Duration, env: &Env) -> Result<Outcome, ScenarioError>;
+    /// Checks of the parameters beyond their kinds and ranges (e.g. that a pattern compiles),
+    /// run on the host before boot and again in the guest.
+    fn check(&self, _p: &Params) -> Result<(), ScenarioError> {
+        Ok(())
+    }
+    /// Guest paths the scenario needs that the host must bring in (`-i`).
+    fn guest_files(&self, _p: &Params) -> Vec<String> {
+        Vec::new()
+    }
+    /// Whether the work-unit aggregates of the common metrics describe this scenario's workers.
+    fn common_aggregates(&self) -> bool {
+        true
+    }
+    /// The meaning of a metric whose name and direction the parameters give (the `command`
+    /// scenario's `direction.NAME`), for a metric the catalogue entry does not list.
+    fn describe_dynamic(&self, _p: &Params, _metric: &str) -> Option<MetricInfo> {
+        None
+    }
 }
 
 /// What a scenario measured.
@@ -224,6 +258,7 @@ fn all() -> Vec<&'static dyn Scenario> {
         &fork_churn::ForkChurn,
         &oversubscribed::Oversubscribed,
         &steal::Steal,
+        &command::Command,
     ]
 }
 
@@ -266,7 +301,42 @@ pub fn validate(
     params: &BTreeMap<String, serde_json::Value>,
 ) -> Result<(), ScenarioError> {
     let s = find(name)?;
-    Params::resolve(&s.info(), params).map(|_| ())
+    let p = Params::resolve(&s.info(), params)?;
+    s.check(&p)
+}
+
+/// Hand-written notes that follow a scenario's generated section in docs/scenarios.md.
+pub(crate) fn scenario_notes(name: &str) -> Option<&'static str> {
+    match name {
+        command::NAME => Some(include_str!("command.md")),
+        _ => None,
+    }
+}
+
+/// Guest paths scenario `name` needs from the host with these parameters (a `command`'s binary):
+/// the host checks each was brought in with `-i` before it boots anything.
+pub fn guest_files(
+    name: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Result<Vec<String>, ScenarioError> {
+    let s = find(name)?;
+    let p = Params::resolve(&s.info(), params)?;
+    Ok(s.guest_files(&p))
+}
+
+/// What `metric` of scenario `scenario` run with `params` means: the catalogue's entry, or the
+/// meaning the parameters give it (the `command` scenario's `direction.NAME`, `unit.NAME`).
+pub fn metric_info_with(
+    scenario: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+    metric: &str,
+) -> Option<MetricInfo> {
+    if let Some(m) = metric_info(scenario, metric) {
+        return Some(m);
+    }
+    let s = find(scenario).ok()?;
+    let p = Params::resolve(&s.info(), params).ok()?;
+    s.describe_dynamic(&p, metric)
 }
 
 /// Checks that every threshold override names a metric the scenario has a check for.
@@ -303,6 +373,7 @@ pub fn run(
     let s = find(name)?;
     let info = s.info();
     let p = Params::resolve(&info, params)?;
+    s.check(&p)?;
     validate_thresholds(name, thresholds)?;
     let outcome = s.run(&p, duration, env)?;
     let mut report = ScenarioReport {
@@ -312,7 +383,9 @@ pub fn run(
         metrics: outcome.metrics,
         checks: Vec::new(),
     };
-    metrics::add_common_aggregates(&mut report);
+    if s.common_aggregates() {
+        metrics::add_common_aggregates(&mut report);
+    }
     report
         .metrics
         .insert("clock_resolution_us".into(), clock_resolution_us());

@@ -10,6 +10,8 @@ pub struct Params {
     ints: BTreeMap<String, i64>,
     floats: BTreeMap<String, f64>,
     strings: BTreeMap<String, String>,
+    /// `Keyed` parameters: `metric.p99_us=...` is `keyed["metric"]["p99_us"]`.
+    keyed: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Params {
@@ -19,12 +21,20 @@ impl Params {
         given: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Params, ScenarioError> {
         let known: Vec<String> = info.params.iter().map(|p| p.name.clone()).collect();
-        for name in given.keys() {
+        let mut out = Params::default();
+        for (name, value) in given {
+            if out.take_keyed(info, name, value)? {
+                continue;
+            }
             if !known.contains(name) {
                 return Err(ScenarioError::UnknownParam {
                     scenario: info.name.clone(),
                     param: name.clone(),
-                    suggestion: closest(name, &known),
+                    suggestion: closest(name, &known).or_else(|| {
+                        // `metrc.p99`: suggest by the prefix of a keyed parameter.
+                        let (prefix, rest) = name.split_once('.')?;
+                        closest(prefix, &known).map(|k| format!("{k}.{rest}"))
+                    }),
                     known: if known.is_empty() {
                         "(none)".into()
                     } else {
@@ -33,8 +43,10 @@ impl Params {
                 });
             }
         }
-        let mut out = Params::default();
         for p in &info.params {
+            if matches!(p.kind, ParamKind::Keyed { .. }) {
+                continue;
+            }
             let Some(v) = given.get(&p.name).or(p.default.as_ref()) else {
                 continue;
             };
@@ -86,9 +98,91 @@ impl Params {
                     }
                     out.strings.insert(p.name.clone(), given.to_string());
                 }
+                ParamKind::Text => {
+                    let given = as_text(v).ok_or_else(|| wrong("a string"))?;
+                    out.strings.insert(p.name.clone(), given);
+                }
+                ParamKind::Keyed { .. } => {}
             }
         }
         Ok(out)
+    }
+
+    /// A `Keyed` parameter given as `PREFIX.KEY=VALUE`, or as `PREFIX={KEY: VALUE, ...}` (a TOML
+    /// table): stores its entries and returns true; false when `name` is no keyed parameter.
+    fn take_keyed(
+        &mut self,
+        info: &ScenarioInfo,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<bool, ScenarioError> {
+        let (prefix, key) = match name.split_once('.') {
+            Some((prefix, key)) => (prefix, Some(key)),
+            None => (name, None),
+        };
+        let Some(p) = info.params.iter().find(|p| p.name == prefix) else {
+            return Ok(false);
+        };
+        let ParamKind::Keyed { values } = &p.kind else {
+            return Ok(false);
+        };
+        let entries: Vec<(String, &serde_json::Value)> = match (key, value) {
+            (Some(k), v) => vec![(k.to_string(), v)],
+            (None, serde_json::Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            (None, v) => {
+                return Err(ScenarioError::WrongType {
+                    scenario: info.name.clone(),
+                    param: name.into(),
+                    expected: format!("given per name, as {prefix}.NAME=VALUE"),
+                    value: v.to_string(),
+                });
+            }
+        };
+        for (k, v) in entries {
+            let param = format!("{prefix}.{k}");
+            if k.is_empty()
+                || !k
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            {
+                return Err(ScenarioError::BadParam {
+                    scenario: info.name.clone(),
+                    param,
+                    reason: "the name after the dot must be letters, digits, '_', '-' or '.'"
+                        .into(),
+                });
+            }
+            let text = as_text(v).ok_or_else(|| ScenarioError::WrongType {
+                scenario: info.name.clone(),
+                param: param.clone(),
+                expected: "a string".into(),
+                value: v.to_string(),
+            })?;
+            if !values.is_empty() && !values.contains(&text) {
+                return Err(ScenarioError::BadChoice {
+                    scenario: info.name.clone(),
+                    param,
+                    value: text.clone(),
+                    suggestion: closest(&text, values),
+                    allowed: values.join(", "),
+                });
+            }
+            self.keyed
+                .entry(prefix.to_string())
+                .or_default()
+                .insert(k, text);
+        }
+        Ok(true)
+    }
+
+    /// The entries of a `Keyed` parameter (empty when none were given).
+    pub fn keyed(&self, name: &str) -> BTreeMap<String, String> {
+        self.keyed.get(name).cloned().unwrap_or_default()
+    }
+
+    /// A text parameter, if given.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.strings.get(name).map(String::as_str)
     }
 
     /// The integer parameter, or `dflt` when it has a guest-dependent default and was not given.
@@ -99,5 +193,15 @@ impl Params {
     /// The choice parameter's value, or `dflt`.
     pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
         self.strings.get(name).map_or(dflt, String::as_str)
+    }
+}
+
+/// A text value: a string, or a number or boolean as written (`--param args=3` arrives as the
+/// JSON number 3).
+fn as_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(v.to_string()),
+        _ => None,
     }
 }

@@ -56,6 +56,10 @@ pub struct Args {
     /// Scenario parameter NAME=VALUE (repeatable; VALUE is JSON, else a string).
     #[arg(long = "param")]
     pub params: Vec<String>,
+    /// Extra file for the guest, HOST[:GUEST] (repeatable), e.g. the program of the `command`
+    /// scenario.
+    #[arg(short = 'i', long = "include")]
+    pub include: Vec<String>,
     #[arg(long, default_value = "1n1l2c1t")]
     pub topology: String,
     /// Scenario duration per cell: 3s, 500ms, 2m.
@@ -63,7 +67,8 @@ pub struct Args {
     pub duration: String,
     #[arg(long, default_value_t = 512)]
     pub memory_mib: u32,
-    /// Bisect this scenario metric (its direction comes from the scenario catalogue).
+    /// Bisect this scenario metric (its direction comes from the scenario catalogue; for the
+    /// `command` scenario from `--param direction.NAME=higher|lower`).
     #[arg(long)]
     pub metric: Option<String>,
     /// With --metric: the smallest change worth finding, in percent.
@@ -86,6 +91,12 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let template = template(&args)?;
     let goal = goal(&args)?;
+    let files = super::vm_args::includes(&args.include)?;
+    super::vm_args::check_guest_files(
+        &args.scenario,
+        &super::run::parse_params(&args.params)?,
+        &files,
+    )?;
     let vcpus = plan::validate(&template.spec("6.12", 1), &KtstrValidator).map_err(|errs| {
         bad_input(format!(
             "the bisection names things that do not exist:\n  {}",
@@ -119,6 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: template.memory_mib,
         build_cores: cores as usize,
+        files: files.clone(),
         // One persistent source and O= tree per repository and config: each step syncs only the
         // files its commit changed and makes incrementally, and the next bisection of the same
         // repository starts from a warm O= tree instead of a cold build.
@@ -213,28 +225,36 @@ fn goal(args: &Args) -> anyhow::Result<Goal> {
             args.threshold
         )));
     }
-    let info = ktstr_guest::scenario::metric_info(&args.scenario, name).ok_or_else(|| {
-        let known: Vec<String> = ktstr_guest::scenario::catalogue()
-            .into_iter()
-            .find(|s| s.name == args.scenario)
-            .map(|s| {
-                s.metrics
-                    .into_iter()
-                    .filter(|m| m.direction != MetricDirection::Counter)
-                    .map(|m| m.name)
-                    .collect()
-            })
-            .unwrap_or_default();
-        bad_input(format!(
-            "--metric {name}: scenario {} has no such metric; use one of: {}",
-            args.scenario,
-            known.join(", ")
-        ))
-    })?;
+    let params = super::run::parse_params(&args.params)?;
+    let info = ktstr_guest::scenario::metric_info_with(&args.scenario, &params, name).ok_or_else(
+        || {
+            let known: Vec<String> = ktstr_guest::scenario::catalogue()
+                .into_iter()
+                .find(|s| s.name == args.scenario)
+                .map(|s| {
+                    s.metrics
+                        .into_iter()
+                        .filter(|m| m.direction != MetricDirection::Counter)
+                        .map(|m| m.name)
+                        .collect()
+                })
+                .unwrap_or_default();
+            bad_input(format!(
+                "--metric {name}: scenario {} has no such metric; use one of: {}",
+                args.scenario,
+                known.join(", ")
+            ))
+        },
+    )?;
     let worse = match info.direction {
         MetricDirection::HigherIsBetter => Worse::Lower,
         MetricDirection::LowerIsBetter => Worse::Higher,
         MetricDirection::Counter => {
+            if args.scenario == ktstr_guest::scenario::COMMAND {
+                return Err(bad_input(format!(
+                    "--metric {name}: the command's metric has no direction; give --param direction.{name}=higher or lower"
+                )));
+            }
             return Err(bad_input(format!(
                 "--metric {name}: a counter that describes the run, with no better or worse; pick a metric with a direction (docs/scenarios.md)"
             )));
@@ -265,4 +285,59 @@ fn write_reports(out: &Path, r: &BisectReport) -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let mut argv = vec![
+            "ktstr",
+            "--good",
+            "git:/src/linux#v6.12",
+            "--bad",
+            "git:/src/linux#HEAD",
+            "--scenario",
+            "command",
+            "--param",
+            "binary=bench",
+        ];
+        argv.extend(extra);
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn a_command_metric_bisects_in_the_users_direction() {
+        let g = goal(&args(&[
+            "--metric",
+            "rps",
+            "--param",
+            "direction.rps=higher",
+        ]))
+        .unwrap();
+        let Goal::Metric { name, criterion } = g else {
+            panic!("a metric goal")
+        };
+        assert_eq!(name, "rps");
+        assert_eq!(criterion, Criterion::new(Worse::Lower, 0.05));
+        let g = goal(&args(&[
+            "--metric",
+            "lat",
+            "--param",
+            "direction.lat=lower",
+        ]))
+        .unwrap();
+        let Goal::Metric { criterion, .. } = g else {
+            panic!("a metric goal")
+        };
+        assert_eq!(criterion, Criterion::new(Worse::Higher, 0.05));
+        let e = goal(&args(&["--metric", "rps"])).unwrap_err().to_string();
+        assert!(e.contains("--param direction.rps=higher or lower"), "{e}");
+    }
 }

@@ -40,6 +40,10 @@ pub struct Args {
     /// Scenario parameter, SCENARIO.KEY=VALUE (repeatable).
     #[arg(long = "param")]
     pub params: Vec<String>,
+    /// Extra file for every cell's guest, HOST[:GUEST] (repeatable), e.g. the program of the
+    /// `command` scenario.
+    #[arg(short = 'i', long = "include")]
+    pub include: Vec<String>,
     /// Topologies NnNlNcNt, comma-separated.
     #[arg(long)]
     pub topologies: Option<String>,
@@ -153,6 +157,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             errs.join("\n  ")
         ))
     })?;
+    let files = super::vm_args::includes(&args.include)?;
+    for s in &spec.scenarios {
+        let params = crate::matrix_runner::json_params(&s.params);
+        super::vm_args::check_guest_files(&s.name, &params, &files)?;
+    }
     // A dry run only reads: the output directory is neither claimed nor checked.
     let session = if args.dry_run {
         None
@@ -173,6 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         cpu_budget: None,
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
+        files: files.clone(),
         kernel_opts: Default::default(),
     };
     print_plan(&runner, &plan, cores, budget);

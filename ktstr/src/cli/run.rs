@@ -57,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
     super::vm_args::check_json_out(args.json.as_deref())?;
     let files = args.vm.files()?;
+    super::vm_args::check_guest_files(&args.scenario, &params, &files)?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
             "--sched-arg given without --sched: name the scheduler",
@@ -277,16 +278,26 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
             );
         }
         if let Some(sc) = &rep.scenario {
+            // A `command` instance has no work units; its exit status says how it went.
+            let (what, field) = if sc.name == ktstr_guest::scenario::COMMAND {
+                ("exit", "exit_code")
+            } else {
+                ("work", "work_units")
+            };
             let work: Vec<String> = sc
                 .workers
                 .iter()
-                .map(|w| w.work_units.to_string())
+                .map(|w| match w.extra.get(field) {
+                    Some(v) => v.to_string(),
+                    None => w.work_units.to_string(),
+                })
                 .collect();
             row(
                 "workers",
-                format!("{}: work {}", sc.workers.len(), work.join(" ")),
+                format!("{}: {what} {}", sc.workers.len(), work.join(" ")),
             );
-            for (name, value) in metric_rows(sc) {
+            let params = parse_params(&args.params).unwrap_or_default();
+            for (name, value) in metric_rows(sc, &params) {
                 row(&name, value);
             }
             let failed: Vec<&str> = sc
@@ -326,13 +337,18 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
 }
 
 /// The scenario's aggregate metrics, by name (the `--json` and threshold names), in compact
-/// units. `workers` is left out: the workers row shows it.
-fn metric_rows(sc: &ktstr_guest::protocol::ScenarioReport) -> Vec<(String, String)> {
+/// units (a `command` metric's from its `unit.NAME` parameter). `workers` is left out: the
+/// workers row shows it.
+fn metric_rows(
+    sc: &ktstr_guest::protocol::ScenarioReport,
+    params: &BTreeMap<String, serde_json::Value>,
+) -> Vec<(String, String)> {
     sc.metrics
         .iter()
         .filter(|(name, _)| name.as_str() != "workers")
         .map(|(name, &v)| {
-            let unit = ktstr_guest::scenario::metric_info(&sc.name, name).map(|m| m.unit);
+            let unit =
+                ktstr_guest::scenario::metric_info_with(&sc.name, params, name).map(|m| m.unit);
             (name.clone(), fmt_metric(unit.as_deref(), v))
         })
         .collect()
@@ -520,7 +536,7 @@ mod tests {
             .collect(),
             checks: Vec::new(),
         };
-        let rows = metric_rows(&sc);
+        let rows = metric_rows(&sc, &BTreeMap::new());
         let got: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             got,

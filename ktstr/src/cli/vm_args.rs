@@ -133,6 +133,29 @@ pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>
         .collect()
 }
 
+/// Every guest file the scenario needs (a `command`'s binary) is brought in by an `-i` file.
+pub(crate) fn check_guest_files(
+    scenario: &str,
+    params: &std::collections::BTreeMap<String, serde_json::Value>,
+    files: &[(PathBuf, String)],
+) -> anyhow::Result<()> {
+    let needed = ktstr_guest::scenario::guest_files(scenario, params)
+        .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
+    for path in needed {
+        let brought = files
+            .iter()
+            .any(|(host, guest)| crate::initramfs::guest_path_for(host, guest) == path);
+        if !brought {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            return Err(bad_input(format!(
+                "scenario {scenario}: {path} is not brought into the guest; add -i HOST_PATH \
+                 (its file name {name} lands at /ktstr/files/{name}) or -i HOST_PATH:{path}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The initramfs cache must be writable before anything is built or booted.
 pub(crate) fn check_cache_writable() -> anyhow::Result<()> {
     let dir = crate::paths::initramfs_dir();

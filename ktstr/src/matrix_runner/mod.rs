@@ -44,10 +44,19 @@ fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
             }
         })
         .collect();
+    // Long parameters (a `command`'s patterns) would pass the file system's 255-byte name limit:
+    // keep a readable prefix and a hash of the whole name, which stays unique.
+    if safe.len() > MAX_LOG_STEM {
+        let hash = crate::digest::sha256_hex(name.as_bytes());
+        return format!("{}-{}.log", &safe[..MAX_LOG_STEM - 17], &hash[..16]);
+    }
     format!("{safe}.log")
 }
 
-pub(super) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+/// The longest log file name stem kept as is (file names are at most 255 bytes).
+const MAX_LOG_STEM: usize = 200;
+
+pub(crate) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
         .map(|(k, v)| {
             let v =
@@ -101,6 +110,8 @@ pub struct KtstrRunner {
     pub build_cores: usize,
     /// What every kernel resolution starts from (a bisection sets its persistent build tree).
     pub kernel_opts: ResolveOptions,
+    /// `-i` files every cell's initramfs carries: (host path, guest path or empty).
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// The pipeline's cell for a planned cell, once its kernel image and scheduler are known.
@@ -145,7 +156,9 @@ impl KtstrRunner {
             }),
             _ => None,
         };
-        cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
+        let mut c = cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)?;
+        c.files = self.files.clone();
+        Ok(c)
     }
 }
 
@@ -323,7 +336,11 @@ mod tests {
         let pipe = log_name(&key(&[]));
         let futex = log_name(&key(&[("mechanism", "\"futex\"")]));
         assert_ne!(pipe, futex);
-        for name in [&pipe, &futex] {
+        let long = |p: &str| log_name(&key(&[("metric.p99", p), ("binary", &"b".repeat(300))]));
+        let (long1, long2) = (long("\"p(1)\""), long("\"p(2)\""));
+        assert_ne!(long1, long2);
+        assert!(long1.len() <= 255, "{}", long1.len());
+        for name in [&pipe, &futex, &long1] {
             assert!(name.ends_with(".log"));
             assert!(!name.contains(['/', ' ', '"', ':']), "{name}");
         }

@@ -38,3 +38,39 @@ impl Validator for KtstrValidator {
         Ok(t.cpus())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validate_toml(toml: &str) -> Result<(), Vec<String>> {
+        let spec = ktstr_matrix::spec::parse_file(toml, "m.toml")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        ktstr_matrix::plan::validate(&spec, &KtstrValidator).map(|_| ())
+    }
+
+    /// The `command` scenario's per-metric parameters in matrix.toml: a quoted dotted key or a
+    /// nested table; a bad pattern is refused by the same check as on the command line.
+    #[test]
+    fn command_params_in_a_matrix_toml() {
+        let ok = r#"
+            kernels = ["6.12"]
+            scenarios = ["command"]
+            [params.command]
+            binary = "schbench"
+            "metric.p99_us" = 'p99.*?(\d+)'
+            direction = { p99_us = "lower" }
+            unit.p99_us = "us"
+        "#;
+        validate_toml(ok).unwrap();
+        let bad = ok.replace(r"(\d+)", r"(\d+");
+        let errs = validate_toml(&bad).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("metric.p99_us") && e.contains("not a valid regular")),
+            "{errs:?}"
+        );
+    }
+}

@@ -77,6 +77,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
         kernel_opts: Default::default(),
+        files: Vec::new(),
     };
     let prepared = runner
         .prepare(&plan, &|_| {})
