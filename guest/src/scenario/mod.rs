@@ -10,24 +10,29 @@
 //! cgroup v2 moves processes, not threads, and a process that stalls can still be observed and
 //! killed by the parent.
 
+mod benchmark;
 mod cgroup;
 mod cpuset;
 mod fork_churn;
 mod futex;
+mod hackbench;
 mod markdown;
 mod metric_catalogue;
 mod metrics;
 mod mixed;
 mod oversubscribed;
 mod params;
+mod perf_bench;
 mod scoreboard;
 mod smoke;
 mod steady;
 mod steal;
+mod stress_ng;
 mod wake;
 mod work;
 mod workers;
 
+pub use benchmark::HostProgram;
 pub use cgroup::CgroupRoot;
 pub use markdown::catalogue_markdown;
 pub use metric_catalogue::{
@@ -164,6 +169,10 @@ pub enum ScenarioError {
     },
     #[error("scenario '{scenario}' cannot run here: {reason}")]
     Setup { scenario: String, reason: String },
+    /// The workload ran and failed (a benchmark's exit status, or output with no result in it):
+    /// [`run`] makes it a failed check, so the cell fails with this reason as evidence.
+    #[error("scenario '{scenario}': {reason}")]
+    WorkloadFailed { scenario: String, reason: String },
 }
 
 fn suggest(s: &Option<String>) -> String {
@@ -203,6 +212,11 @@ pub trait Scenario: Sync {
     /// Runs for `duration` and returns the workers' metrics and scenario-specific aggregates;
     /// the common aggregates and the checks are added by [`run`].
     fn run(&self, p: &Params, duration: Duration, env: &Env) -> Result<Outcome, ScenarioError>;
+    /// Host programs the host must pack into the initramfs for this scenario (a packaged
+    /// benchmark's binary); none for ktstr's own workloads.
+    fn host_programs(&self) -> Vec<HostProgram> {
+        Vec::new()
+    }
 }
 
 /// What a scenario measured.
@@ -222,6 +236,10 @@ fn all() -> Vec<&'static dyn Scenario> {
         &fork_churn::ForkChurn,
         &oversubscribed::Oversubscribed,
         &steal::Steal,
+        &hackbench::Hackbench,
+        &perf_bench::PerfMessaging,
+        &perf_bench::PerfPipe,
+        &stress_ng::StressNg,
     ]
 }
 
@@ -267,6 +285,11 @@ pub fn validate(
     Params::resolve(&s.info(), params).map(|_| ())
 }
 
+/// The host programs scenario `name` needs in the guest (see [`HostProgram`]).
+pub fn host_programs(name: &str) -> Result<Vec<HostProgram>, ScenarioError> {
+    Ok(find(name)?.host_programs())
+}
+
 /// Checks that every threshold override names a metric the scenario has a check for.
 pub fn validate_thresholds(
     name: &str,
@@ -302,7 +325,12 @@ pub fn run(
     let info = s.info();
     let p = Params::resolve(&info, params)?;
     validate_thresholds(name, thresholds)?;
-    let outcome = s.run(&p, duration, env)?;
+    let outcome = match s.run(&p, duration, env) {
+        Err(ScenarioError::WorkloadFailed { reason, .. }) => {
+            return Ok(workload_failed(&info, duration, reason));
+        }
+        other => other?,
+    };
     let mut report = ScenarioReport {
         name: info.name.clone(),
         duration_ms: duration.as_millis() as u64,
@@ -327,6 +355,25 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// The report of a workload that failed: no metrics, one failed `workload` check whose message
+/// is the reason (with the workload's output), so the agent reports the cell as failed.
+fn workload_failed(info: &ScenarioInfo, duration: Duration, reason: String) -> ScenarioReport {
+    ScenarioReport {
+        name: info.name.clone(),
+        duration_ms: duration.as_millis() as u64,
+        workers: Vec::new(),
+        metrics: BTreeMap::new(),
+        checks: vec![crate::protocol::Check {
+            metric: "workload".into(),
+            worker: None,
+            value: 0.0,
+            threshold: 1.0,
+            passed: false,
+            message: format!("scenario '{}': {reason}", info.name),
+        }],
+    }
 }
 
 /// Resolution of CLOCK_MONOTONIC in microseconds: 0.001 with a high-resolution clocksource, the
