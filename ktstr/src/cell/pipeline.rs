@@ -147,7 +147,8 @@ impl Cell {
         }
     }
 
-    /// Every host file the initramfs carries: the `-i` files, then the scheduler binary.
+    /// Every host file the initramfs carries: the `-i` files, then the scheduler binary, then
+    /// the host programs the scenario runs (a packaged benchmark's binary).
     pub fn initramfs_files(&self) -> Vec<(PathBuf, String)> {
         let mut files = self.files.clone();
         if let Workload::Scenario {
@@ -155,6 +156,11 @@ impl Cell {
         } = &self.workload
         {
             files.push((s.path.clone(), initramfs::guest_path_for(&s.path, "")));
+        }
+        if let Workload::Scenario { scenario, .. } = &self.workload {
+            // A missing program was refused as bad input while the front end validated; one
+            // that vanished since then fails in the guest, naming the path it could not run.
+            files.extend(super::programs::resolve(scenario).unwrap_or_default());
         }
         files
     }

@@ -55,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
+    cell::programs::resolve(&args.scenario).map_err(|e| bad_input(format!("--scenario: {e}")))?;
     super::vm_args::check_json_out(args.json.as_deref())?;
     let files = args.vm.files()?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
