@@ -283,10 +283,13 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 .iter()
                 .map(|w| w.work_units.to_string())
                 .collect();
-            row(
-                "workers",
-                format!("{}: work {}", sc.workers.len(), work.join(" ")),
-            );
+            // A packaged benchmark runs no ktstr workers: no row for them.
+            if !sc.workers.is_empty() {
+                row(
+                    "workers",
+                    format!("{}: work {}", sc.workers.len(), work.join(" ")),
+                );
+            }
             for (name, value) in metric_rows(sc) {
                 row(&name, value);
             }
