@@ -1,12 +1,14 @@
 //! The packaged benchmarks end to end (issue 20, item 1): the host's real hackbench (rt-tests),
 //! `perf bench sched pipe` (linux-perf) and stress-ng (scripts/setup.sh installs them) packed
 //! into the guest with their libraries, run on the shared 6.12 sched_ext kernel under EEVDF and
-//! `kernel:scx_simple`, each yielding its headline metric; and a benchmark missing on the host
-//! refused before anything is built or booted.
+//! `kernel:scx_simple`, each yielding its headline metric; a benchmark that fails or prints no
+//! result failing its cell with its output; and a benchmark missing on the host refused before
+//! anything is built or booted.
 
 use ktstr_e2e::{ktstr_bin, once_more_if_tcg_int3};
-use ktstr_matrix::result::Outcome;
+use ktstr_matrix::result::{CellResult, Outcome};
 use ktstr_matrix::store;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,4 +156,53 @@ fn a_benchmark_missing_on_the_host_exits_2_before_boot_naming_the_package() {
         !matrix_out.exists(),
         "nothing may be written before the refusal"
     );
+}
+
+/// `ktstr run` of `hackbench` on the sched_ext kernel with `script` brought in as the guest's
+/// `/usr/bin/hackbench` (an `-i` file at a benchmark's guest path replaces the host's).
+fn run_with_fake_hackbench(script: &str) -> (Option<i32>, CellResult) {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("hackbench");
+    std::fs::write(&fake, script).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let json = dir.path().join("r.json");
+    let include = format!("{}:/usr/bin/hackbench", fake.display());
+    let mut args = vec!["run"];
+    args.extend(ktstr_e2e::sched_ext_kernel_args());
+    args.extend([
+        "--scenario",
+        "hackbench",
+        "--duration",
+        "2s",
+        "-i",
+        &include,
+    ]);
+    args.extend(["--topology", "1n1l2c1t", "--json", json.to_str().unwrap()]);
+    let out = ktstr_e2e::ktstr(&args);
+    let text = std::fs::read_to_string(&json).expect("result JSON");
+    (out.status.code(), serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn a_benchmark_that_fails_or_prints_no_result_fails_the_cell_with_its_output() {
+    let (code, r) = run_with_fake_hackbench("#!/bin/sh\necho 'all done, no figures today'\n");
+    assert_eq!(code, Some(1));
+    assert_eq!(r.outcome, Outcome::Fail, "{r:#?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(reason.contains("printed no result"), "{reason}");
+    assert!(reason.contains("all done, no figures today"), "{reason}");
+    let sc = r.report.as_ref().and_then(|g| g.scenario.as_ref()).unwrap();
+    assert!(sc.metrics.get("time_s").is_none(), "{:?}", sc.metrics);
+    assert!(
+        sc.checks
+            .iter()
+            .any(|c| c.metric == "workload" && !c.passed)
+    );
+
+    let (code, r) = run_with_fake_hackbench("#!/bin/sh\necho 'Time: 0.5'\necho oops >&2\nexit 3\n");
+    assert_eq!(code, Some(1));
+    assert_eq!(r.outcome, Outcome::Fail, "{r:#?}");
+    let reason = r.reason.unwrap_or_default();
+    assert!(reason.contains("exited with status 3"), "{reason}");
+    assert!(reason.contains("oops"), "{reason}");
 }

@@ -20,7 +20,9 @@ pub fn catalogue_markdown() -> String {
          `stress-ng`) run the host's real programs in the guest instead of ktstr's workers. One \
          that exits non-zero, overruns the duration by 20 s, or prints nothing its parser reads \
          fails the check `workload`, whose message carries the benchmark's output (all of it \
-         goes to the guest console).\n",
+         goes to the guest console). A file brought with `-i FILE:GUEST_PATH` at a benchmark's \
+         guest path (e.g. `-i ./hackbench:/usr/bin/hackbench`, the user's own build) replaces \
+         the host's program, which then need not be installed.\n",
     );
     let common = common_metrics();
     s.push_str(

@@ -27,17 +27,24 @@ pub enum ProgramError {
 }
 
 /// (host path, guest path) of every program scenario `name` needs, found on this process's
-/// `PATH`. An unknown scenario needs nothing here (scenario validation names it).
-pub fn resolve(name: &str) -> Result<Vec<(PathBuf, String)>, ProgramError> {
-    resolve_on(name, std::env::var_os("PATH").unwrap_or_default())
+/// `PATH`, except those whose guest path is in `brought`: a file the user brings with `-i` to
+/// that path (their own build of the benchmark) replaces the host's. An unknown scenario needs
+/// nothing here (scenario validation names it).
+pub fn resolve(name: &str, brought: &[String]) -> Result<Vec<(PathBuf, String)>, ProgramError> {
+    resolve_on(name, brought, std::env::var_os("PATH").unwrap_or_default())
 }
 
 /// [`resolve`] with an explicit `PATH` value.
-pub fn resolve_on(name: &str, path: OsString) -> Result<Vec<(PathBuf, String)>, ProgramError> {
+pub fn resolve_on(
+    name: &str,
+    brought: &[String],
+    path: OsString,
+) -> Result<Vec<(PathBuf, String)>, ProgramError> {
     let programs = scenario::host_programs(name).unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     programs
         .iter()
+        .filter(|p| !brought.contains(&p.guest_path))
         .map(|p| {
             find(p, &dirs)
                 .map(|host| (host, p.guest_path.clone()))
@@ -142,7 +149,7 @@ mod tests {
             ("perf-sched-messaging", "/usr/bin/perf"),
             ("stress-ng", "/usr/bin/stress-ng"),
         ] {
-            let found = resolve_on(scenario, "/usr/local/bin:/usr/bin:/bin".into())
+            let found = resolve_on(scenario, &[], "/usr/local/bin:/usr/bin:/bin".into())
                 .unwrap_or_else(|e| panic!("{e}"));
             let [(host, g)] = &found[..] else {
                 panic!("{found:?}")
@@ -150,14 +157,23 @@ mod tests {
             assert_eq!(g, guest);
             assert!(is_elf(host), "{}", host.display());
         }
-        assert_eq!(resolve_on("steady", OsString::new()), Ok(vec![]));
-        assert_eq!(resolve_on("no-such-scenario", OsString::new()), Ok(vec![]));
+        assert_eq!(resolve_on("steady", &[], OsString::new()), Ok(vec![]));
+        assert_eq!(
+            resolve_on("no-such-scenario", &[], OsString::new()),
+            Ok(vec![])
+        );
     }
 
     #[test]
     fn a_missing_program_names_the_package_and_the_fix() {
         let empty = tempfile::tempdir().unwrap();
-        let e = resolve_on("hackbench", empty.path().into()).unwrap_err();
+        let e = resolve_on("hackbench", &[], empty.path().into()).unwrap_err();
+        // Brought with -i to its guest path, the host's copy is not needed.
+        let brought = ["/usr/bin/hackbench".to_string()];
+        assert_eq!(
+            resolve_on("hackbench", &brought, empty.path().into()),
+            Ok(vec![])
+        );
         let msg = e.to_string();
         assert!(msg.contains("apt-get install rt-tests"), "{msg}");
         assert!(msg.contains("'hackbench'"), "{msg}");
@@ -175,7 +191,7 @@ mod tests {
         write_exe(&dir.path().join("perf_6.1"), &elf);
         write_exe(&dir.path().join("perf_6.12"), &elf);
         write_exe(&dir.path().join("perf_6.9"), &elf);
-        let found = resolve_on("perf-sched-pipe", dir.path().into()).unwrap();
+        let found = resolve_on("perf-sched-pipe", &[], dir.path().into()).unwrap();
         assert_eq!(
             found,
             vec![(dir.path().join("perf_6.12"), "/usr/bin/perf".to_string())]
@@ -184,7 +200,7 @@ mod tests {
         for v in ["perf_6.1", "perf_6.12", "perf_6.9"] {
             std::fs::remove_file(dir.path().join(v)).unwrap();
         }
-        let e = resolve_on("perf-sched-pipe", dir.path().into()).unwrap_err();
+        let e = resolve_on("perf-sched-pipe", &[], dir.path().into()).unwrap_err();
         assert!(e.to_string().contains("apt-get install linux-perf"), "{e}");
     }
 }

@@ -55,9 +55,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let params = parse_params(&args.params)?;
     ktstr_guest::scenario::validate(&args.scenario, &params)
         .map_err(|e| bad_input(format!("--scenario/--param: {e}")))?;
-    cell::programs::resolve(&args.scenario).map_err(|e| bad_input(format!("--scenario: {e}")))?;
     super::vm_args::check_json_out(args.json.as_deref())?;
     let files = args.vm.files()?;
+    let brought: Vec<String> = files
+        .iter()
+        .map(|(host, guest)| crate::initramfs::guest_path_for(host, guest))
+        .collect();
+    cell::programs::resolve(&args.scenario, &brought)
+        .map_err(|e| bad_input(format!("--scenario: {e}")))?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
             "--sched-arg given without --sched: name the scheduler",

@@ -31,7 +31,7 @@ impl Validator for KtstrValidator {
     }
     fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
         ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())?;
-        cell::programs::resolve(name)
+        cell::programs::resolve(name, &[])
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
