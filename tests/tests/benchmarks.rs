@@ -119,6 +119,7 @@ fn with_empty_path(args: &[&str]) -> (Output, Duration) {
 
 #[test]
 fn a_benchmark_missing_on_the_host_exits_2_before_boot_naming_the_package() {
+    // run, matrix and bisect all validate through the same check.
     // A kernel no test builds: resolving it would start a build, so a refusal within seconds
     // shows the check ran before anything was built or booted.
     let unbuilt = ["--kernel", "6.12", "--config", "preempt-full,debug"];
@@ -156,6 +157,29 @@ fn a_benchmark_missing_on_the_host_exits_2_before_boot_naming_the_package() {
         !matrix_out.exists(),
         "nothing may be written before the refusal"
     );
+
+    // A bisection validates before it reads any history (the repository need not exist).
+    let bisect_out = dir.path().join("b");
+    let (out, took) = with_empty_path(&[
+        "bisect",
+        "--good",
+        "git:/nonexistent/linux#v1",
+        "--bad",
+        "git:/nonexistent/linux#v2",
+        "--config",
+        "sched_ext",
+        "--scenario",
+        "perf-sched-pipe",
+        "--metric",
+        "usecs_per_op",
+        "--out",
+        bisect_out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("apt-get install linux-perf"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "{took:?}: {stderr}");
+    assert!(!bisect_out.exists());
 }
 
 /// `ktstr run` of `hackbench` on the sched_ext kernel with `script` brought in as the guest's
