@@ -15,7 +15,14 @@ pub fn catalogue_markdown() -> String {
          shared host, far below the 30 s sched_ext watchdog. When a scheduler was started, \
          the check `scheduler_attached` (it is still attached at the end) is added. \
          `clock_resolution_us` is checked by default in the latency scenarios (`wake`, \
-         `mixed`): microsecond latencies measured with a jiffies clock are noise.\n",
+         `mixed`): microsecond latencies measured with a jiffies clock are noise.\n\n\
+         The packaged benchmarks (`hackbench`, `perf-sched-messaging`, `perf-sched-pipe`, \
+         `stress-ng`) run the host's real programs in the guest instead of ktstr's workers. One \
+         that exits non-zero, overruns the duration by 20 s, or prints nothing its parser reads \
+         fails the check `workload`, whose message carries the benchmark's output (all of it \
+         goes to the guest console). A file brought with `-i FILE:GUEST_PATH` at a benchmark's \
+         guest path (e.g. `-i ./hackbench:/usr/bin/hackbench`, the user's own build) replaces \
+         the host's program, which then need not be installed.\n",
     );
     let common = common_metrics();
     s.push_str(
@@ -31,6 +38,7 @@ pub fn catalogue_markdown() -> String {
         if i.needs_cgroup {
             s.push_str(" Needs a writable cgroup v2 hierarchy.");
         }
+        write_host_programs(&mut s, &i.name);
         s.push_str("\n\n");
         if i.params.is_empty() {
             s.push_str("Parameters: none.\n\n");
@@ -110,8 +118,12 @@ fn write_scenario_metrics(s: &mut String, info: &ScenarioInfo, common: &[MetricI
         .filter(|m| !common.iter().any(|c| c.name == m.name))
         .cloned()
         .collect();
-    if !info.metrics.iter().any(|m| m.name == "work_units") {
-        s.push_str("\nMetrics:\n\n");
+    let runs_workers = info.metrics.iter().any(|m| m.name == "work_units");
+    if !runs_workers {
+        // A packaged benchmark: its own figures, the clock and the scheduler's counters only.
+        s.push_str(
+            "\nMetrics (no worker figures; `clock_resolution_us` and `scx_*` as everywhere):\n\n",
+        );
         metric_table(s, &own);
     } else if own.is_empty() {
         s.push_str("\nMetrics: the common ones.\n");
@@ -119,6 +131,35 @@ fn write_scenario_metrics(s: &mut String, info: &ScenarioInfo, common: &[MetricI
         s.push_str("\nMetrics: the common ones, and\n\n");
         metric_table(s, &own);
     }
+}
+
+/// "Runs the host's `hackbench` (Debian package `rt-tests`) ...": what the host packs.
+fn write_host_programs(s: &mut String, scenario: &str) {
+    let programs = super::host_programs(scenario).unwrap_or_default();
+    if programs.is_empty() {
+        return;
+    }
+    let list: Vec<String> = programs
+        .iter()
+        .map(|p| {
+            format!(
+                "`{}` (Debian package `{}`; host `PATH` lookup of {})",
+                p.guest_path,
+                p.package,
+                p.candidates
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+        .collect();
+    let _ = write!(
+        s,
+        " Packs the host's {} into the guest with its shared libraries; when it is missing on \
+         the host the run stops before boot (exit 2) naming the package.",
+        list.join(", ")
+    );
 }
 
 fn metric_table(s: &mut String, metrics: &[MetricInfo]) {

@@ -11,27 +11,32 @@
 //! killed by the parent.
 
 mod bpf_metrics;
+mod benchmark;
 mod cgroup;
 mod command;
 mod command_output;
 mod cpuset;
 mod fork_churn;
 mod futex;
+mod hackbench;
 mod markdown;
 mod metric_catalogue;
 mod metrics;
 mod mixed;
 mod oversubscribed;
 mod params;
+mod perf_bench;
 mod scoreboard;
 mod smoke;
 mod steady;
 mod steal;
+mod stress_ng;
 mod wake;
 mod work;
 mod workers;
 
 pub use bpf_metrics::BPF_METRIC_PREFIX;
+pub use benchmark::HostProgram;
 pub use cgroup::CgroupRoot;
 pub use command::NAME as COMMAND;
 pub use markdown::catalogue_markdown;
@@ -182,6 +187,10 @@ pub enum ScenarioError {
     },
     #[error("scenario '{scenario}' cannot run here: {reason}")]
     Setup { scenario: String, reason: String },
+    /// The workload ran and failed (a benchmark's exit status, or output with no result in it):
+    /// [`run`] makes it a failed check, so the cell fails with this reason as evidence.
+    #[error("scenario '{scenario}': {reason}")]
+    WorkloadFailed { scenario: String, reason: String },
 }
 
 fn suggest(s: &Option<String>) -> String {
@@ -239,6 +248,11 @@ pub trait Scenario: Sync {
     fn describe_dynamic(&self, _p: &Params, _metric: &str) -> Option<MetricInfo> {
         None
     }
+    /// Host programs the host must pack into the initramfs for this scenario (a packaged
+    /// benchmark's binary); none for ktstr's own workloads.
+    fn host_programs(&self) -> Vec<HostProgram> {
+        Vec::new()
+    }
 }
 
 /// What a scenario measured.
@@ -259,6 +273,10 @@ fn all() -> Vec<&'static dyn Scenario> {
         &oversubscribed::Oversubscribed,
         &steal::Steal,
         &command::Command,
+        &hackbench::Hackbench,
+        &perf_bench::PerfMessaging,
+        &perf_bench::PerfPipe,
+        &stress_ng::StressNg,
     ]
 }
 
@@ -339,6 +357,11 @@ pub fn metric_info_with(
     s.describe_dynamic(&p, metric)
 }
 
+/// The host programs scenario `name` needs in the guest (see [`HostProgram`]).
+pub fn host_programs(name: &str) -> Result<Vec<HostProgram>, ScenarioError> {
+    Ok(find(name)?.host_programs())
+}
+
 /// Checks that every threshold override names a metric the scenario has a check for.
 pub fn validate_thresholds(
     name: &str,
@@ -375,7 +398,12 @@ pub fn run(
     let p = Params::resolve(&info, params)?;
     s.check(&p)?;
     validate_thresholds(name, thresholds)?;
-    let outcome = s.run(&p, duration, env)?;
+    let outcome = match s.run(&p, duration, env) {
+        Err(ScenarioError::WorkloadFailed { reason, .. }) => {
+            return Ok(workload_failed(&info, duration, reason));
+        }
+        other => other?,
+    };
     let mut report = ScenarioReport {
         name: info.name.clone(),
         duration_ms: duration.as_millis() as u64,
@@ -402,6 +430,25 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// The report of a workload that failed: no metrics, one failed `workload` check whose message
+/// is the reason (with the workload's output), so the agent reports the cell as failed.
+fn workload_failed(info: &ScenarioInfo, duration: Duration, reason: String) -> ScenarioReport {
+    ScenarioReport {
+        name: info.name.clone(),
+        duration_ms: duration.as_millis() as u64,
+        workers: Vec::new(),
+        metrics: BTreeMap::new(),
+        checks: vec![crate::protocol::Check {
+            metric: "workload".into(),
+            worker: None,
+            value: 0.0,
+            threshold: 1.0,
+            passed: false,
+            message: format!("scenario '{}': {reason}", info.name),
+        }],
+    }
 }
 
 /// Resolution of CLOCK_MONOTONIC in microseconds: 0.001 with a high-resolution clocksource, the

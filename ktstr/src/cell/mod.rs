@@ -7,6 +7,7 @@
 
 mod judge;
 pub mod pipeline;
+pub mod programs;
 
 pub use judge::judge;
 pub use pipeline::{Cell, CellError, SchedulerBinary, Workload, boot_allowance};

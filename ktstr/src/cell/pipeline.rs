@@ -147,7 +147,8 @@ impl Cell {
         }
     }
 
-    /// Every host file the initramfs carries: the `-i` files, then the scheduler binary.
+    /// Every host file the initramfs carries: the `-i` files, then the scheduler binary, then
+    /// the host programs the scenario runs (a packaged benchmark's binary).
     pub fn initramfs_files(&self) -> Vec<(PathBuf, String)> {
         let mut files = self.files.clone();
         if let Workload::Scenario {
@@ -155,6 +156,16 @@ impl Cell {
         } = &self.workload
         {
             files.push((s.path.clone(), initramfs::guest_path_for(&s.path, "")));
+        }
+        if let Workload::Scenario { scenario, .. } = &self.workload {
+            // A missing program was refused as bad input while the front end validated; one
+            // that vanished since then fails in the guest, naming the path it could not run.
+            let brought: Vec<String> = self
+                .files
+                .iter()
+                .map(|(host, guest)| initramfs::guest_path_for(host, guest))
+                .collect();
+            files.extend(super::programs::resolve(scenario, &brought).unwrap_or_default());
         }
         files
     }
@@ -280,6 +291,29 @@ mod tests {
         assert_eq!(launch.path, "/ktstr/files/scx_simple");
         assert_eq!(launch.attach_timeout_ms, 30_000);
         assert_eq!(run.duration_ms, 5000);
+    }
+
+    #[test]
+    fn a_benchmark_rides_in_the_initramfs_unless_brought_with_dash_i() {
+        let mut c = scenario_cell(false);
+        if let Workload::Scenario { scenario, .. } = &mut c.workload {
+            *scenario = "hackbench".into();
+        }
+        // scripts/setup.sh installs rt-tests here.
+        let files = c.initramfs_files();
+        let packed: Vec<&str> = files.iter().map(|(_, g)| g.as_str()).collect();
+        assert_eq!(packed, ["", "/usr/bin/hackbench"]);
+        c.files
+            .push(("/my/hackbench".into(), "/usr/bin/hackbench".into()));
+        let files = c.initramfs_files();
+        assert_eq!(
+            files.last(),
+            Some(&(
+                PathBuf::from("/my/hackbench"),
+                "/usr/bin/hackbench".to_string()
+            ))
+        );
+        assert_eq!(files.len(), 2, "{files:?}");
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     super::vm_args::check_json_out(args.json.as_deref())?;
     let files = args.vm.files()?;
     super::vm_args::check_guest_files(&args.scenario, &params, &files)?;
+    let brought: Vec<String> = files
+        .iter()
+        .map(|(host, guest)| crate::initramfs::guest_path_for(host, guest))
+        .collect();
+    cell::programs::resolve(&args.scenario, &brought)
+        .map_err(|e| bad_input(format!("--scenario: {e}")))?;
     if args.sched.is_none() && !args.sched_args.is_empty() {
         return Err(bad_input(
             "--sched-arg given without --sched: name the scheduler",
@@ -292,10 +298,13 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                     None => w.work_units.to_string(),
                 })
                 .collect();
-            row(
-                "workers",
-                format!("{}: {what} {}", sc.workers.len(), work.join(" ")),
-            );
+            // A packaged benchmark runs no ktstr workers: no row for them.
+            if !sc.workers.is_empty() {
+                row(
+                    "workers",
+                    format!("{}: {what} {}", sc.workers.len(), work.join(" ")),
+                );
+            }
             let params = parse_params(&args.params).unwrap_or_default();
             for (name, value) in metric_rows(sc, &params) {
                 row(&name, value);

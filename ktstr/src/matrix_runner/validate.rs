@@ -1,5 +1,6 @@
 //! Name checks before anything is built: the matrix spec's kernels, config fragments,
-//! schedulers, scenarios and topologies (with the guest memory), by the modules' own validators.
+//! schedulers, scenarios (and the host programs they pack) and topologies (with the guest
+//! memory), by the modules' own validators.
 
 use super::json_params;
 use crate::cell;
@@ -29,7 +30,10 @@ impl Validator for KtstrValidator {
             .map_err(|e| e.to_string())
     }
     fn scenario(&self, name: &str, params: &BTreeMap<String, String>) -> Result<(), String> {
-        ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())
+        ktstr_guest::scenario::validate(name, &json_params(params)).map_err(|e| e.to_string())?;
+        cell::programs::resolve(name, &[])
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     fn topology(&self, spec: &str, memory_mib: u32) -> Result<u32, String> {
         let t = spec.parse::<Topology>().map_err(|e| e.to_string())?;
