@@ -215,12 +215,16 @@ pub(crate) fn measured(v: f64) -> Option<f64> {
     (v.is_finite() && v >= 0.0).then_some(v)
 }
 
-/// What every packaged benchmark reports besides its own figures: the clock the agent adds and
-/// the scheduler's counters.
+/// What every packaged benchmark reports besides its own figures: the clock the agent adds, the
+/// scheduler's counters and its BPF programs' costs.
 pub(crate) fn agent_metrics() -> Vec<super::MetricInfo> {
     super::common_metrics()
         .into_iter()
-        .filter(|m| m.name == "clock_resolution_us" || m.name == super::SCHEDULER_COUNTERS)
+        .filter(|m| {
+            m.name == "clock_resolution_us"
+                || m.name == super::SCHEDULER_COUNTERS
+                || m.name.starts_with(super::BPF_METRIC_PREFIX)
+        })
         .collect()
 }
 

@@ -41,7 +41,7 @@ fn keyed(name: &str, doc: &str, values: &[&str]) -> ParamInfo {
 impl Scenario for Command {
     fn info(&self) -> ScenarioInfo {
         use MetricDirection::Counter;
-        let metrics = vec![
+        let mut metrics = vec![
             super::metric("workers", "count", Counter, false, "instances run"),
             super::metric(
                 "exit_code",
@@ -58,6 +58,8 @@ impl Scenario for Command {
                 "metrics read from the instance's output",
             ),
         ];
+        // What the agent adds to every run: the clock, the scheduler's counters and BPF costs.
+        metrics.extend(super::benchmark::agent_metrics());
         ScenarioInfo {
             name: NAME.into(),
             purpose: "the user's own benchmark: a program brought in with `-i`, run as N \
