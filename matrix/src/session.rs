@@ -29,6 +29,18 @@ pub enum SessionError {
         path.display()
     )]
     ResultsExist { path: PathBuf },
+    #[error(
+        "{} is in use by another ktstr run (lock {}): wait for it, or choose another output directory",
+        dir.display(),
+        lock.display()
+    )]
+    Busy { dir: PathBuf, lock: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The stored results of the directory cannot be read (malformed, newer format, no run).
     #[error(transparent)]
     Stored(StoreError),
@@ -54,6 +66,7 @@ impl SessionError {
         matches!(
             self,
             SessionError::ResultsExist { .. }
+                | SessionError::Busy { .. }
                 | SessionError::Stored(_)
                 | SessionError::Prepare(_)
                 | SessionError::UnknownBaseline { .. }
@@ -67,6 +80,35 @@ pub struct Session {
     out: PathBuf,
     done_ids: HashSet<String>,
     notice: Option<String>,
+    /// Held for the session's life: two runs (two `--resume`s) never append to one directory.
+    _lock: std::fs::File,
+}
+
+/// The lock file a session holds in its output directory.
+pub const LOCK_FILE: &str = ".ktstr-run.lock";
+
+/// Claims `out` for this process (flock: released by the kernel if the process dies).
+fn lock_out_dir(out: &Path) -> Result<std::fs::File, SessionError> {
+    let path = out.join(LOCK_FILE);
+    let err = |source| SessionError::Lock {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(out).map_err(err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SessionError::Busy {
+            dir: out.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 /// How a session's run ended.
@@ -85,6 +127,7 @@ impl Session {
         if results.exists() && !resume {
             return Err(SessionError::ResultsExist { path: results });
         }
+        let lock = lock_out_dir(out)?;
         let (done_ids, notice) = if resume && results.exists() {
             let loaded = store::read(&results).map_err(SessionError::Stored)?;
             let ids = loaded.cells.iter().map(|c| c.id.clone()).collect();
@@ -96,6 +139,7 @@ impl Session {
             out: out.to_path_buf(),
             done_ids,
             notice,
+            _lock: lock,
         })
     }
 
@@ -158,7 +202,16 @@ impl Session {
             done_ids: self.done_ids.clone(),
             ..opts
         };
-        let summary = engine::run(runner, &prepared, plan, &opts, &all, cancelled);
+        // A result that cannot be stored stops the run: more cells would only be lost too.
+        let stop = || {
+            cancelled()
+                || store_sub
+                    .error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .is_some()
+        };
+        let summary = engine::run(runner, &prepared, plan, &opts, &all, &stop);
         if let Some(e) = store_sub
             .error
             .lock()

@@ -203,18 +203,25 @@ impl Writer {
         &self.path
     }
 
+    /// Appends one record, all or nothing: a write or fsync that fails (disk full, a file size
+    /// limit) truncates the file back to its last complete line before the error is returned, so
+    /// the next append does not join a torn line and `report`/`--resume` still read the file.
     pub fn append(&self, rec: &Record) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(rec).expect("records serialize");
         line.push(b'\n');
-        // One write of the whole line under the lock, then fsync: a crash leaves at most one torn
-        // line at the end, which `read` ignores.
         let file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let io = |source| StoreError::Io {
             path: self.path.clone(),
             source,
         };
-        (&*file).write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)
+        let good_len = file.metadata().map_err(io)?.len();
+        let written = (&*file).write_all(&line).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            // Best effort: if even the truncation fails, `read` still drops a torn last line.
+            let _ = file.set_len(good_len).and_then(|()| file.sync_data());
+            return Err(io(e));
+        }
+        Ok(())
     }
 }
 

@@ -133,6 +133,18 @@ fn a_used_directory_needs_resume_and_resume_runs_only_what_is_missing() {
 }
 
 #[test]
+fn two_runs_cannot_write_one_directory_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Session::open(dir.path(), true).unwrap();
+    let e = Session::open(dir.path(), true).unwrap_err();
+    assert!(matches!(e, SessionError::Busy { .. }), "{e}");
+    assert!(e.is_bad_input());
+    assert!(e.to_string().contains("another ktstr run"), "{e}");
+    drop(first);
+    Session::open(dir.path(), true).expect("free again once the first run ended");
+}
+
+#[test]
 fn a_preparation_error_is_typed_bad_input_and_nothing_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let mock = Mock {
