@@ -45,6 +45,7 @@ pub fn catalogue_markdown() -> String {
                         .map(|v| format!("`{v}`"))
                         .collect::<Vec<_>>()
                         .join(", "),
+                    ParamKind::Text => "text".into(),
                 };
                 let _ = writeln!(
                     s,

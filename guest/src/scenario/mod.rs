@@ -21,6 +21,7 @@ mod mixed;
 mod oversubscribed;
 mod params;
 mod scoreboard;
+pub mod selftests;
 mod smoke;
 mod steady;
 mod steal;
@@ -88,6 +89,8 @@ pub enum ParamKind {
     Choice {
         values: Vec<String>,
     },
+    /// Free text (e.g. a comma list of names); the scenario checks what it means.
+    Text,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -210,6 +213,8 @@ pub trait Scenario: Sync {
 pub struct Outcome {
     pub workers: Vec<crate::protocol::WorkerMetrics>,
     pub metrics: BTreeMap<String, f64>,
+    /// The tests of a suite-running scenario (see `ScenarioReport::subtests`).
+    pub subtests: Vec<crate::protocol::SubResult>,
 }
 
 fn all() -> Vec<&'static dyn Scenario> {
@@ -222,6 +227,7 @@ fn all() -> Vec<&'static dyn Scenario> {
         &fork_churn::ForkChurn,
         &oversubscribed::Oversubscribed,
         &steal::Steal,
+        &selftests::Selftests,
     ]
 }
 
@@ -264,7 +270,24 @@ pub fn validate(
     params: &BTreeMap<String, serde_json::Value>,
 ) -> Result<(), ScenarioError> {
     let s = find(name)?;
-    Params::resolve(&s.info(), params).map(|_| ())
+    let p = Params::resolve(&s.info(), params)?;
+    if name == selftests::NAME {
+        selftests::check_names_syntax(&p)?;
+    }
+    Ok(())
+}
+
+/// The longest scenario `name` may run: `duration` for every scenario but one that runs a suite
+/// of tests, whose bound comes from its tests (the agent's and the host's watchdogs use it).
+pub fn time_bound(
+    name: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+    duration: Duration,
+) -> Duration {
+    if name == selftests::NAME {
+        return selftests::time_bound(params).max(duration);
+    }
+    duration
 }
 
 /// Checks that every threshold override names a metric the scenario has a check for.
@@ -309,12 +332,14 @@ pub fn run(
         workers: outcome.workers,
         metrics: outcome.metrics,
         checks: Vec::new(),
+        subtests: outcome.subtests,
     };
     metrics::add_common_aggregates(&mut report);
     report
         .metrics
         .insert("clock_resolution_us".into(), clock_resolution_us());
     report.checks = evaluate_checks(&info, &report, thresholds);
+    name_failed_subtests(&mut report);
     for c in report.checks.iter_mut() {
         if c.metric == "clock_resolution_us" && !c.passed {
             c.message.push_str(&format!(
@@ -327,6 +352,24 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+/// A failed check of a suite-running scenario names the tests that failed, so the cell's reason
+/// says which without opening the result.
+fn name_failed_subtests(report: &mut ScenarioReport) {
+    let failed: Vec<&str> = report
+        .subtests
+        .iter()
+        .filter(|t| t.status == crate::protocol::SubStatus::Fail)
+        .map(|t| t.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    for c in report.checks.iter_mut().filter(|c| !c.passed) {
+        c.message
+            .push_str(&format!(" (failed: {})", failed.join(", ")));
+    }
 }
 
 /// Resolution of CLOCK_MONOTONIC in microseconds: 0.001 with a high-resolution clocksource, the

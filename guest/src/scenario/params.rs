@@ -86,6 +86,10 @@ impl Params {
                     }
                     out.strings.insert(p.name.clone(), given.to_string());
                 }
+                ParamKind::Text => {
+                    let given = v.as_str().ok_or_else(|| wrong("a string"))?;
+                    out.strings.insert(p.name.clone(), given.to_string());
+                }
             }
         }
         Ok(out)
@@ -96,7 +100,7 @@ impl Params {
         self.ints.get(name).copied().unwrap_or(dflt)
     }
 
-    /// The choice parameter's value, or `dflt`.
+    /// The choice or text parameter's value, or `dflt`.
     pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
         self.strings.get(name).map_or(dflt, String::as_str)
     }

@@ -519,6 +519,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             checks: Vec::new(),
+            subtests: Vec::new(),
         };
         let rows = metric_rows(&sc);
         let got: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
