@@ -63,13 +63,27 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     if let Some(spec) = &args.sched {
-        sched::validate_spec(spec).map_err(sched_err)?;
+        let parsed = sched::validate_spec(spec).map_err(sched_err)?;
+        if args.scenario == SELFTESTS && parsed.source != sched::Source::Eevdf {
+            return Err(bad_input(format!(
+                "--sched {spec}: scenario {SELFTESTS} attaches its own BPF schedulers, one per \
+                 test; run it without --sched (or with --sched eevdf)"
+            )));
+        }
     }
     let selected = args.vm.preflight(args.console_log.as_deref())?;
     let resolved_kernel = args.vm.resolve_kernel(checked)?;
     let resolved = match &args.sched {
         None => ResolvedSched::Eevdf,
         Some(spec) => sched::resolve(spec, &resolved_kernel).map_err(sched_err)?,
+    };
+    let (params, files) = if args.scenario == SELFTESTS {
+        match with_selftests(&resolved_kernel, params, files)? {
+            Ok(ready) => ready,
+            Err(reason) => return skipped(&args, reason),
+        }
+    } else {
+        (params, files)
     };
     announce(&selected);
     let scheduler = match resolved {
@@ -139,6 +153,35 @@ fn cell_of(
         cpu_budget: args.vm.cpu_budget,
         cmdline_extra: Vec::new(),
     }
+}
+
+const SELFTESTS: &str = ktstr_guest::scenario::selftests::NAME;
+
+/// The sched_ext selftests of the resolved kernel (built on a miss) in the cell's files, and the
+/// `tests` parameter checked against the runner's own list (an unknown name exits 2 before the
+/// boot). `Ok(Err(reason))`: this kernel cannot run them (no sched_ext), a skipped cell.
+#[allow(clippy::type_complexity)]
+fn with_selftests(
+    kernel: &crate::kernel::ResolvedKernel,
+    params: BTreeMap<String, serde_json::Value>,
+    mut files: Vec<(PathBuf, String)>,
+) -> anyhow::Result<Result<(BTreeMap<String, serde_json::Value>, Vec<(PathBuf, String)>), String>>
+{
+    if let Some(reason) = sched::sched_missing_reason(kernel) {
+        return Ok(Err(format!("{SELFTESTS}: {reason}")));
+    }
+    let st = sched::selftests::for_kernel(kernel).map_err(|e| {
+        if e.is_bad_input() {
+            bad_input(format!("--scenario {SELFTESTS}: {e}"))
+        } else {
+            anyhow::Error::new(e).context(format!("--scenario {SELFTESTS}"))
+        }
+    })?;
+    let params = st
+        .guest_params(&params)
+        .map_err(|e| bad_input(format!("--param: {e}")))?;
+    files.push(st.initramfs_file());
+    Ok(Ok((params, files)))
 }
 
 /// Scheduler errors: bad specs and missing host packages exit 2, build failures exit 1.
