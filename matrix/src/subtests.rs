@@ -195,11 +195,14 @@ fn cell_text(c: &Option<SuiteCell>) -> String {
 
 fn failures(t: &SuiteTable) -> impl Iterator<Item = (&str, &str, &SuiteCell)> {
     t.rows.iter().flat_map(move |row| {
-        row.cells.iter().zip(&t.columns).filter_map(move |(c, col)| {
-            c.as_ref()
-                .filter(|c| c.fail > 0)
-                .map(|c| (row.name.as_str(), col.as_str(), c))
-        })
+        row.cells
+            .iter()
+            .zip(&t.columns)
+            .filter_map(move |(c, col)| {
+                c.as_ref()
+                    .filter(|c| c.fail > 0)
+                    .map(|c| (row.name.as_str(), col.as_str(), c))
+            })
     })
 }
 
@@ -317,12 +320,21 @@ mod tests {
         assert_eq!(text[0], vec!["ok", "skip"]);
         assert_eq!(text[1], vec!["ok 1/2, FAIL 1/2", "-"]);
         assert_eq!(text[2], vec!["-", "ok"]);
-        let md = markdown(&[t.clone()]);
+        let md = markdown(std::slice::from_ref(t));
         assert!(md.contains("| exit | ok 1/2, FAIL 1/2 | - |"), "{md}");
-        assert!(md.contains("FAIL exit @ 6.12/sched_ext: ERR: exit.c:42 wrong"), "{md}");
-        assert!(md.contains("| **(all)** | 3 ok, 0 skip, 1 fail | 1 ok, 1 skip, 0 fail |"), "{md}");
-        let term = terminal(&[t.clone()]);
-        assert!(term.contains("FAIL exit @ 6.12/sched_ext: ERR: exit.c:42 wrong"), "{term}");
+        assert!(
+            md.contains("FAIL exit @ 6.12/sched_ext: ERR: exit.c:42 wrong"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| **(all)** | 3 ok, 0 skip, 1 fail | 1 ok, 1 skip, 0 fail |"),
+            "{md}"
+        );
+        let term = terminal(std::slice::from_ref(t));
+        assert!(
+            term.contains("FAIL exit @ 6.12/sched_ext: ERR: exit.c:42 wrong"),
+            "{term}"
+        );
         assert_eq!(markdown(&[]), "");
     }
 }

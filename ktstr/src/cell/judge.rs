@@ -87,7 +87,7 @@ pub fn judge(run: &VmRun, timeout: Duration) -> CellResult {
                 if !provokes_sched_ext_errors(r) =>
             {
                 (
-                Outcome::Fail,
+                    Outcome::Fail,
                     Some(format!("sched_ext error: {}", line.trim())),
                 )
             }

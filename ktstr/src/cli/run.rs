@@ -165,8 +165,7 @@ fn with_selftests(
     kernel: &crate::kernel::ResolvedKernel,
     params: BTreeMap<String, serde_json::Value>,
     mut files: Vec<(PathBuf, String)>,
-) -> anyhow::Result<Result<(BTreeMap<String, serde_json::Value>, Vec<(PathBuf, String)>), String>>
-{
+) -> anyhow::Result<Result<(BTreeMap<String, serde_json::Value>, Vec<(PathBuf, String)>), String>> {
     if let Some(reason) = sched::sched_missing_reason(kernel) {
         return Ok(Err(format!("{SELFTESTS}: {reason}")));
     }
@@ -348,6 +347,9 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 checks.push_str(f);
             }
             row("checks", checks);
+            if !sc.subtests.is_empty() {
+                row("tests", subtests_text(&sc.subtests));
+            }
         }
     }
     let ms = |v: Option<f64>| {
@@ -366,6 +368,34 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     row("backend", r.backend.clone());
     row("console", console_log.display().to_string());
     t
+}
+
+/// A suite's tests: the counts, then each test that did not pass with its output's last line.
+fn subtests_text(tests: &[ktstr_guest::protocol::SubResult]) -> String {
+    use ktstr_guest::protocol::SubStatus;
+    let n = |s: SubStatus| tests.iter().filter(|t| t.status == s).count();
+    let mut text = format!(
+        "{} ok, {} skip, {} fail",
+        n(SubStatus::Ok),
+        n(SubStatus::Skip),
+        n(SubStatus::Fail)
+    );
+    for t in tests.iter().filter(|t| t.status != SubStatus::Ok) {
+        let last = t
+            .output
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("=====") && !l.contains(&t.name))
+            .unwrap_or("");
+        let status = if t.status == SubStatus::Skip {
+            "skip"
+        } else {
+            "FAIL"
+        };
+        text.push_str(&format!("\n{status} {}: {last}", t.name));
+    }
+    text
 }
 
 /// The scenario's aggregate metrics, by name (the `--json` and threshold names), in compact

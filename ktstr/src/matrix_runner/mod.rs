@@ -3,6 +3,7 @@
 //! cell in its own VM through [`crate::cell::run_cell`].
 
 mod prepare;
+mod selftests;
 mod validate;
 
 pub use prepare::{PrepareError, Prepared};
@@ -134,7 +135,8 @@ impl KtstrRunner {
         kernel: PathBuf,
         cell: &PlannedCell,
         s: &SchedReady,
-    ) -> Result<Cell, TopologyError> {
+        st: &std::collections::HashMap<ktstr_matrix::plan::Column, selftests::SelftestsReady>,
+    ) -> Result<Cell, String> {
         let scheduler = match s {
             SchedReady::Binary {
                 name, path, args, ..
@@ -145,7 +147,9 @@ impl KtstrRunner {
             }),
             _ => None,
         };
-        cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
+        let c = cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
+            .map_err(|e| e.to_string())?;
+        selftests::equip(c, cell, st)
     }
 }
 
@@ -240,6 +244,7 @@ impl CellRunner for KtstrRunner {
             // A failed build is not a skip; `run` reports it as an error with the reason.
             SchedReady::Failed(_) => (String::new(), None),
         };
+        let skip = skip.or_else(|| selftests::skip_reason(cell, &p.selftests));
         let initramfs = p
             .initramfs
             .get(&initramfs_key(cell))
@@ -271,6 +276,9 @@ impl CellRunner for KtstrRunner {
         if let SchedReady::Failed(e) = s {
             return error(e.clone());
         }
+        if let Some(e) = selftests::failure(cell, &p.selftests) {
+            return error(e);
+        }
         let initramfs = match p.initramfs.get(&initramfs_key(cell)) {
             Some(Ok(path)) => path.clone(),
             Some(Err(e)) => return error(e.clone()),
@@ -279,8 +287,7 @@ impl CellRunner for KtstrRunner {
         let log = self.logs_dir.join(log_name(&cell.key));
         let _ = std::fs::create_dir_all(&self.logs_dir);
         let req = match self
-            .cell_of(k.image.clone(), cell, s)
-            .map_err(|e| e.to_string())
+            .cell_of(k.image.clone(), cell, s, &p.selftests)
             .and_then(|c| c.request(log, None).map_err(|e| e.to_string()))
         {
             Ok(req) => req,

@@ -32,12 +32,12 @@ impl Selftests {
     pub fn guest_params(
         &self,
         params: &std::collections::BTreeMap<String, serde_json::Value>,
-    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ScenarioError> {
+    ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, Box<ScenarioError>> {
         let tests = params
             .get("tests")
             .and_then(|v| v.as_str())
             .unwrap_or(guest::ALL);
-        guest::check_names_exist(tests, &self.tests)?;
+        guest::check_names_exist(tests, &self.tests).map_err(Box::new)?;
         let mut out = params.clone();
         if guest::selection(tests).is_none() {
             out.insert("tests".into(), self.tests.join(",").into());
@@ -138,7 +138,10 @@ fn build(
             tail: crate::progress::log_tail(&log, 15),
         })
     } else {
-        let took = format!("ktstr: built the sched_ext selftests in {:.1?}", t0.elapsed());
+        let took = format!(
+            "ktstr: built the sched_ext selftests in {:.1?}",
+            t0.elapsed()
+        );
         eprintln!("{took}");
         append_line(&log, &took);
         let origin = format!("linux {version} tools/testing/selftests/sched_ext ({kernel_key})");

@@ -1,0 +1,136 @@
+//! The matrix's side of `sched-ext-selftests`: each column whose cells run it gets its kernel's
+//! selftests runner (built once, cached per kernel), every cell's `tests` names are checked
+//! against that runner's list before any cell boots (bad input), and the cells carry the runner.
+//! The selftests attach their own schedulers, so only the `eevdf` cells of the scenario run; the
+//! others are skipped with that reason.
+
+use super::prepare::{PrepareError, ReadyKernel};
+use crate::cell::{Cell, Workload};
+use crate::sched::{self, Source, selftests::Selftests};
+use ktstr_guest::scenario::selftests::NAME;
+use ktstr_matrix::plan::{Column, Plan, PlannedCell};
+use std::collections::HashMap;
+
+/// A column's selftests.
+pub(crate) enum SelftestsReady {
+    Ready(Selftests),
+    /// This kernel cannot run them (no sched_ext): its cells are skipped.
+    Skipped(String),
+    /// The build failed (or the kernel did): its cells are errors with this reason.
+    Failed(String),
+}
+
+fn runs_selftests(cell: &PlannedCell) -> bool {
+    cell.key.scenario.name == NAME
+}
+
+/// The selftests of every column that runs the scenario; unknown test names and missing build
+/// packages stop the run (exit 2).
+pub(super) fn prepare(
+    plan: &Plan,
+    kernels: &HashMap<Column, Result<ReadyKernel, String>>,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<HashMap<Column, SelftestsReady>, PrepareError> {
+    let mut out = HashMap::new();
+    for cell in plan.cells.iter().filter(|c| runs_selftests(c)) {
+        let col = cell.key.column();
+        if !out.contains_key(&col) {
+            let ready = for_column(&col, kernels.get(&col), say)?;
+            out.insert(col.clone(), ready);
+        }
+        if let Some(SelftestsReady::Ready(st)) = out.get(&col) {
+            st.guest_params(&super::json_params(&cell.key.scenario.params))
+                .map_err(|source| PrepareError::Selftests {
+                    column: col.label(),
+                    source,
+                })?;
+        }
+    }
+    Ok(out)
+}
+
+fn for_column(
+    col: &Column,
+    kernel: Option<&Result<ReadyKernel, String>>,
+    say: &(dyn Fn(String) + Sync),
+) -> Result<SelftestsReady, PrepareError> {
+    let k = match kernel {
+        Some(Ok(k)) => &k.kernel,
+        Some(Err(e)) => return Ok(SelftestsReady::Failed(format!("kernel: {e}"))),
+        None => return Ok(SelftestsReady::Failed("kernel was not prepared".into())),
+    };
+    if let Some(reason) = sched::sched_missing_reason(k) {
+        return Ok(SelftestsReady::Skipped(format!("{NAME}: {reason}")));
+    }
+    Ok(match sched::selftests::for_kernel(k) {
+        Ok(st) => {
+            say(format!(
+                "{NAME} for {}: ready ({} tests)",
+                col.label(),
+                st.tests.len()
+            ));
+            SelftestsReady::Ready(st)
+        }
+        Err(e) if e.is_bad_input() => {
+            return Err(PrepareError::Sched {
+                sched: NAME.into(),
+                column: col.label(),
+                source: e,
+            });
+        }
+        Err(e) => {
+            say(format!("{NAME} for {}: FAILED: {e}", col.label()));
+            SelftestsReady::Failed(format!("{NAME}: {e}"))
+        }
+    })
+}
+
+/// Why `cell` does not run, when it is a selftests cell that cannot.
+pub(super) fn skip_reason(
+    cell: &PlannedCell,
+    ready: &HashMap<Column, SelftestsReady>,
+) -> Option<String> {
+    if !runs_selftests(cell) {
+        return None;
+    }
+    let eevdf = sched::validate_spec(&cell.key.sched).is_ok_and(|s| s.source == Source::Eevdf);
+    if !eevdf {
+        return Some(format!(
+            "{NAME} attaches its own BPF schedulers, one per test: it runs under eevdf only"
+        ));
+    }
+    match ready.get(&cell.key.column()) {
+        Some(SelftestsReady::Skipped(reason)) => Some(reason.clone()),
+        _ => None,
+    }
+}
+
+/// Why `cell` cannot run, when its column's selftests failed to build.
+pub(super) fn failure(
+    cell: &PlannedCell,
+    ready: &HashMap<Column, SelftestsReady>,
+) -> Option<String> {
+    match ready.get(&cell.key.column()) {
+        Some(SelftestsReady::Failed(e)) if runs_selftests(cell) => Some(e.clone()),
+        _ => None,
+    }
+}
+
+/// Puts the runner into a selftests cell and gives the guest the explicit test list.
+pub(super) fn equip(
+    mut cell: Cell,
+    planned: &PlannedCell,
+    ready: &HashMap<Column, SelftestsReady>,
+) -> Result<Cell, String> {
+    if !runs_selftests(planned) {
+        return Ok(cell);
+    }
+    let Some(SelftestsReady::Ready(st)) = ready.get(&planned.key.column()) else {
+        return Err(format!("{NAME}: no runner was prepared for this kernel"));
+    };
+    if let Workload::Scenario { params, .. } = &mut cell.workload {
+        *params = st.guest_params(params).map_err(|e| e.to_string())?;
+    }
+    cell.files.push(st.initramfs_file());
+    Ok(cell)
+}
