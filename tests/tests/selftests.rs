@@ -74,6 +74,47 @@ fn every_selftest_is_a_sub_result() {
 }
 
 #[test]
+fn a_selftest_past_its_timeout_fails_the_cell_with_its_name_and_output() {
+    // `example` checks only the runner itself; `init_enable_count` forks and attaches several
+    // times, far past one second under TCG, so it is killed at its timeout.
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let out = e2e::ktstr(&run_args(&[
+        "--param",
+        "tests=example,init_enable_count",
+        "--param",
+        "timeout_s=1",
+        "--json",
+        json.to_str().unwrap(),
+    ]));
+    assert_eq!(out.status.code(), Some(1));
+    let r: CellResult =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("result JSON")).unwrap();
+    assert_eq!(r.outcome, Outcome::Fail, "{r:#?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("selftests_failed") && reason.contains("init_enable_count"),
+        "{reason}"
+    );
+    let sc = r.report.unwrap().scenario.unwrap();
+    let got: Vec<(&str, SubStatus)> = sc
+        .subtests
+        .iter()
+        .map(|t| (t.name.as_str(), t.status))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("example", SubStatus::Ok),
+            ("init_enable_count", SubStatus::Fail)
+        ]
+    );
+    let killed = &sc.subtests[1];
+    assert!(killed.output.contains("killed after 1 s"), "{killed:?}");
+    assert!(killed.duration_ms < 10_000, "{killed:?}");
+}
+
+#[test]
 fn an_unknown_selftest_or_a_scheduler_exits_2_before_booting() {
     let out = e2e::ktstr(&run_args(&["--param", "tests=exit,no_such_selftest"]));
     let err = String::from_utf8_lossy(&out.stderr);

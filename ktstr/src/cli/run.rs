@@ -303,7 +303,12 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     }
     row(
         "scenario",
-        format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64()),
+        if args.scenario == SELFTESTS {
+            // --duration does not apply: each test runs to its end or its timeout_s.
+            format!("{SELFTESTS} (each test up to its timeout_s)")
+        } else {
+            format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64())
+        },
     );
     row(
         "scheduler",
@@ -324,10 +329,12 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 .iter()
                 .map(|w| w.work_units.to_string())
                 .collect();
-            row(
-                "workers",
-                format!("{}: work {}", sc.workers.len(), work.join(" ")),
-            );
+            if !sc.workers.is_empty() {
+                row(
+                    "workers",
+                    format!("{}: work {}", sc.workers.len(), work.join(" ")),
+                );
+            }
             for (name, value) in metric_rows(sc) {
                 row(&name, value);
             }
