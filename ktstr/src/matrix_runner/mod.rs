@@ -189,6 +189,7 @@ impl CellRunner for KtstrRunner {
                 estimate: KERNEL_BUILD_ESTIMATE,
             });
             let cache = sched::cache::Cache::at_default();
+            out.extend(selftests::survey(plan, col, key.as_deref(), &cache));
             for s in &plan.spec.scheds {
                 let Ok(parsed) = sched::validate_spec(s) else {
                     continue;

@@ -85,6 +85,28 @@ fn for_column(
     })
 }
 
+/// Plan estimate of a selftests build (docs/schedulers.md, "Measured"); it only sizes the plan.
+const BUILD_ESTIMATE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The selftests runner `col` needs, if any of its cells runs them, for the plan's list of what
+/// will be built.
+pub(super) fn survey(
+    plan: &Plan,
+    col: &Column,
+    kernel_key: Option<&str>,
+    cache: &sched::cache::Cache,
+) -> Option<ktstr_matrix::engine::Artifact> {
+    plan.cells
+        .iter()
+        .any(|c| runs_selftests(c) && c.key.column() == *col)
+        .then(|| ktstr_matrix::engine::Artifact {
+            kind: "scheduler".into(),
+            name: format!("{NAME} for {}", col.label()),
+            cached: kernel_key.is_some_and(|k| cache.lookup(&sched::selftests::key(k)).is_some()),
+            estimate: BUILD_ESTIMATE,
+        })
+}
+
 /// Why `cell` does not run, when it is a selftests cell that cannot.
 pub(super) fn skip_reason(
     cell: &PlannedCell,
@@ -133,4 +155,110 @@ pub(super) fn equip(
     }
     cell.files.push(st.initramfs_file());
     Ok(cell)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sched::cache::Entry;
+    use crate::topology::Topology;
+    use ktstr_matrix::plan::CellKey;
+    use ktstr_matrix::spec::ScenarioSel;
+    use std::collections::BTreeMap;
+
+    fn planned(sched: &str, scenario: &str, tests: Option<&str>) -> PlannedCell {
+        PlannedCell {
+            key: CellKey {
+                kernel: "6.12".into(),
+                configs: vec!["sched_ext".into()],
+                sched: sched.into(),
+                scenario: ScenarioSel {
+                    name: scenario.into(),
+                    params: tests
+                        .map(|t| ("tests".to_string(), t.to_string()))
+                        .into_iter()
+                        .collect(),
+                },
+                topology: "1n1l2c1t".into(),
+                duration_ms: 2000,
+                repeat: 0,
+            },
+            vcpus: 2,
+        }
+    }
+
+    fn ready(col: &Column, r: SelftestsReady) -> HashMap<Column, SelftestsReady> {
+        HashMap::from([(col.clone(), r)])
+    }
+
+    fn runner() -> Selftests {
+        Selftests {
+            runner: Entry {
+                name: "runner".into(),
+                sha256: "0".into(),
+                path: "/cache/store/0/runner".into(),
+                origin: "test".into(),
+            },
+            tests: vec!["exit".into(), "minimal".into()],
+        }
+    }
+
+    #[test]
+    fn only_eevdf_cells_of_a_kernel_with_sched_ext_run_the_selftests() {
+        let eevdf = planned("eevdf", NAME, None);
+        let col = eevdf.key.column();
+        let built = ready(&col, SelftestsReady::Ready(runner()));
+        assert_eq!(skip_reason(&eevdf, &built), None);
+        let scx = planned("kernel:scx_simple", NAME, None);
+        assert!(
+            skip_reason(&scx, &built)
+                .unwrap()
+                .contains("runs under eevdf only")
+        );
+        // Other scenarios are not this module's business, whatever the scheduler.
+        assert_eq!(
+            skip_reason(&planned("kernel:scx_simple", "steady", None), &built),
+            None
+        );
+        let no_scx = ready(&col, SelftestsReady::Skipped("no sched_ext".into()));
+        assert_eq!(
+            skip_reason(&eevdf, &no_scx).as_deref(),
+            Some("no sched_ext")
+        );
+        let broken = ready(&col, SelftestsReady::Failed("make failed".into()));
+        assert_eq!(failure(&eevdf, &broken).as_deref(), Some("make failed"));
+        assert_eq!(failure(&planned("eevdf", "steady", None), &broken), None);
+    }
+
+    #[test]
+    fn a_selftests_cell_carries_the_runner_and_the_explicit_list() {
+        let p = planned("eevdf", NAME, None);
+        let built = ready(&p.key.column(), SelftestsReady::Ready(runner()));
+        let topology: Topology = "1n1l2c1t".parse().unwrap();
+        let cell = super::super::cell_of("/k".into(), &p, None, 512, None).unwrap();
+        assert_eq!(cell.topology, topology);
+        let cell = equip(cell, &p, &built).unwrap();
+        assert_eq!(
+            cell.files,
+            vec![(
+                std::path::PathBuf::from("/cache/store/0/runner"),
+                "/ktstr/selftests/runner".to_string()
+            )]
+        );
+        let Workload::Scenario { params, .. } = &cell.workload else {
+            panic!("a scenario cell")
+        };
+        assert_eq!(
+            params,
+            &BTreeMap::from([("tests".to_string(), serde_json::json!("exit,minimal"))])
+        );
+        // The watchdog covers both tests at their default timeout, not the 2 s duration.
+        assert!(cell.default_watchdog() >= std::time::Duration::from_secs(120));
+        let missing = equip(
+            super::super::cell_of("/k".into(), &p, None, 512, None).unwrap(),
+            &p,
+            &HashMap::new(),
+        );
+        assert!(missing.is_err());
+    }
 }
