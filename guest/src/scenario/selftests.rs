@@ -185,6 +185,13 @@ pub fn check_names_syntax(p: &Params) -> Result<(), ScenarioError> {
             "'{n}' has characters other than letters, digits, _ and -"
         )));
     }
+    if let Some((_, n)) = names
+        .iter()
+        .enumerate()
+        .find(|(i, n)| names[..*i].contains(n))
+    {
+        return Err(bad(&format!("'{n}' is named twice")));
+    }
     Ok(())
 }
 
@@ -396,6 +403,8 @@ mod tests {
         assert!(check_names_syntax(&resolve("exit, hotplug")).is_ok());
         let e = check_names_syntax(&resolve(" , ")).unwrap_err();
         assert!(e.to_string().contains("none given"), "{e}");
+        let e = check_names_syntax(&resolve("exit,minimal,exit")).unwrap_err();
+        assert!(e.to_string().contains("'exit' is named twice"), "{e}");
         let e = check_names_syntax(&resolve("exit;rm")).unwrap_err();
         assert!(e.to_string().contains("'exit;rm'"), "{e}");
         let known = vec!["exit".to_string(), "hotplug".to_string()];

@@ -102,6 +102,18 @@ fn build(
         )));
     }
     let tc = toolchain::check(BuildKind::KernelTools)?;
+    // The runner links libzstd too, which the schedulers do not need.
+    let zstd = Command::new("pkg-config")
+        .args(["--exists", "libzstd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !zstd {
+        return Err(SchedError::MissingPrereqs {
+            what: "the sched_ext selftests",
+            detail: "pkg-config cannot find libzstd".into(),
+            packages: "libzstd-dev".into(),
+        });
+    }
     let out = cache.dir("selftests")?.join(kernel_key);
     // A previous failed build may have left half-made objects; make would trust their timestamps.
     let _ = fs::remove_dir_all(&out);
