@@ -96,7 +96,14 @@ fn write_scenario_metrics(s: &mut String, info: &ScenarioInfo, common: &[MetricI
         .filter(|m| !common.iter().any(|c| c.name == m.name))
         .cloned()
         .collect();
-    if own.is_empty() {
+    // A scenario without workers (one that runs a suite) reports few of the common metrics.
+    let has_common = common
+        .iter()
+        .all(|c| info.metrics.iter().any(|m| m.name == c.name));
+    if !has_common {
+        s.push_str("\nMetrics (besides `clock_resolution_us`):\n\n");
+        metric_table(s, &own);
+    } else if own.is_empty() {
         s.push_str("\nMetrics: the common ones.\n");
     } else {
         s.push_str("\nMetrics: the common ones, and\n\n");
