@@ -167,6 +167,29 @@ pub struct ScenarioReport {
     /// `wake_p99_us`, `steal_ticks`).
     pub metrics: BTreeMap<String, f64>,
     pub checks: Vec<Check>,
+    /// One entry per test of a scenario that runs a suite (`sched-ext-selftests`); empty (and
+    /// absent from the JSON, so results written before it existed still parse) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtests: Vec<SubResult>,
+}
+
+/// One test of a suite, as the suite's own runner judged it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubResult {
+    pub name: String,
+    pub status: SubStatus,
+    /// What the test printed (its tail); empty for a pass, to keep results small.
+    #[serde(default)]
+    pub output: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SubStatus {
+    Ok,
+    Skip,
+    Fail,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

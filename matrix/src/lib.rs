@@ -14,3 +14,4 @@ pub mod session;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod subtests;

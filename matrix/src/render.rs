@@ -173,6 +173,7 @@ pub fn terminal(r: &Report) -> String {
             g.comparison.p_worse.unwrap_or(f64::NAN)
         );
     }
+    out.push_str(&crate::subtests::terminal(&r.suites));
     let _ = writeln!(out, "{}", summary_line(r));
     out
 }
@@ -257,6 +258,7 @@ pub fn markdown(r: &Report) -> String {
         }
         let _ = writeln!(out);
     }
+    out.push_str(&crate::subtests::markdown(&r.suites));
     let bad: Vec<_> = r
         .cells
         .iter()

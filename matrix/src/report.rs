@@ -286,6 +286,9 @@ pub struct Report {
     pub regressions: Vec<Regression>,
     /// Notices from reading the store (e.g. a torn last line was ignored).
     pub notices: Vec<String>,
+    /// Suite-running scenarios' tests per kernel column ([`crate::subtests`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<crate::subtests::SuiteTable>,
 }
 
 fn test_info(t: &Thresholds) -> TestInfo {
@@ -565,6 +568,12 @@ fn build(
         (&a.scenario, &a.topology, !a.headline).cmp(&(&b.scenario, &b.topology, !b.headline))
     });
     summary.regressions = regressions.len();
+    let suites = crate::subtests::tables(
+        &inputs
+            .iter()
+            .map(|i| (i.column.id.as_str(), i.records.as_slice()))
+            .collect::<Vec<_>>(),
+    );
     Report {
         format_version: REPORT_FORMAT_VERSION,
         ktstr_version: version.to_string(),
@@ -576,6 +585,7 @@ fn build(
         cells,
         regressions,
         notices,
+        suites,
     }
 }
 

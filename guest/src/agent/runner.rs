@@ -60,7 +60,8 @@ pub fn run(run: &ScenarioRun) -> Result<ScenarioReport, String> {
         libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK);
         std::fs::File::from_raw_fd(fds[0])
     };
-    let deadline = Instant::now() + duration + SLACK;
+    let deadline =
+        Instant::now() + scenario::time_bound(&run.scenario, &run.params, duration) + SLACK;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     let mut eof = false;

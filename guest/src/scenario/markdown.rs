@@ -118,12 +118,13 @@ fn write_scenario_metrics(s: &mut String, info: &ScenarioInfo, common: &[MetricI
         .filter(|m| !common.iter().any(|c| c.name == m.name))
         .cloned()
         .collect();
-    let runs_workers = info.metrics.iter().any(|m| m.name == "work_units");
-    if !runs_workers {
-        // A packaged benchmark: its own figures, the clock and the scheduler's counters only.
-        s.push_str(
-            "\nMetrics (no worker figures; `clock_resolution_us` and `scx_*` as everywhere):\n\n",
-        );
+    // A scenario without workers (a packaged benchmark, one that runs a suite) reports few of
+    // the common metrics.
+    let has_common = common
+        .iter()
+        .all(|c| info.metrics.iter().any(|m| m.name == c.name));
+    if !has_common {
+        s.push_str("\nMetrics (besides `clock_resolution_us`):\n\n");
         metric_table(s, &own);
     } else if own.is_empty() {
         s.push_str("\nMetrics: the common ones.\n");

@@ -66,7 +66,11 @@ pub fn to_worker_metrics(results: &[WorkerResult], wall: Duration, lat_prefix: &
         let max = results.iter().map(|r| r.lat_max_ns).max().unwrap_or(0);
         metrics.insert(format!("{lat_prefix}_max_us"), us(max));
     }
-    Outcome { workers, metrics }
+    Outcome {
+        workers,
+        metrics,
+        subtests: Vec::new(),
+    }
 }
 
 /// Aggregates every scenario reports: min/median work, max gap, fairness spread, migrations.

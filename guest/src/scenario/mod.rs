@@ -27,6 +27,7 @@ mod oversubscribed;
 mod params;
 mod perf_bench;
 mod scoreboard;
+pub mod selftests;
 mod smoke;
 mod steady;
 mod steal;
@@ -260,6 +261,8 @@ pub trait Scenario: Sync {
 pub struct Outcome {
     pub workers: Vec<crate::protocol::WorkerMetrics>,
     pub metrics: BTreeMap<String, f64>,
+    /// The tests of a suite-running scenario (see `ScenarioReport::subtests`).
+    pub subtests: Vec<crate::protocol::SubResult>,
 }
 
 fn all() -> Vec<&'static dyn Scenario> {
@@ -277,6 +280,7 @@ fn all() -> Vec<&'static dyn Scenario> {
         &perf_bench::PerfMessaging,
         &perf_bench::PerfPipe,
         &stress_ng::StressNg,
+        &selftests::Selftests,
     ]
 }
 
@@ -320,6 +324,9 @@ pub fn validate(
 ) -> Result<(), ScenarioError> {
     let s = find(name)?;
     let p = Params::resolve(&s.info(), params)?;
+    if name == selftests::NAME {
+        selftests::check_names_syntax(&p)?;
+    }
     s.check(&p)
 }
 
@@ -360,6 +367,19 @@ pub fn metric_info_with(
 /// The host programs scenario `name` needs in the guest (see [`HostProgram`]).
 pub fn host_programs(name: &str) -> Result<Vec<HostProgram>, ScenarioError> {
     Ok(find(name)?.host_programs())
+}
+
+/// The longest scenario `name` may run: `duration` for every scenario but one that runs a suite
+/// of tests, whose bound comes from its tests (the agent's and the host's watchdogs use it).
+pub fn time_bound(
+    name: &str,
+    params: &BTreeMap<String, serde_json::Value>,
+    duration: Duration,
+) -> Duration {
+    if name == selftests::NAME {
+        return selftests::time_bound(params).max(duration);
+    }
+    duration
 }
 
 /// Checks that every threshold override names a metric the scenario has a check for.
@@ -410,6 +430,7 @@ pub fn run(
         workers: outcome.workers,
         metrics: outcome.metrics,
         checks: Vec::new(),
+        subtests: outcome.subtests,
     };
     if s.common_aggregates() {
         metrics::add_common_aggregates(&mut report);
@@ -418,6 +439,7 @@ pub fn run(
         .metrics
         .insert("clock_resolution_us".into(), clock_resolution_us());
     report.checks = evaluate_checks(&info, &report, thresholds);
+    name_failed_subtests(&mut report);
     for c in report.checks.iter_mut() {
         if c.metric == "clock_resolution_us" && !c.passed {
             c.message.push_str(&format!(
@@ -448,6 +470,25 @@ fn workload_failed(info: &ScenarioInfo, duration: Duration, reason: String) -> S
             passed: false,
             message: format!("scenario '{}': {reason}", info.name),
         }],
+        subtests: Vec::new(),
+    }
+}
+
+/// A failed check of a suite-running scenario names the tests that failed, so the cell's reason
+/// says which without opening the result.
+fn name_failed_subtests(report: &mut ScenarioReport) {
+    let failed: Vec<&str> = report
+        .subtests
+        .iter()
+        .filter(|t| t.status == crate::protocol::SubStatus::Fail)
+        .map(|t| t.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        return;
+    }
+    for c in report.checks.iter_mut().filter(|c| !c.passed) {
+        c.message
+            .push_str(&format!(" (failed: {})", failed.join(", ")));
     }
 }
 

@@ -190,7 +190,7 @@ impl Params {
         self.ints.get(name).copied().unwrap_or(dflt)
     }
 
-    /// The choice parameter's value, or `dflt`.
+    /// The choice or text parameter's value, or `dflt`.
     pub fn str_or<'a>(&'a self, name: &str, dflt: &'a str) -> &'a str {
         self.strings.get(name).map_or(dflt, String::as_str)
     }

@@ -318,6 +318,7 @@ fn failing_per_worker_check_names_each_offender() {
         workers: vec![worker(0, 0.0), worker(1, 2.0)],
         metrics: [("clock_resolution_us".to_string(), 0.001)].into(),
         checks: vec![],
+        subtests: vec![],
     };
     let checks = evaluate_checks(&info, &report, &BTreeMap::new());
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();

@@ -214,6 +214,7 @@ mod tests {
                 workers: vec![],
                 metrics: [("wake_round_trips".to_string(), v)].into(),
                 checks: vec![],
+                subtests: vec![],
             }),
             uptime_ms: 1,
         });

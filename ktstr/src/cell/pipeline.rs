@@ -180,9 +180,14 @@ impl Cell {
         match &self.workload {
             Workload::Scenario {
                 scheduler,
+                scenario,
+                params,
                 duration,
-                ..
-            } => scenario_watchdog(*duration, &self.topology, scheduler.is_some()),
+            } => scenario_watchdog(
+                ktstr_guest::scenario::time_bound(scenario, params, *duration),
+                &self.topology,
+                scheduler.is_some(),
+            ),
             Workload::Shell { exec: Some(_) } => EXEC_TIMEOUT,
             Workload::Shell { exec: None } => INTERACTIVE_TIMEOUT,
         }

@@ -70,13 +70,27 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ));
     }
     if let Some(spec) = &args.sched {
-        sched::validate_spec(spec).map_err(sched_err)?;
+        let parsed = sched::validate_spec(spec).map_err(sched_err)?;
+        if args.scenario == SELFTESTS && parsed.source != sched::Source::Eevdf {
+            return Err(bad_input(format!(
+                "--sched {spec}: scenario {SELFTESTS} attaches its own BPF schedulers, one per \
+                 test; run it without --sched (or with --sched eevdf)"
+            )));
+        }
     }
     let selected = args.vm.preflight(args.console_log.as_deref())?;
     let resolved_kernel = args.vm.resolve_kernel(checked)?;
     let resolved = match &args.sched {
         None => ResolvedSched::Eevdf,
         Some(spec) => sched::resolve(spec, &resolved_kernel).map_err(sched_err)?,
+    };
+    let (params, files) = if args.scenario == SELFTESTS {
+        match with_selftests(&resolved_kernel, params, files)? {
+            Ok(ready) => ready,
+            Err(reason) => return skipped(&args, reason),
+        }
+    } else {
+        (params, files)
     };
     announce(&selected);
     let scheduler = match resolved {
@@ -146,6 +160,34 @@ fn cell_of(
         cpu_budget: args.vm.cpu_budget,
         cmdline_extra: Vec::new(),
     }
+}
+
+const SELFTESTS: &str = ktstr_guest::scenario::selftests::NAME;
+
+/// The sched_ext selftests of the resolved kernel (built on a miss) in the cell's files, and the
+/// `tests` parameter checked against the runner's own list (an unknown name exits 2 before the
+/// boot). `Ok(Err(reason))`: this kernel cannot run them (no sched_ext), a skipped cell.
+#[allow(clippy::type_complexity)]
+fn with_selftests(
+    kernel: &crate::kernel::ResolvedKernel,
+    params: BTreeMap<String, serde_json::Value>,
+    mut files: Vec<(PathBuf, String)>,
+) -> anyhow::Result<Result<(BTreeMap<String, serde_json::Value>, Vec<(PathBuf, String)>), String>> {
+    if let Some(reason) = sched::sched_missing_reason(kernel) {
+        return Ok(Err(format!("{SELFTESTS}: {reason}")));
+    }
+    let st = sched::selftests::for_kernel(kernel).map_err(|e| {
+        if e.is_bad_input() {
+            bad_input(format!("--scenario {SELFTESTS}: {e}"))
+        } else {
+            anyhow::Error::new(e).context(format!("--scenario {SELFTESTS}"))
+        }
+    })?;
+    let params = st
+        .guest_params(&params)
+        .map_err(|e| bad_input(format!("--param: {e}")))?;
+    files.push(st.initramfs_file());
+    Ok(Ok((params, files)))
 }
 
 /// Scheduler errors: bad specs and missing host packages exit 2, build failures exit 1.
@@ -268,7 +310,12 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     }
     row(
         "scenario",
-        format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64()),
+        if args.scenario == SELFTESTS {
+            // --duration does not apply: each test runs to its end or its timeout_s.
+            format!("{SELFTESTS} (each test up to its timeout_s)")
+        } else {
+            format!("{} for {:.1} s", args.scenario, args.duration.as_secs_f64())
+        },
     );
     row(
         "scheduler",
@@ -325,6 +372,9 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
                 checks.push_str(f);
             }
             row("checks", checks);
+            if !sc.subtests.is_empty() {
+                row("tests", subtests_text(&sc.subtests));
+            }
         }
     }
     let ms = |v: Option<f64>| {
@@ -343,6 +393,34 @@ fn table(r: &CellResult, args: &Args, console_log: &Path) -> Table {
     row("backend", r.backend.clone());
     row("console", console_log.display().to_string());
     t
+}
+
+/// A suite's tests: the counts, then each test that did not pass with its output's last line.
+fn subtests_text(tests: &[ktstr_guest::protocol::SubResult]) -> String {
+    use ktstr_guest::protocol::SubStatus;
+    let n = |s: SubStatus| tests.iter().filter(|t| t.status == s).count();
+    let mut text = format!(
+        "{} ok, {} skip, {} fail",
+        n(SubStatus::Ok),
+        n(SubStatus::Skip),
+        n(SubStatus::Fail)
+    );
+    for t in tests.iter().filter(|t| t.status != SubStatus::Ok) {
+        let last = t
+            .output
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("=====") && !l.contains(&t.name))
+            .unwrap_or("");
+        let status = if t.status == SubStatus::Skip {
+            "skip"
+        } else {
+            "FAIL"
+        };
+        text.push_str(&format!("\n{status} {}: {last}", t.name));
+    }
+    text
 }
 
 /// The scenario's aggregate metrics, by name (the `--json` and threshold names), in compact
@@ -544,6 +622,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect(),
             checks: Vec::new(),
+            subtests: Vec::new(),
         };
         let rows = metric_rows(&sc, &BTreeMap::new());
         let got: Vec<(&str, &str)> = rows.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

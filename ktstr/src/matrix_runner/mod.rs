@@ -3,6 +3,7 @@
 //! cell in its own VM through [`crate::cell::run_cell`].
 
 mod prepare;
+mod selftests;
 mod validate;
 
 pub use prepare::{PrepareError, Prepared};
@@ -145,7 +146,8 @@ impl KtstrRunner {
         kernel: PathBuf,
         cell: &PlannedCell,
         s: &SchedReady,
-    ) -> Result<Cell, TopologyError> {
+        st: &std::collections::HashMap<ktstr_matrix::plan::Column, selftests::SelftestsReady>,
+    ) -> Result<Cell, String> {
         let scheduler = match s {
             SchedReady::Binary {
                 name, path, args, ..
@@ -156,9 +158,10 @@ impl KtstrRunner {
             }),
             _ => None,
         };
-        let mut c = cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)?;
+        let mut c = cell_of(kernel, cell, scheduler, self.memory_mib, self.cpu_budget)
+            .map_err(|e| e.to_string())?;
         c.files = self.files.clone();
-        Ok(c)
+        selftests::equip(c, cell, st)
     }
 }
 
@@ -199,6 +202,7 @@ impl CellRunner for KtstrRunner {
                 estimate: KERNEL_BUILD_ESTIMATE,
             });
             let cache = sched::cache::Cache::at_default();
+            out.extend(selftests::survey(plan, col, key.as_deref(), &cache));
             for s in &plan.spec.scheds {
                 let Ok(parsed) = sched::validate_spec(s) else {
                     continue;
@@ -254,6 +258,7 @@ impl CellRunner for KtstrRunner {
             // A failed build is not a skip; `run` reports it as an error with the reason.
             SchedReady::Failed(_) => (String::new(), None),
         };
+        let skip = skip.or_else(|| selftests::skip_reason(cell, &p.selftests));
         let initramfs = p
             .initramfs
             .get(&initramfs_key(cell))
@@ -285,6 +290,9 @@ impl CellRunner for KtstrRunner {
         if let SchedReady::Failed(e) = s {
             return error(e.clone());
         }
+        if let Some(e) = selftests::failure(cell, &p.selftests) {
+            return error(e);
+        }
         let initramfs = match p.initramfs.get(&initramfs_key(cell)) {
             Some(Ok(path)) => path.clone(),
             Some(Err(e)) => return error(e.clone()),
@@ -293,8 +301,7 @@ impl CellRunner for KtstrRunner {
         let log = self.logs_dir.join(log_name(&cell.key));
         let _ = std::fs::create_dir_all(&self.logs_dir);
         let req = match self
-            .cell_of(k.image.clone(), cell, s)
-            .map_err(|e| e.to_string())
+            .cell_of(k.image.clone(), cell, s, &p.selftests)
             .and_then(|c| c.request(log, None).map_err(|e| e.to_string()))
         {
             Ok(req) => req,

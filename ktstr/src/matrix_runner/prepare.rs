@@ -29,12 +29,18 @@ pub enum PrepareError {
         #[source]
         source: SchedError,
     },
+    #[error("scenario sched-ext-selftests for {column}: {source}")]
+    Selftests {
+        column: String,
+        #[source]
+        source: Box<ktstr_guest::scenario::ScenarioError>,
+    },
     #[error("starting the kernel build threads: {0}")]
     Threads(#[from] rayon::ThreadPoolBuildError),
 }
 
 /// A kernel ready to boot, with the hashes every cell of its column records.
-pub(super) struct ReadyKernel {
+pub(crate) struct ReadyKernel {
     pub kernel: ResolvedKernel,
     /// The cache key (source + config + toolchain), or a prebuilt image's sha256.
     pub input_hash: String,
@@ -62,6 +68,8 @@ pub struct Prepared {
     pub(super) scheds: HashMap<(Column, String), SchedReady>,
     /// [`initramfs_key`] -> the built initramfs or why it could not be built.
     pub(super) initramfs: HashMap<String, Result<PathBuf, String>>,
+    /// The sched_ext selftests of each column that runs them.
+    pub(super) selftests: HashMap<Column, super::selftests::SelftestsReady>,
 }
 
 pub(super) fn prepare(
@@ -76,10 +84,12 @@ pub(super) fn prepare(
     };
     let kernels = kernels(runner, plan, &say)?;
     let scheds = schedulers(plan, &kernels, &say)?;
+    let selftests = super::selftests::prepare(plan, &kernels, &say)?;
     let mut prepared = Prepared {
         kernels,
         scheds,
         initramfs: HashMap::new(),
+        selftests,
     };
     // Every distinct initramfs once; each cell then boots the image its plan built.
     for cell in &plan.cells {
@@ -91,12 +101,14 @@ pub(super) fn prepare(
         let Some(Ok(k)) = prepared.kernels.get(&cell.key.column()) else {
             continue;
         };
-        if matches!(s, SchedReady::Skipped(_) | SchedReady::Failed(_)) {
+        if matches!(s, SchedReady::Skipped(_) | SchedReady::Failed(_))
+            || super::selftests::skip_reason(cell, &prepared.selftests).is_some()
+            || super::selftests::failure(cell, &prepared.selftests).is_some()
+        {
             continue;
         }
         let built = runner
-            .cell_of(k.kernel.image.clone(), cell, s)
-            .map_err(|e| e.to_string())
+            .cell_of(k.kernel.image.clone(), cell, s, &prepared.selftests)
             .and_then(|c| initramfs::build(&c.initramfs_spec()).map_err(|e| e.to_string()))
             .map_err(|e| format!("initramfs: {e}"));
         prepared.initramfs.insert(key, built);

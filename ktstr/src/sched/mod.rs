@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod cargo;
 pub mod kernel_tools;
+pub mod selftests;
 pub mod spec;
 pub mod toolchain;
 
@@ -207,6 +208,11 @@ pub fn sched_ext_missing(kernel: &KernelFacts) -> Option<String> {
             kernel.version
         )
     })
+}
+
+/// Why the resolved kernel `k` cannot run sched_ext, if it cannot.
+pub fn sched_missing_reason(k: &crate::kernel::ResolvedKernel) -> Option<String> {
+    sched_ext_missing(&KernelFacts::of(k))
 }
 
 /// Resolves `spec` for the kernel a cell boots: `Eevdf`, a binary (built and cached on a miss:

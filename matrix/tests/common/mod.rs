@@ -93,6 +93,7 @@ pub fn passed(metrics: &[(&str, f64)], wall_ms: f64) -> CellResult {
                 workers: vec![],
                 metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
                 checks: vec![],
+                subtests: vec![],
             }),
             uptime_ms: 4000,
         }),
