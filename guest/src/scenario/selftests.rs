@@ -61,11 +61,9 @@ impl Scenario for Selftests {
             ),
             metric("selftests_run", "count", Counter, false, "selftests run"),
         ];
-        metrics.extend(
-            super::common_metrics()
-                .into_iter()
-                .filter(|m| m.name == "clock_resolution_us"),
-        );
+        // What the agent adds to every run (the clock; the scheduler's counters and BPF costs
+        // stay absent: the selftests attach their own schedulers).
+        metrics.extend(super::benchmark::agent_metrics());
         super::mark_headlines(&mut metrics, &["selftests_passed", "selftests_failed"]);
         ScenarioInfo {
             name: NAME.into(),
