@@ -6,7 +6,10 @@
 pub mod bisect;
 pub mod engine;
 pub mod html;
+pub mod labels;
+pub mod markdown;
 pub mod plan;
+pub mod provenance;
 pub mod render;
 pub mod report;
 pub mod result;
@@ -14,3 +17,5 @@ pub mod session;
 pub mod spec;
 pub mod stats;
 pub mod store;
+pub mod summary;
+pub mod terminal;

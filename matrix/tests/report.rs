@@ -113,6 +113,12 @@ fn report_renders_from_the_stored_file() {
         &(serde_json::to_string_pretty(&r).unwrap() + "\n"),
     );
     check_golden("junit.xml", &render::junit(&r));
+    check_golden("report.txt", &render::terminal(&r));
+    let detail = render::TerminalOptions {
+        detail: true,
+        ..Default::default()
+    };
+    check_golden("report-detail.txt", &render::terminal_with(&r, detail));
     check_golden("report.html", &html::html(&r));
     let page = html::html(&r);
     assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("http://cdn"));
@@ -306,6 +312,8 @@ fn two_kernel_run(scenario: &str, metrics: &[(&str, f64, f64)]) -> store::Loaded
             spec,
             columns,
             started_at: 1_700_000_000,
+            host: None,
+            kernels: Vec::new(),
         },
         cells,
         notice: None,
