@@ -6,6 +6,7 @@
 pub mod bisect;
 pub mod engine;
 pub mod html;
+pub mod html_grid;
 pub mod labels;
 pub mod markdown;
 pub mod plan;

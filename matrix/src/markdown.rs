@@ -89,11 +89,7 @@ fn grid(r: &Report, b: &mut Budget) {
         for e in &row.entries {
             cells.push(match e {
                 None => "-".into(),
-                Some(e) => entry_lines_with(e, &bold_mark)
-                    .iter()
-                    .map(|l| md_escape(l))
-                    .collect::<Vec<_>>()
-                    .join("<br>"),
+                Some(e) => entry_lines_with(e, &md_escape, &bold_mark).join("<br>"),
             });
         }
         b.push(&table_row(&cells));

@@ -266,15 +266,20 @@ pub(crate) fn plain_mark(c: &Comparison) -> String {
 }
 
 /// The lines of a grid entry: one per headline metric (`max_gap_ms 16 ms base +52.4% worse
-/// eevdf +52.4% worse`), then the pass count when a cell did not pass.
-pub(crate) fn entry_lines_with(e: &GridEntry, mark: &dyn Fn(&Comparison) -> String) -> Vec<String> {
+/// eevdf +52.4% worse`), then the pass count when a cell did not pass. `escape` is applied to
+/// the names, `mark` renders the word.
+pub(crate) fn entry_lines_with(
+    e: &GridEntry,
+    escape: &dyn Fn(&str) -> String,
+    mark: &dyn Fn(&Comparison) -> String,
+) -> Vec<String> {
     let mut lines = Vec::new();
     for c in &e.changes {
         let mut l = format!(
             "{} {}{}",
-            c.table.metric,
+            escape(&c.table.metric),
             fmt_num(c.stat.median),
-            unit_suffix(c.table)
+            escape(&unit_suffix(c.table))
         );
         if let Some(b) = &c.stat.vs_baseline {
             let _ = write!(l, " {}", vs_text(b, "base", mark));
@@ -293,7 +298,7 @@ pub(crate) fn entry_lines_with(e: &GridEntry, mark: &dyn Fn(&Comparison) -> Stri
 }
 
 pub(crate) fn entry_lines(e: &GridEntry) -> Vec<String> {
-    entry_lines_with(e, &plain_mark)
+    entry_lines_with(e, &|s| s.to_string(), &plain_mark)
 }
 
 /// `max_gap_ms (ms, lower is better, headline)`: a detail table's row label.
