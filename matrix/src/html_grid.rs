@@ -7,16 +7,21 @@ use crate::summary::{self, Mark};
 use std::fmt::Write;
 
 /// CSS for the grid's words; the page includes it once.
-pub const GRID_CSS: &str = ".worse{color:#c0392b;font-weight:bold}.better{color:#1e8449;font-weight:bold}.same{color:#777}";
+pub const GRID_CSS: &str = ".worse{color:#c0392b;font-weight:bold}.better{color:#1e8449;font-weight:bold}.ns,.untested{color:#777}";
 
 fn mark_span(c: &Comparison) -> String {
     let m = Mark::of(c);
     let p = c
         .p_worse
         .map_or("not tested".to_string(), |p| format!("p(worse) = {p:.4}"));
+    let class = match m {
+        Mark::Better => "better",
+        Mark::Worse => "worse",
+        Mark::Same => "ns",
+        Mark::Untested => "untested",
+    };
     format!(
-        "<span class=\"{}\" title=\"{}\">{}</span>",
-        m.word(),
+        "<span class=\"{class}\" title=\"{}\">{}</span>",
         xml_escape(&p),
         m.word()
     )

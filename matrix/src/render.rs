@@ -232,7 +232,7 @@ pub fn grid_note(r: &Report) -> String {
     };
     format!(
         "Headline metrics, median over repeats; {base}eevdf: vs eevdf in the same column.\n\
-         better/worse: {} p <= {} and a change of at least {}% ({}+ repeats each); same: not both.",
+         better/worse: {} p <= {} and a change of at least {}% ({}+ repeats each); n.s.: not both.",
         r.test.name,
         t.alpha,
         t.min_effect * 100.0,

@@ -11,7 +11,8 @@ use crate::result::Outcome;
 pub enum Mark {
     Better,
     Worse,
-    /// Tested; not past both the significance level and the minimum effect.
+    /// Tested; not past both the significance level and the minimum effect ("n.s.": not
+    /// significant, which a large delta of a noisy metric can be).
     Same,
     /// Not tested (too few repeats, or no known direction): the delta alone.
     Untested,
@@ -31,7 +32,7 @@ impl Mark {
         match self {
             Mark::Better => "better",
             Mark::Worse => "worse",
-            Mark::Same => "same",
+            Mark::Same => "n.s.",
             Mark::Untested => "untested",
         }
     }

@@ -187,6 +187,26 @@ fn the_default_matrix_report_fits_one_screen() {
 }
 
 #[test]
+fn a_real_default_matrix_run_fits_one_screen() {
+    // `ktstr matrix` with no arguments, stored as it ran (QEMU TCG on a 2-core host).
+    let loaded = store::read(&golden("default-matrix-real/results.jsonl")).unwrap();
+    assert_eq!(loaded.cells.len(), 6);
+    let r = report::single("out", &loaded, None, &Thresholds::default());
+    let text = render::terminal(&r);
+    check_golden("default-matrix-real/report.txt", &text);
+    assert!(screen_rows(&text, 100) < 60, "{text}");
+    assert!(text.starts_with("PASS: 6 cells: 6 pass"), "{text}");
+    for m in [
+        "total_work_units",
+        "max_gap_ms",
+        "cgroup_spread",
+        "QEMU emulator version",
+    ] {
+        assert!(text.contains(m), "{m} missing:\n{text}");
+    }
+}
+
+#[test]
 fn colour_only_when_asked() {
     let (run, cells) = default_matrix_run("6.12");
     let dir = tempfile::tempdir().unwrap();
