@@ -175,7 +175,8 @@ fn failures(r: &Report, b: &mut Budget) {
 fn compared(r: &Report, b: &mut Budget) {
     let mut s = String::from("## What was compared\n\n");
     for (label, id) in legend(r) {
-        let _ = writeln!(s, "- `{}` = `{}`", md_escape(label), md_escape(id));
+        // No code spans: GitHub does not decode the escapes' entities inside them.
+        let _ = writeln!(s, "- **{}** = {}", md_escape(label), md_escape(id));
     }
     for k in &r.provenance.kernels {
         let _ = writeln!(s, "- kernel {}", md_escape(&kernel_line(r, k)));

@@ -71,5 +71,8 @@ fn a_lockdep_kernel_is_flagged_as_a_wake_regression() {
         differ.iter().any(|d| d["option"] == "CONFIG_PROVE_LOCKING"),
         "{differ:?}"
     );
-    assert!(stdout.contains("option(s) differ between columns"), "{stdout}");
+    assert!(
+        stdout.contains("option(s) differ between columns"),
+        "{stdout}"
+    );
 }
