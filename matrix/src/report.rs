@@ -266,6 +266,10 @@ pub struct Report {
     pub test: TestInfo,
     pub columns: Vec<ReportColumn>,
     pub summary: Summary,
+    /// The summary grid every rendering opens with ([`crate::summary`]), for readers of the
+    /// JSON alone.
+    #[serde(default)]
+    pub summary_grid: Vec<crate::summary::StoredRow>,
     pub tables: Vec<MetricTable>,
     pub cells: Vec<CellStatus>,
     pub regressions: Vec<Regression>,
@@ -345,6 +349,7 @@ pub fn single(dir: &str, loaded: &Loaded, baseline: Option<&str>, t: &Thresholds
         dir: existing_dir(dir),
         loaded,
     }]);
+    r.summary_grid = crate::summary::stored_grid(&r);
     r
 }
 
@@ -399,6 +404,7 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
             loaded: b,
         },
     ]);
+    r.summary_grid = crate::summary::stored_grid(&r);
     r
 }
 
@@ -607,6 +613,7 @@ fn build(
         test: test_info(t),
         columns,
         summary,
+        summary_grid: Vec::new(),
         tables,
         cells,
         regressions,

@@ -5,14 +5,17 @@
 
 use crate::report::{Comparison, Direction, MetricTable, Report, Stat, Verdict};
 use crate::result::Outcome;
+use serde::{Deserialize, Serialize};
 
 /// How a comparison came out, by the report's rank test and minimum effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mark {
     Better,
     Worse,
     /// Tested; not past both the significance level and the minimum effect ("n.s.": not
     /// significant, which a large delta of a noisy metric can be).
+    #[serde(rename = "not_significant")]
     Same,
     /// Not tested (too few repeats, or no known direction): the delta alone.
     Untested,
@@ -141,6 +144,87 @@ fn entry<'a>(
         })
         .collect();
     Some(GridEntry { changes, outcomes })
+}
+
+/// A grid comparison as report.json stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMark {
+    pub delta_pct: Option<f64>,
+    pub p_worse: Option<f64>,
+    pub mark: Mark,
+}
+
+/// One headline metric of a grid entry as report.json stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredChange {
+    pub metric: String,
+    pub median: f64,
+    pub n: usize,
+    pub vs_baseline: Option<StoredMark>,
+    pub vs_eevdf: Option<StoredMark>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEntry {
+    pub column: String,
+    pub pass: usize,
+    pub cells: usize,
+    pub headline: Vec<StoredChange>,
+}
+
+/// A grid row as report.json stores it (the grid is derived; this copy is for readers of the
+/// JSON alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRow {
+    pub sched: String,
+    pub scenario: String,
+    pub topology: String,
+    pub entries: Vec<StoredEntry>,
+}
+
+fn stored_mark(c: &Option<Comparison>) -> Option<StoredMark> {
+    c.as_ref().map(|c| StoredMark {
+        delta_pct: c.delta_pct,
+        p_worse: c.p_worse,
+        mark: Mark::of(c),
+    })
+}
+
+/// The grid of `r` in report.json's shape.
+pub fn stored_grid(r: &Report) -> Vec<StoredRow> {
+    let g = grid(r);
+    g.rows
+        .iter()
+        .map(|row| StoredRow {
+            sched: row.sched.clone(),
+            scenario: row.scenario.clone(),
+            topology: row.topology.clone(),
+            entries: g
+                .columns
+                .iter()
+                .zip(&row.entries)
+                .filter_map(|(col, e)| {
+                    let e = e.as_ref()?;
+                    Some(StoredEntry {
+                        column: col.clone(),
+                        pass: e.outcomes.pass,
+                        cells: e.outcomes.total,
+                        headline: e
+                            .changes
+                            .iter()
+                            .map(|c| StoredChange {
+                                metric: c.table.metric.clone(),
+                                median: c.stat.median,
+                                n: c.stat.samples.len(),
+                                vs_baseline: stored_mark(&c.stat.vs_baseline),
+                                vs_eevdf: stored_mark(&c.stat.vs_eevdf),
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Cells that did not pass, one group per identical (outcome, cell but its repeat, reason).

@@ -107,6 +107,22 @@ fn report_renders_from_the_stored_file() {
                 .all(|c| c.verdict != Verdict::Regression))
     );
     assert!(r.summary.failed());
+    // report.json opens with the same grid: scx_simple on 6.12 is worse against both sides.
+    let row = r
+        .summary_grid
+        .iter()
+        .find(|row| row.sched == "kernel:scx_simple")
+        .unwrap();
+    let on_612 = row
+        .entries
+        .iter()
+        .find(|e| e.column == "6.12/sched_ext")
+        .unwrap();
+    let gap = &on_612.headline[0];
+    assert_eq!(gap.metric, "max_gap_ms");
+    let worse = ktstr_matrix::summary::Mark::Worse;
+    assert_eq!(gap.vs_baseline.as_ref().unwrap().mark, worse);
+    assert_eq!(gap.vs_eevdf.as_ref().unwrap().mark, worse);
     check_golden("report.md", &render::markdown(&r));
     check_golden(
         "report.json",
