@@ -14,6 +14,7 @@ pub mod cell;
 pub mod cli;
 pub mod digest;
 pub mod exit;
+pub mod host_info;
 pub mod initramfs;
 pub mod kernel;
 pub mod lock;

@@ -37,6 +37,14 @@ pub trait CellRunner: Sync {
     fn inputs(&self, prepared: &Self::Prepared, cell: &PlannedCell) -> CellInputs;
     /// Runs one cell in its own VM. Never panics: every fault is an outcome.
     fn run(&self, prepared: &Self::Prepared, cell: &PlannedCell) -> CellResult;
+    /// Each prepared column's kernel and its final .config, for the report's "what was compared".
+    fn kernel_builds(&self, _prepared: &Self::Prepared) -> Vec<crate::provenance::PreparedKernel> {
+        Vec::new()
+    }
+    /// The machine that runs the cells (CPU, memory, QEMU version), for the report.
+    fn host(&self) -> Option<crate::provenance::HostInfo> {
+        None
+    }
     /// Expected wall time of one cell (boot + duration + teardown), for the estimate.
     fn cell_estimate(&self, cell: &PlannedCell) -> Duration {
         Duration::from_millis(cell.key.duration_ms) + Duration::from_secs(5)

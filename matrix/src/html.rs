@@ -80,9 +80,10 @@ fn plot(t: &MetricTable) -> String {
 pub fn html(r: &Report) -> String {
     let mut out = String::new();
     let verdict = if r.summary.failed() { "FAIL" } else { "PASS" };
+    let grid_css = crate::html_grid::GRID_CSS;
     let _ = write!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ktstr matrix report: {verdict}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}.reg{{color:#c0392b;font-weight:bold}}pre{{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}}</style></head><body>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>ktstr matrix report: {verdict}</title>\n<style>body{{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}.reg{{color:#c0392b;font-weight:bold}}{grid_css}pre{{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}}</style></head><body>\n"
     );
     let _ = writeln!(
         out,
@@ -99,6 +100,7 @@ pub fn html(r: &Report) -> String {
         r.test.thresholds.min_repeats,
         xml_escape(&r.test.method)
     );
+    out.push_str(&crate::html_grid::grid_table(r));
     for t in &r.tables {
         let dir = xml_escape(&metric_note(t));
         let _ = writeln!(
@@ -136,7 +138,7 @@ pub fn html(r: &Report) -> String {
                     out,
                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     xml_escape(&row.sched),
-                    xml_escape(&st.column),
+                    xml_escape(r.label(&st.column)),
                     fmt_num(st.median),
                     st.samples.len(),
                     cmp(&st.vs_baseline),

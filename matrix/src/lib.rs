@@ -6,7 +6,11 @@
 pub mod bisect;
 pub mod engine;
 pub mod html;
+pub mod html_grid;
+pub mod labels;
+pub mod markdown;
 pub mod plan;
+pub mod provenance;
 pub mod render;
 pub mod report;
 pub mod result;
@@ -15,3 +19,5 @@ pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod subtests;
+pub mod summary;
+pub mod terminal;

@@ -1,9 +1,14 @@
-//! Text renderings of a [`Report`]: the terminal table, report.md (sized for a CI step summary),
-//! junit.xml.
+//! Text renderings of a [`Report`]: the terminal ([`crate::terminal`]), report.md
+//! ([`crate::markdown`]), junit.xml, and the phrases they share.
 
-use crate::report::{Comparison, Direction, MetricTable, Report, Verdict};
+use crate::provenance::{ColumnKernel, ConfigDiff};
+use crate::report::{Comparison, Direction, MetricTable, Report, Stat, Verdict};
 use crate::result::Outcome;
+use crate::summary::{self, GridEntry, Mark};
 use std::fmt::Write;
+
+pub use crate::markdown::{MD_LIMIT_BYTES, markdown, markdown_within};
+pub use crate::terminal::{TerminalOptions, terminal, terminal_with};
 
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
@@ -19,7 +24,8 @@ pub fn fmt_num(v: f64) -> String {
     }
 }
 
-fn fmt_cmp(c: &Comparison, prefix: &str) -> String {
+/// `vs 6.1/sched_ext +52.4% REGRESSION`: a comparison in one phrase (the regression lines).
+pub(crate) fn cmp_text(c: &Comparison, prefix: &str) -> String {
     let d = c
         .delta_pct
         .map(|d| format!("{d:+.1}%"))
@@ -32,21 +38,6 @@ fn fmt_cmp(c: &Comparison, prefix: &str) -> String {
         _ => "",
     };
     format!("{prefix}{d}{mark}")
-}
-
-/// Median, then the delta against the baseline column and against eevdf.
-fn cell_text(s: &crate::report::Stat) -> String {
-    let mut t = fmt_num(s.median);
-    if s.samples.len() > 1 {
-        let _ = write!(t, " (n={})", s.samples.len());
-    }
-    if let Some(c) = &s.vs_baseline {
-        let _ = write!(t, " {}", fmt_cmp(c, "Δbase "));
-    }
-    if let Some(c) = &s.vs_eevdf {
-        let _ = write!(t, " {}", fmt_cmp(c, "Δeevdf "));
-    }
-    t
 }
 
 fn direction_text(d: Direction) -> &'static str {
@@ -67,29 +58,7 @@ pub(crate) fn metric_note(t: &MetricTable) -> String {
     parts.join(", ")
 }
 
-fn table_title(t: &MetricTable) -> String {
-    format!(
-        "{} / {} / {} ({})",
-        t.scenario,
-        t.topology,
-        t.metric,
-        metric_note(t)
-    )
-}
-
-fn column_ids(r: &Report, t: &MetricTable) -> Vec<String> {
-    r.columns
-        .iter()
-        .map(|c| c.id.clone())
-        .filter(|id| {
-            t.rows
-                .iter()
-                .any(|row| row.stats.iter().any(|s| &s.column == id))
-        })
-        .collect()
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
+pub(crate) fn outcome_name(o: Outcome) -> &'static str {
     match o {
         Outcome::Pass => "pass",
         Outcome::Fail => "fail",
@@ -108,7 +77,7 @@ pub fn summary_line(r: &Report) -> String {
     )
 }
 
-fn test_line(r: &Report) -> String {
+pub(crate) fn test_line(r: &Report) -> String {
     format!(
         "Regressions: {} ({}), alpha {}, minimum effect {}% of the baseline median, at least {} repeats per side; {}.",
         r.test.name,
@@ -118,168 +87,6 @@ fn test_line(r: &Report) -> String {
         r.test.thresholds.min_repeats,
         r.test.method
     )
-}
-
-/// The terminal rendering.
-pub fn terminal(r: &Report) -> String {
-    use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-    let mut out = String::new();
-    for n in &r.notices {
-        let _ = writeln!(out, "notice: {n}");
-    }
-    for t in &r.tables {
-        let cols = column_ids(r, t);
-        let mut table = Table::new();
-        table
-            .load_preset(UTF8_FULL_CONDENSED)
-            .set_content_arrangement(ContentArrangement::Dynamic);
-        let mut header = vec!["scheduler".to_string()];
-        header.extend(cols.iter().cloned());
-        table.set_header(header);
-        for row in &t.rows {
-            let mut line = vec![row.sched.clone()];
-            for c in &cols {
-                line.push(
-                    row.stats
-                        .iter()
-                        .find(|s| &s.column == c)
-                        .map(cell_text)
-                        .unwrap_or_else(|| "-".into()),
-                );
-            }
-            table.add_row(line);
-        }
-        let _ = writeln!(out, "{}\n{table}\n", table_title(t));
-    }
-    for c in r.cells.iter().filter(|c| c.outcome != Outcome::Pass) {
-        let _ = writeln!(
-            out,
-            "{:<8} {}: {}",
-            outcome_name(c.outcome),
-            c.label(),
-            c.reason.as_deref().unwrap_or("")
-        );
-    }
-    for g in &r.regressions {
-        let _ = writeln!(
-            out,
-            "REGRESSION {} / {} / {}: {} @ {} {} (p={:.4})",
-            g.scenario,
-            g.topology,
-            g.metric,
-            g.sched,
-            g.column,
-            fmt_cmp(&g.comparison, &format!("vs {} ", g.comparison.against)),
-            g.comparison.p_worse.unwrap_or(f64::NAN)
-        );
-    }
-    out.push_str(&crate::subtests::terminal(&r.suites));
-    let _ = writeln!(out, "{}", summary_line(r));
-    out
-}
-
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
-/// report.md: GitHub-flavoured markdown, fit for `$GITHUB_STEP_SUMMARY`.
-pub fn markdown(r: &Report) -> String {
-    let mut out = String::new();
-    let verdict = if r.summary.failed() { "FAIL" } else { "PASS" };
-    let _ = writeln!(out, "# ktstr matrix report: {verdict}\n");
-    let _ = writeln!(out, "{}\n", summary_line(r));
-    let _ = writeln!(out, "{}\n", test_line(r));
-    for n in &r.notices {
-        let _ = writeln!(out, "> notice: {}\n", md_escape(n));
-    }
-    if !r.regressions.is_empty() {
-        let _ = writeln!(out, "## Regressions\n");
-        let _ = writeln!(
-            out,
-            "| scenario | topology | metric | scheduler | column | vs | median | baseline | delta | p |"
-        );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-        for g in &r.regressions {
-            let c = &g.comparison;
-            let med = r
-                .tables
-                .iter()
-                .find(|t| {
-                    t.scenario == g.scenario && t.topology == g.topology && t.metric == g.metric
-                })
-                .and_then(|t| t.rows.iter().find(|row| row.sched == g.sched))
-                .and_then(|row| row.stats.iter().find(|s| s.column == g.column))
-                .map(|s| s.median)
-                .unwrap_or(f64::NAN);
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.4} |",
-                g.scenario,
-                g.topology,
-                g.metric,
-                g.sched,
-                g.column,
-                c.against,
-                fmt_num(med),
-                fmt_num(c.against_median),
-                c.delta_pct
-                    .map(|d| format!("{d:+.1}%"))
-                    .unwrap_or_else(|| "n/a".into()),
-                c.p_worse.unwrap_or(f64::NAN)
-            );
-        }
-        let _ = writeln!(out);
-    }
-    let _ = writeln!(out, "## Metrics (median over repeats)\n");
-    for t in &r.tables {
-        let cols = column_ids(r, t);
-        let _ = writeln!(out, "### {}\n", table_title(t));
-        let _ = writeln!(out, "| scheduler | {} |", cols.join(" | "));
-        let _ = writeln!(out, "|---|{}", "---|".repeat(cols.len()));
-        for row in &t.rows {
-            let cells: Vec<String> = cols
-                .iter()
-                .map(|c| {
-                    row.stats
-                        .iter()
-                        .find(|s| &s.column == c)
-                        .map(|s| {
-                            let t = cell_text(s);
-                            if t.contains("REGRESSION") {
-                                format!("**{t}**")
-                            } else {
-                                t
-                            }
-                        })
-                        .unwrap_or_else(|| "-".into())
-                })
-                .collect();
-            let _ = writeln!(out, "| {} | {} |", row.sched, cells.join(" | "));
-        }
-        let _ = writeln!(out);
-    }
-    out.push_str(&crate::subtests::markdown(&r.suites));
-    let bad: Vec<_> = r
-        .cells
-        .iter()
-        .filter(|c| c.outcome != Outcome::Pass)
-        .collect();
-    if !bad.is_empty() {
-        let _ = writeln!(out, "## Cells that did not pass\n");
-        let _ = writeln!(out, "| outcome | cell | reason |");
-        let _ = writeln!(out, "|---|---|---|");
-        for c in bad {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} |",
-                outcome_name(c.outcome),
-                md_escape(&c.label()),
-                md_escape(c.reason.as_deref().unwrap_or(""))
-            );
-        }
-        let _ = writeln!(out);
-    }
-    out
 }
 
 pub fn xml_escape(s: &str) -> String {
@@ -378,4 +185,293 @@ pub fn junit(r: &Report) -> String {
     }
     let _ = writeln!(out, "  </testsuite>\n</testsuites>");
     out
+}
+
+/// `PASS: 6 cells: 6 pass; no regression`: the verdict every rendering opens with.
+pub fn verdict_line(r: &Report) -> String {
+    let s = &r.summary;
+    let verdict = if s.failed() { "FAIL" } else { "PASS" };
+    let mut parts = vec![format!("{} pass", s.pass)];
+    for (n, word) in [
+        (s.fail, "fail"),
+        (s.crashed, "crashed"),
+        (s.timeout, "timeout"),
+        (s.error, "error"),
+        (s.skipped, "skipped"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{n} {word}"));
+        }
+    }
+    let regressions = match s.regressions {
+        0 => "no regression".to_string(),
+        1 => "1 regression".to_string(),
+        n => format!("{n} regressions"),
+    };
+    format!(
+        "{verdict}: {} cells: {}; {regressions}",
+        s.cells,
+        parts.join(", ")
+    )
+}
+
+/// What a grid entry's words mean, in two short lines.
+pub fn grid_note(r: &Report) -> String {
+    let mut baselines: Vec<&str> = r
+        .columns
+        .iter()
+        .filter_map(|c| c.baseline.as_deref())
+        .map(|b| r.label(b))
+        .collect();
+    baselines.dedup();
+    let t = &r.test.thresholds;
+    let base = if baselines.is_empty() {
+        String::new()
+    } else {
+        format!("base: vs {}; ", baselines.join(", "))
+    };
+    format!(
+        "Headline metrics, median over repeats; {base}eevdf: vs eevdf in the same column.\n\
+         better/worse: {} p <= {} and a change of at least {}% ({}+ repeats each); n.s.: not both.",
+        r.test.name,
+        t.alpha,
+        t.min_effect * 100.0,
+        t.min_repeats
+    )
+}
+
+/// ` ms`, `/s`, or nothing for dimensionless units.
+fn unit_suffix(t: &MetricTable) -> String {
+    match t.unit.as_deref() {
+        None | Some("units" | "count" | "ratio" | "") => String::new(),
+        Some("1/s") => "/s".into(),
+        Some(u) => format!(" {u}"),
+    }
+}
+
+fn delta_text(c: &Comparison) -> String {
+    c.delta_pct
+        .map(|d| format!("{d:+.1}%"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// `base +52.4% worse`: the word by `mark` (plain, bold, a span with p on hover).
+pub(crate) fn vs_text(c: &Comparison, name: &str, mark: &dyn Fn(&Comparison) -> String) -> String {
+    format!("{name} {} {}", delta_text(c), mark(c))
+}
+
+/// The plain word of a comparison.
+pub(crate) fn plain_mark(c: &Comparison) -> String {
+    Mark::of(c).word().to_string()
+}
+
+/// The lines of a grid entry: one per headline metric (`max_gap_ms 16 ms base +52.4% worse
+/// eevdf +52.4% worse`), then the pass count when a cell did not pass. `escape` is applied to
+/// the names, `mark` renders the word.
+pub(crate) fn entry_lines_with(
+    e: &GridEntry,
+    escape: &dyn Fn(&str) -> String,
+    mark: &dyn Fn(&Comparison) -> String,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in &e.changes {
+        let mut l = format!(
+            "{} {}{}",
+            escape(&c.table.metric),
+            fmt_num(c.stat.median),
+            escape(&unit_suffix(c.table))
+        );
+        if let Some(b) = &c.stat.vs_baseline {
+            let _ = write!(l, " {}", vs_text(b, "base", mark));
+        }
+        if let Some(v) = &c.stat.vs_eevdf {
+            let _ = write!(l, " {}", vs_text(v, "eevdf", mark));
+        }
+        lines.push(l);
+    }
+    if e.outcomes.pass < e.outcomes.total {
+        lines.push(format!("{}/{} pass", e.outcomes.pass, e.outcomes.total));
+    } else if lines.is_empty() {
+        lines.push(format!("{} pass", e.outcomes.total));
+    }
+    lines
+}
+
+pub(crate) fn entry_lines(e: &GridEntry) -> Vec<String> {
+    entry_lines_with(e, &|s| s.to_string(), &plain_mark)
+}
+
+/// `max_gap_ms (ms, lower is better, headline)`: a detail table's row label.
+pub(crate) fn metric_row_label(t: &MetricTable) -> String {
+    format!("{} ({})", t.metric, metric_note(t))
+}
+
+/// `16 n=3 ±6.2%`, then the comparisons that came out better or worse.
+pub(crate) fn detail_entry_with(s: &Stat, mark: &dyn Fn(&Comparison) -> String) -> String {
+    let mut t = format!("{} n={}", fmt_num(s.median), s.samples.len());
+    if let Some(sp) = summary::spread_text(&s.samples, s.median) {
+        let _ = write!(t, " {sp}");
+    }
+    for (c, name) in [(&s.vs_baseline, "base"), (&s.vs_eevdf, "eevdf")] {
+        if let Some(c) = c
+            && matches!(Mark::of(c), Mark::Better | Mark::Worse)
+        {
+            let _ = write!(t, " {}", vs_text(c, name, mark));
+        }
+    }
+    t
+}
+
+pub(crate) fn detail_entry_text(s: &Stat) -> String {
+    detail_entry_with(s, &plain_mark)
+}
+
+/// The metric tables of one scenario x topology, and its lanes (scheduler, column id).
+pub(crate) struct DetailGroup<'a> {
+    pub scenario: &'a str,
+    pub topology: &'a str,
+    pub lanes: Vec<(&'a str, &'a str)>,
+    pub tables: Vec<&'a MetricTable>,
+}
+
+pub(crate) fn detail_groups(r: &Report) -> Vec<DetailGroup<'_>> {
+    let mut groups: Vec<DetailGroup> = Vec::new();
+    for t in &r.tables {
+        let at = groups
+            .iter()
+            .position(|g| g.scenario == t.scenario && g.topology == t.topology);
+        let g = match at {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(DetailGroup {
+                    scenario: &t.scenario,
+                    topology: &t.topology,
+                    lanes: Vec::new(),
+                    tables: Vec::new(),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        g.tables.push(t);
+    }
+    for g in &mut groups {
+        let mut scheds: Vec<&str> = Vec::new();
+        for t in &g.tables {
+            for row in &t.rows {
+                if !scheds.contains(&row.sched.as_str()) {
+                    scheds.push(&row.sched);
+                }
+            }
+        }
+        for sched in scheds {
+            for c in &r.columns {
+                let present = g.tables.iter().any(|t| {
+                    t.rows
+                        .iter()
+                        .any(|row| row.sched == sched && row.stats.iter().any(|s| s.column == c.id))
+                });
+                if present {
+                    g.lanes.push((sched, &c.id));
+                }
+            }
+        }
+    }
+    groups
+}
+
+/// Columns whose label is not their id: (label, full id).
+pub fn legend(r: &Report) -> Vec<(&str, &str)> {
+    r.columns
+        .iter()
+        .filter(|c| !c.label.is_empty() && c.label != c.id)
+        .map(|c| (c.label.as_str(), c.id.as_str()))
+        .collect()
+}
+
+fn short_hash(h: &str) -> &str {
+    &h[..h.len().min(12)]
+}
+
+/// `6.12/sched_ext: 6.12.117, cache key 0a7b3d13a02a, bzImage sha256 1234abcd5678`.
+pub(crate) fn kernel_line(r: &Report, k: &ColumnKernel) -> String {
+    let mut l = format!(
+        "{}: {}",
+        r.label(&k.column),
+        k.release.as_deref().unwrap_or("release unknown")
+    );
+    if let Some(key) = &k.key {
+        let _ = write!(l, ", cache key {}", short_hash(key));
+    }
+    if let Some(sha) = &k.image_sha256 {
+        let _ = write!(l, ", image sha256 {}", short_hash(sha));
+    }
+    l
+}
+
+/// `kernel:scx_simple 1a2b3c4d5e6f`, one per scheduler (per column when the hashes differ);
+/// eevdf, the kernel's own, has no hash of its own.
+pub(crate) fn sched_lines(r: &Report) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for s in &r.provenance.scheds {
+        if s.sched != crate::report::EEVDF && !names.contains(&s.sched.as_str()) {
+            names.push(&s.sched);
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let builds: Vec<_> = r
+                .provenance
+                .scheds
+                .iter()
+                .filter(|s| s.sched == name)
+                .collect();
+            if builds.windows(2).all(|w| w[0].hash == w[1].hash) {
+                format!("{name} {}", short_hash(&builds[0].hash))
+            } else {
+                let each: Vec<String> = builds
+                    .iter()
+                    .map(|b| format!("{} ({})", short_hash(&b.hash), r.label(&b.column)))
+                    .collect();
+                format!("{name} {}", each.join(", "))
+            }
+        })
+        .collect()
+}
+
+/// An option's value in each column: `y`, `not set`, or `?` where no .config was recorded.
+pub(crate) fn config_values(r: &Report, d: &ConfigDiff) -> Vec<String> {
+    r.provenance
+        .kernels
+        .iter()
+        .zip(&d.values)
+        .map(|(k, v)| match v {
+            _ if !k.config_recorded => "?".to_string(),
+            Some(v) => v.clone(),
+            None => "not set".to_string(),
+        })
+        .collect()
+}
+
+/// `host: <CPU>, 2 cores, 7.8 GiB, Linux 6.1.0; backend qemu-tcg/microvm; QEMU ...; ktstr 0.1.0`.
+pub(crate) fn host_line(r: &Report) -> String {
+    let pv = &r.provenance;
+    let mut l = match &pv.host {
+        Some(h) => format!(
+            "host: {}, {} cores, {:.1} GiB, Linux {}",
+            h.cpu_model,
+            h.cores,
+            h.memory_mib as f64 / 1024.0,
+            h.kernel
+        ),
+        None => "host: not recorded".to_string(),
+    };
+    if !pv.backends.is_empty() {
+        let _ = write!(l, "; backend {}", pv.backends.join(", "));
+    }
+    if let Some(q) = pv.host.as_ref().and_then(|h| h.qemu_version.as_ref()) {
+        let _ = write!(l, "; {q}");
+    }
+    let _ = write!(l, "; ktstr {}", r.ktstr_version);
+    l
 }

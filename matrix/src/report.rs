@@ -2,6 +2,7 @@
 //! report.md, report.json (this struct; schema in docs/report-schema.md), report.html, junit.xml.
 
 use crate::plan::{CellKey, Column};
+use crate::provenance::{Provenance, RunSource};
 use crate::result::Outcome;
 use crate::stats::{UMethod, mann_whitney_greater, median};
 use crate::store::{CellRecord, Loaded};
@@ -148,6 +149,10 @@ pub struct ReportColumn {
     pub configs: Vec<String>,
     /// Column this one is compared with.
     pub baseline: Option<String>,
+    /// What renderings show: the id with a long kernel spec abbreviated ([`crate::labels`]);
+    /// unique within the report.
+    #[serde(default)]
+    pub label: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -281,6 +286,10 @@ pub struct Report {
     pub test: TestInfo,
     pub columns: Vec<ReportColumn>,
     pub summary: Summary,
+    /// The summary grid every rendering opens with ([`crate::summary`]), for readers of the
+    /// JSON alone.
+    #[serde(default)]
+    pub summary_grid: Vec<crate::summary::StoredRow>,
     pub tables: Vec<MetricTable>,
     pub cells: Vec<CellStatus>,
     pub regressions: Vec<Regression>,
@@ -289,6 +298,19 @@ pub struct Report {
     /// Suite-running scenarios' tests per kernel column ([`crate::subtests`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<crate::subtests::SuiteTable>,
+    /// What was compared: kernels, config differences, schedulers, host.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+impl Report {
+    /// The label renderings show for column `id` (the id itself when unknown).
+    pub fn label<'a>(&'a self, id: &'a str) -> &'a str {
+        self.columns
+            .iter()
+            .find(|c| c.id == id)
+            .map_or(id, |c| if c.label.is_empty() { &c.id } else { &c.label })
+    }
 }
 
 fn test_info(t: &Thresholds) -> TestInfo {
@@ -329,6 +351,7 @@ pub fn single(dir: &str, loaded: &Loaded, baseline: Option<&str>, t: &Thresholds
                     kernel: c.kernel.clone(),
                     configs: c.configs.clone(),
                     baseline,
+                    label: String::new(),
                 },
                 records: latest_per_key(loaded)
                     .into_iter()
@@ -337,13 +360,26 @@ pub fn single(dir: &str, loaded: &Loaded, baseline: Option<&str>, t: &Thresholds
             }
         })
         .collect();
-    build(
+    let mut r = build(
         Mode::Single { dir: dir.into() },
         &loaded.run.ktstr_version,
         inputs,
         loaded.notice.iter().cloned().collect(),
         t,
-    )
+    );
+    r.provenance = crate::provenance::collect(&[RunSource {
+        prefix: "",
+        dir: existing_dir(dir),
+        loaded,
+    }]);
+    r.summary_grid = crate::summary::stored_grid(&r);
+    r
+}
+
+/// `dir` as a path when it is a directory (its recorded kernel configs are read from it).
+fn existing_dir(dir: &str) -> Option<&std::path::Path> {
+    let p = std::path::Path::new(dir);
+    p.is_dir().then_some(p)
 }
 
 /// `ktstr report A B`: columns `a:X` and `b:X`; each `b:X` is compared with `a:X`.
@@ -359,6 +395,7 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
                     kernel: c.kernel.clone(),
                     configs: c.configs.clone(),
                     baseline,
+                    label: String::new(),
                 },
                 records: latest_per_key(loaded)
                     .into_iter()
@@ -368,7 +405,7 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
         }
     }
     let notices = a.notice.iter().chain(&b.notice).cloned().collect();
-    build(
+    let mut r = build(
         Mode::Compare {
             a: a_dir.into(),
             b: b_dir.into(),
@@ -377,7 +414,21 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
         inputs,
         notices,
         t,
-    )
+    );
+    r.provenance = crate::provenance::collect(&[
+        RunSource {
+            prefix: "a:",
+            dir: existing_dir(a_dir),
+            loaded: a,
+        },
+        RunSource {
+            prefix: "b:",
+            dir: existing_dir(b_dir),
+            loaded: b,
+        },
+    ]);
+    r.summary_grid = crate::summary::stored_grid(&r);
+    r
 }
 
 /// One record per cell key (the last stored): a cell re-run with rebuilt inputs (a new id) replaces
@@ -574,18 +625,29 @@ fn build(
             .map(|i| (i.column.id.as_str(), i.records.as_slice()))
             .collect::<Vec<_>>(),
     );
+    let mut columns: Vec<ReportColumn> = inputs.into_iter().map(|i| i.column).collect();
+    let ids: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|c| (c.id.as_str(), c.kernel.as_str()))
+        .collect();
+    let labels = crate::labels::abbreviate(&ids);
+    for (c, label) in columns.iter_mut().zip(labels) {
+        c.label = label;
+    }
     Report {
         format_version: REPORT_FORMAT_VERSION,
         ktstr_version: version.to_string(),
         mode,
         test: test_info(t),
-        columns: inputs.into_iter().map(|i| i.column).collect(),
+        columns,
         summary,
+        summary_grid: Vec::new(),
         tables,
         cells,
         regressions,
         notices,
         suites,
+        provenance: Provenance::default(),
     }
 }
 

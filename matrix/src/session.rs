@@ -10,6 +10,7 @@
 
 use crate::engine::{self, CellRunner, Event, RunOptions, RunSummary, StoreSubscriber, Subscriber};
 use crate::plan::Plan;
+use crate::provenance::{CONFIGS_DIR, PreparedKernel};
 use crate::report::{self, Report, Thresholds};
 use crate::store::{self, Record, RunRecord, STORE_FORMAT_VERSION, StoreError, Writer};
 use crate::{html, render as formats};
@@ -183,6 +184,8 @@ impl Session {
             });
         }
         let writer = Writer::open(&self.out).map_err(SessionError::NotStored)?;
+        let kernels = runner.kernel_builds(&prepared);
+        keep_kernel_configs(&self.out, &kernels).map_err(SessionError::NotStored)?;
         writer
             .append(&Record::Run(Box::new(RunRecord {
                 format_version: STORE_FORMAT_VERSION,
@@ -190,6 +193,8 @@ impl Session {
                 spec: plan.spec.clone(),
                 columns: plan.columns.clone(),
                 started_at: store::unix_now(),
+                host: runner.host(),
+                kernels: kernels.into_iter().map(|k| k.build).collect(),
             })))
             .map_err(SessionError::NotStored)?;
         let store_sub = StoreSubscriber {
@@ -225,6 +230,23 @@ impl Session {
             summary: Some(summary),
         })
     }
+}
+
+/// Copies each kernel's final .config into `out/kernel-configs/<key>.config`: the report lists
+/// the options that differ between columns, and the kernel cache may be collected before a
+/// report is re-rendered.
+fn keep_kernel_configs(out: &Path, kernels: &[PreparedKernel]) -> Result<(), StoreError> {
+    let dir = out.join(CONFIGS_DIR);
+    for k in kernels {
+        let Some(src) = &k.config else { continue };
+        let dest = dir.join(format!("{}.config", k.build.key));
+        let copied = std::fs::create_dir_all(&dir).and_then(|_| {
+            let text = std::fs::read(src)?;
+            write_atomically(&dest, &text)
+        });
+        copied.map_err(|source| StoreError::Io { path: dest, source })?;
+    }
+    Ok(())
 }
 
 /// Reads `dir`'s results, checks the baseline against its columns, and writes every report

@@ -4,6 +4,7 @@
 //! is refused with a message saying so.
 
 use crate::plan::{CellInputs, CellKey, Column};
+use crate::provenance::{HostInfo, KernelBuild};
 use crate::result::{CellResult, RESULT_FORMAT_VERSION};
 use crate::spec::MatrixSpec;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,12 @@ pub struct RunRecord {
     pub columns: Vec<Column>,
     /// Unix seconds.
     pub started_at: u64,
+    /// The machine the cells ran on (absent in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostInfo>,
+    /// Each column's kernel as prepared: release, cache key, image hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernels: Vec<KernelBuild>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

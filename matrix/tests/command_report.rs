@@ -39,6 +39,8 @@ fn loaded(rps_direction: &str) -> Loaded {
             })
             .collect(),
         started_at: 1_700_000_000,
+        host: None,
+        kernels: Vec::new(),
     };
     let mut cells = Vec::new();
     for (ki, kernel) in ["6.1", "6.12"].into_iter().enumerate() {

@@ -107,12 +107,34 @@ fn report_renders_from_the_stored_file() {
                 .all(|c| c.verdict != Verdict::Regression))
     );
     assert!(r.summary.failed());
+    // report.json opens with the same grid: scx_simple on 6.12 is worse against both sides.
+    let row = r
+        .summary_grid
+        .iter()
+        .find(|row| row.sched == "kernel:scx_simple")
+        .unwrap();
+    let on_612 = row
+        .entries
+        .iter()
+        .find(|e| e.column == "6.12/sched_ext")
+        .unwrap();
+    let gap = &on_612.headline[0];
+    assert_eq!(gap.metric, "max_gap_ms");
+    let worse = ktstr_matrix::summary::Mark::Worse;
+    assert_eq!(gap.vs_baseline.as_ref().unwrap().mark, worse);
+    assert_eq!(gap.vs_eevdf.as_ref().unwrap().mark, worse);
     check_golden("report.md", &render::markdown(&r));
     check_golden(
         "report.json",
         &(serde_json::to_string_pretty(&r).unwrap() + "\n"),
     );
     check_golden("junit.xml", &render::junit(&r));
+    check_golden("report.txt", &render::terminal(&r));
+    let detail = render::TerminalOptions {
+        detail: true,
+        ..Default::default()
+    };
+    check_golden("report-detail.txt", &render::terminal_with(&r, detail));
     check_golden("report.html", &html::html(&r));
     let page = html::html(&r);
     assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("http://cdn"));
@@ -306,6 +328,8 @@ fn two_kernel_run(scenario: &str, metrics: &[(&str, f64, f64)]) -> store::Loaded
             spec,
             columns,
             started_at: 1_700_000_000,
+            host: None,
+            kernels: Vec::new(),
         },
         cells,
         notice: None,

@@ -17,6 +17,8 @@ fn record(label: &str) -> Record {
         spec,
         columns: vec![],
         started_at: 0,
+        host: None,
+        kernels: Vec::new(),
     }))
 }
 

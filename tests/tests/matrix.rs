@@ -127,6 +127,22 @@ fn real_matrix_end_to_end() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // What was compared: the host, and each kernel with its release; the built kernel's final
+    // .config is kept in the run directory (the prebuilt image has none).
+    let pv = &json["provenance"];
+    assert!(pv["host"]["cores"].as_u64().unwrap() >= 1, "{pv}");
+    let kernels = pv["kernels"].as_array().unwrap();
+    let built = kernels.iter().find(|k| k["spec"] == "6.12").unwrap();
+    assert_eq!(built["config_recorded"], true, "{pv}");
+    assert!(
+        built["release"].as_str().unwrap().starts_with("6.12"),
+        "{pv}"
+    );
+    // The image column's long spec is shown abbreviated, with the full spec once in a legend.
+    let shown = String::from_utf8_lossy(&again.stdout);
+    let legend = format!("= image:{}/sched_ext+steal-time", deb.display());
+    assert_eq!(shown.matches(&legend).count(), 1, "{shown}");
+    assert!(shown.lines().count() < 60, "{shown}");
 }
 
 #[test]

@@ -64,4 +64,15 @@ fn a_lockdep_kernel_is_flagged_as_a_wake_regression() {
         stdout.contains(&line) || stderr.contains(&line),
         "the terminal report names it: {line}\n{stdout}\n{stderr}"
     );
+    // What differs between the columns: the debug fragment's options, from each kernel's
+    // final .config kept in the run directory.
+    let differ = report["provenance"]["config_diff"].as_array().unwrap();
+    assert!(
+        differ.iter().any(|d| d["option"] == "CONFIG_PROVE_LOCKING"),
+        "{differ:?}"
+    );
+    assert!(
+        stdout.contains("option(s) differ between columns"),
+        "{stdout}"
+    );
 }

@@ -10,8 +10,8 @@
 //! cgroup v2 moves processes, not threads, and a process that stalls can still be observed and
 //! killed by the parent.
 
-mod bpf_metrics;
 mod benchmark;
+mod bpf_metrics;
 mod cgroup;
 mod command;
 mod command_output;
@@ -36,8 +36,8 @@ mod wake;
 mod work;
 mod workers;
 
-pub use bpf_metrics::BPF_METRIC_PREFIX;
 pub use benchmark::HostProgram;
+pub use bpf_metrics::BPF_METRIC_PREFIX;
 pub use cgroup::CgroupRoot;
 pub use command::NAME as COMMAND;
 pub use markdown::catalogue_markdown;

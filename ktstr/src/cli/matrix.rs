@@ -75,6 +75,8 @@ pub struct Args {
     /// Minimum relative median change for a regression (0.05 = 5 %).
     #[arg(long, default_value_t = 0.05)]
     pub min_effect: f64,
+    #[command(flatten)]
+    pub view: super::view::ViewArgs,
 }
 
 impl Args {
@@ -203,7 +205,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if ran.summary.is_none() {
         return Ok(crate::exit::INTERRUPTED);
     }
-    let code = super::report::render_dir(&out, spec.baseline.as_deref(), args.min_effect)?;
+    let code =
+        super::report::render_dir(&out, spec.baseline.as_deref(), args.min_effect, &args.view)?;
     if ran.cancelled {
         eprintln!(
             "interrupted: {} stored; `ktstr matrix --resume --out {}` continues",

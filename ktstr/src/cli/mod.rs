@@ -4,12 +4,14 @@
 
 mod bench;
 mod bisect;
+mod completions;
 pub mod kernel;
 mod matrix;
 mod matrix_progress;
 mod report;
 mod run;
 mod shell;
+mod view;
 pub mod vm_args;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +47,10 @@ enum Command {
     ///
     /// `ktstr-bench` is built with `cargo build --release -p ktstr-testbed`.
     Bench(bench::Args),
+    /// Print a shell completion script (bash, zsh, fish) generated from these definitions.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write one per subcommand with --out DIR.
+    Man(completions::ManArgs),
     /// Inside the nested harness's L1 only: pin kvm.ko's APIC static key (see `nested_l1`).
     #[command(name = "nested-l1-hold", hide = true)]
     NestedL1Hold,
@@ -101,6 +107,8 @@ pub fn main() -> i32 {
         Command::Report(a) => report::run(a),
         Command::Bisect(a) => bisect::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
         Command::NestedL1Hold => crate::nested_l1::hold_apic_keys()
             .map(|never| match never {})
             .map_err(anyhow::Error::from),

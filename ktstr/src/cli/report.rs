@@ -2,6 +2,7 @@
 //! compares two runs (every column of B against the same column of A).
 
 use super::bad_input;
+use super::view::ViewArgs;
 use anyhow::Context;
 use ktstr_matrix::report::{self, Report, Thresholds};
 use ktstr_matrix::{render, session, store};
@@ -22,6 +23,8 @@ pub struct Args {
     /// Minimum relative median change for a regression (0.05 = 5 %).
     #[arg(long, default_value_t = 0.05)]
     pub min_effect: f64,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 fn check_dir(d: &Path) -> anyhow::Result<()> {
@@ -41,7 +44,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         check_dir(b)?;
     }
     match &args.other {
-        None => render_dir(&args.dir, args.baseline.as_deref(), args.min_effect),
+        None => render_dir(
+            &args.dir,
+            args.baseline.as_deref(),
+            args.min_effect,
+            &args.view,
+        ),
         Some(b) => {
             if args.baseline.is_some() {
                 return Err(bad_input(
@@ -60,7 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 &lb,
                 &t,
             );
-            print!("{}", render::terminal(&r));
+            print!("{}", render::terminal_with(&r, args.view.options()));
             if let Some(out) = &args.out {
                 session::write_reports(out, &r)
                     .with_context(|| format!("writing the reports into {}", out.display()))?;
@@ -80,10 +88,15 @@ pub fn exit_code(r: &Report) -> i32 {
 
 /// Reads DIR/results.jsonl, writes the report files into DIR, prints the terminal table; returns
 /// the exit code (0 all pass, 1 a failure or regression).
-pub fn render_dir(dir: &Path, baseline: Option<&str>, min_effect: f64) -> anyhow::Result<i32> {
+pub fn render_dir(
+    dir: &Path,
+    baseline: Option<&str>,
+    min_effect: f64,
+    view: &ViewArgs,
+) -> anyhow::Result<i32> {
     let t = thresholds(min_effect)?;
     let r = session::render(dir, baseline, &t).map_err(super::session_err)?;
-    print!("{}", render::terminal(&r));
+    print!("{}", render::terminal_with(&r, view.options()));
     eprintln!(
         "reports: {}",
         session::REPORT_FILES

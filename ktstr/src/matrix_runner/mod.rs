@@ -16,6 +16,7 @@ use crate::topology::{Topology, TopologyError};
 use crate::vm::Backend;
 use ktstr_matrix::engine::{Artifact, CellRunner, Event};
 use ktstr_matrix::plan::{CellInputs, Column, Plan, PlannedCell};
+use ktstr_matrix::provenance::{HostInfo, KernelBuild, PreparedKernel};
 use ktstr_matrix::result::{CellResult, HostTimings};
 use prepare::SchedReady;
 use std::collections::BTreeMap;
@@ -243,6 +244,32 @@ impl CellRunner for KtstrRunner {
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Prepared, PrepareError> {
         prepare::prepare(self, plan, emit)
+    }
+
+    fn kernel_builds(&self, p: &Prepared) -> Vec<PreparedKernel> {
+        let mut out: Vec<PreparedKernel> = p
+            .kernels
+            .iter()
+            .filter_map(|(col, k)| Some((col, k.as_ref().ok()?)))
+            .map(|(col, k)| PreparedKernel {
+                build: KernelBuild {
+                    column: col.clone(),
+                    key: k.input_hash.clone(),
+                    release: k.kernel.version.clone(),
+                    // A hash the report can show without the cache; empty if unreadable.
+                    image_sha256: crate::digest::sha256_file(&k.kernel.image).unwrap_or_default(),
+                },
+                config: k.kernel.config.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.build.column.cmp(&b.build.column));
+        out
+    }
+
+    fn host(&self) -> Option<HostInfo> {
+        Some(crate::host_info::current(
+            self.backend.describe().starts_with("qemu"),
+        ))
     }
 
     fn inputs(&self, p: &Prepared, cell: &PlannedCell) -> CellInputs {

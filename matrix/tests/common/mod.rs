@@ -141,6 +141,8 @@ pub fn fixture() -> (RunRecord, Vec<CellRecord>) {
         spec: s.clone(),
         columns,
         started_at: 1_700_000_000,
+        host: None,
+        kernels: Vec::new(),
     };
     let mut cells = Vec::new();
     for (ki, kernel) in ["6.1", "6.12"].iter().enumerate() {
