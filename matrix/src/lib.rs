@@ -11,6 +11,7 @@ pub mod render;
 pub mod report;
 pub mod result;
 pub mod session;
+pub mod shard;
 pub mod spec;
 pub mod stats;
 pub mod store;

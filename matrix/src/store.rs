@@ -35,6 +35,19 @@ pub struct RunRecord {
     pub columns: Vec<Column>,
     /// Unix seconds.
     pub started_at: u64,
+    /// Which shard ran where; absent in records of runs before shards existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<RunOrigin>,
+}
+
+/// Where a run ran: the shard of the plan (none for the whole plan) on which host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
+    pub host: String,
+    /// Host cores the run could use.
+    pub cores: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ mod bisect;
 pub mod kernel;
 mod matrix;
 mod matrix_progress;
+mod matrix_shard;
 mod report;
 mod run;
 mod shell;
