@@ -6,6 +6,7 @@
 pub mod bisect;
 pub mod engine;
 pub mod html;
+pub mod merge;
 pub mod plan;
 pub mod render;
 pub mod report;

@@ -199,7 +199,9 @@ pub fn render(
             kernels: loaded.run.spec.kernels.join(", "),
         });
     }
-    let r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    let mut r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    // A merge's missing shards are not in results.jsonl (its missing cells are).
+    r.notices.extend(crate::merge::notices_of(dir));
     write_reports(dir, &r).map_err(|source| SessionError::Reports {
         dir: dir.to_path_buf(),
         source,

@@ -108,6 +108,8 @@ pub fn read(path: &Path) -> Result<Loaded, StoreError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut run = None;
     let mut cells: Vec<CellRecord> = Vec::new();
+    // Index by id: a merged run holds tens of thousands of cells.
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
     let mut notice = None;
     for (i, line) in lines.iter().enumerate() {
         let lineno = i + 1;
@@ -163,13 +165,13 @@ pub fn read(path: &Path) -> Result<Loaded, StoreError> {
         })?;
         match rec {
             Record::Run(r) => run = Some(*r),
-            Record::Cell(c) => {
-                if let Some(old) = cells.iter_mut().find(|x| x.id == c.id) {
-                    *old = *c;
-                } else {
+            Record::Cell(c) => match index.get(&c.id) {
+                Some(&i) => cells[i] = *c,
+                None => {
+                    index.insert(c.id.clone(), cells.len());
                     cells.push(*c);
                 }
-            }
+            },
         }
     }
     let run = run.ok_or_else(|| StoreError::NoRun {
