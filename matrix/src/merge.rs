@@ -233,6 +233,19 @@ pub fn merge(inputs: &[Input], origin: Option<RunOrigin>) -> Result<Merged, Merg
         notices: Vec::new(),
     };
     summary.notices = notices(&summary);
+    let mut versions: Vec<&str> = inputs
+        .iter()
+        .map(|i| i.loaded.run.ktstr_version.as_str())
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    if versions.len() > 1 {
+        // Allowed (a cell's inputs record its own version), but worth knowing when numbers differ.
+        summary.notices.push(format!(
+            "merge: the inputs were written by different ktstr versions ({})",
+            versions.join(", ")
+        ));
+    }
     let run = RunRecord {
         format_version: STORE_FORMAT_VERSION,
         ktstr_version: first.loaded.run.ktstr_version.clone(),
