@@ -12,7 +12,7 @@ use crate::engine::{self, CellRunner, Event, RunOptions, RunSummary, StoreSubscr
 use crate::plan::Plan;
 use crate::provenance::{CONFIGS_DIR, PreparedKernel};
 use crate::report::{self, Report, Thresholds};
-use crate::store::{self, Record, RunRecord, STORE_FORMAT_VERSION, StoreError, Writer};
+use crate::store::{self, Record, RunOrigin, RunRecord, STORE_FORMAT_VERSION, StoreError, Writer};
 use crate::{html, render as formats};
 use std::collections::HashSet;
 use std::io::Write;
@@ -81,6 +81,7 @@ pub struct Session {
     out: PathBuf,
     done_ids: HashSet<String>,
     notice: Option<String>,
+    origin: Option<RunOrigin>,
     /// Held for the session's life: two runs (two `--resume`s) never append to one directory.
     _lock: std::fs::File,
 }
@@ -141,7 +142,14 @@ impl Session {
             done_ids,
             notice,
             _lock: lock,
+            origin: None,
         })
+    }
+
+    /// Records in the run record which shard runs here, on which host.
+    pub fn with_origin(mut self, origin: RunOrigin) -> Session {
+        self.origin = Some(origin);
+        self
     }
 
     pub fn out(&self) -> &Path {
@@ -195,6 +203,7 @@ impl Session {
                 started_at: store::unix_now(),
                 host: runner.host(),
                 kernels: kernels.into_iter().map(|k| k.build).collect(),
+                origin: self.origin.clone(),
             })))
             .map_err(SessionError::NotStored)?;
         let store_sub = StoreSubscriber {
@@ -265,7 +274,9 @@ pub fn render(
             kernels: loaded.run.spec.kernels.join(", "),
         });
     }
-    let r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    let mut r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    // A merge's missing shards are not in results.jsonl (its missing cells are).
+    r.notices.extend(crate::merge::notices_of(dir));
     write_reports(dir, &r).map_err(|source| SessionError::Reports {
         dir: dir.to_path_buf(),
         source,

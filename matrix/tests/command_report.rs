@@ -39,6 +39,7 @@ fn loaded(rps_direction: &str) -> Loaded {
             })
             .collect(),
         started_at: 1_700_000_000,
+        origin: None,
         host: None,
         kernels: Vec::new(),
     };

@@ -172,6 +172,7 @@ fn interrupted_run_resumes_without_rerunning_finished_cells() {
             started_at: 0,
             host: None,
             kernels: Vec::new(),
+            origin: None,
         })))
         .unwrap()
     };

@@ -330,6 +330,7 @@ fn two_kernel_run(scenario: &str, metrics: &[(&str, f64, f64)]) -> store::Loaded
             started_at: 1_700_000_000,
             host: None,
             kernels: Vec::new(),
+            origin: None,
         },
         cells,
         notice: None,

@@ -90,6 +90,7 @@ fn default_matrix_run(kernel: &str) -> (RunRecord, Vec<CellRecord>) {
         spec,
         columns: vec![column.clone()],
         started_at: 1_700_000_000,
+        origin: None,
         host: Some(HostInfo {
             cpu_model: "AMD EPYC 7B13".into(),
             cores: 2,

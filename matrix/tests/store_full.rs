@@ -17,6 +17,7 @@ fn record(label: &str) -> Record {
         spec,
         columns: vec![],
         started_at: 0,
+        origin: None,
         host: None,
         kernels: Vec::new(),
     }))

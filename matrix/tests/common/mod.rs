@@ -143,6 +143,7 @@ pub fn fixture() -> (RunRecord, Vec<CellRecord>) {
         started_at: 1_700_000_000,
         host: None,
         kernels: Vec::new(),
+        origin: None,
     };
     let mut cells = Vec::new();
     for (ki, kernel) in ["6.1", "6.12"].iter().enumerate() {
