@@ -120,6 +120,11 @@ pub fn main() -> i32 {
     };
     match result {
         Ok(code) => code,
+        // Whatever step Ctrl-C stopped (a build, a download, a wait), it ends as an interruption.
+        Err(err) if crate::cancel::requested() => {
+            eprintln!("interrupted: {err:#}");
+            crate::exit::INTERRUPTED
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             if is_bad_input(&err) {

@@ -56,7 +56,6 @@ pub fn run_make(
     progress: &Progress,
     what: &str,
 ) -> Result<(), KernelError> {
-    use std::os::unix::process::CommandExt;
     let mut logf = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -81,9 +80,9 @@ pub fn run_make(
         .env_remove("LOCALVERSION")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Own process group so an interruption stops make's whole tree.
-        .process_group(0);
+        .stderr(Stdio::piped());
+    // Own process group so an interruption stops make's whole tree; dies with ktstr.
+    crate::cancel::contain(&mut cmd);
     let _ = writeln!(
         logf,
         "$ KCFLAGS='{prefix_map}' make -C {} O={} -j{} {}",
@@ -93,6 +92,7 @@ pub fn run_make(
         targets.join(" ")
     );
     let mut child = cmd.spawn().map_err(io("starting make"))?;
+    let _tracked = crate::cancel::TrackedGroup::new(child.id());
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let mut readers = Vec::new();
     for stream in [

@@ -308,9 +308,11 @@ pub fn cached_tarballs(major: u32, minor: u32) -> BTreeMap<u32, PathBuf> {
             let Some(stem) = name.strip_suffix(".tar.xz") else {
                 continue;
             };
-            let version = stem
-                .strip_prefix("linux-")
-                .or_else(|| stem.split_once('_').map(|(_, v)| v));
+            // kernel.org's `linux-6.12.7`, a distro package's `linux-source-6.12_6.12.7-1`.
+            let version = match stem.split_once('_') {
+                Some((_, v)) => Some(v),
+                None => stem.strip_prefix("linux-"),
+            };
             if let Some(p) = version.and_then(|v| upstream_patch(v, major, minor)) {
                 found.insert(p, e.path());
             }

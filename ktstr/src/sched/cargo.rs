@@ -42,26 +42,27 @@ pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedEr
             log.display()
         );
         let t0 = Instant::now();
-        let status = Command::new("cargo")
-            .args([
-                "install",
-                name,
-                "--version",
-                &format!("={version}"),
-                "--locked",
-                "--root",
-            ])
-            .arg(&tmp_root)
-            // One target dir for every crate: the scx crates share most of their dependency tree.
-            .arg("--target-dir")
-            .arg(cache.dir("cargo-target")?)
-            .env("BPF_CLANG", &tc.clang)
-            .env("CARGO_TERM_COLOR", "never")
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err)
-            .status()
-            .map_err(|e| io_err(std::path::Path::new("cargo"), e))?;
+        let status = crate::cancel::run_contained(
+            Command::new("cargo")
+                .args([
+                    "install",
+                    name,
+                    "--version",
+                    &format!("={version}"),
+                    "--locked",
+                    "--root",
+                ])
+                .arg(&tmp_root)
+                // One target dir for every crate: the scx crates share most of their dependency tree.
+                .arg("--target-dir")
+                .arg(cache.dir("cargo-target")?)
+                .env("BPF_CLANG", &tc.clang)
+                .env("CARGO_TERM_COLOR", "never")
+                .stdin(Stdio::null())
+                .stdout(log_file)
+                .stderr(log_err),
+        )
+        .map_err(|e| io_err(std::path::Path::new("cargo"), e))?;
         if !status.success() {
             let _ = fs::remove_dir_all(&tmp_root);
             return Err(SchedError::Build {

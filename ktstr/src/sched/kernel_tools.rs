@@ -61,22 +61,23 @@ pub fn ensure(
     );
     let t0 = Instant::now();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let status = Command::new("make")
-        .arg("-C")
-        .arg(&makefile_dir)
-        .arg(format!("-j{jobs}"))
-        .arg(format!("CLANG={}", tc.clang))
-        .arg(format!("O={}", out.display()))
-        .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
-        .args(KERNEL_TOOLS)
-        // The kernel's build sets these for its own tree; inherited ones would redirect this build.
-        .env_remove("KBUILD_OUTPUT")
-        .env_remove("MAKEFLAGS")
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(log_err)
-        .status()
-        .map_err(|e| io_err(Path::new("make"), e))?;
+    let status = crate::cancel::run_contained(
+        Command::new("make")
+            .arg("-C")
+            .arg(&makefile_dir)
+            .arg(format!("-j{jobs}"))
+            .arg(format!("CLANG={}", tc.clang))
+            .arg(format!("O={}", out.display()))
+            .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
+            .args(KERNEL_TOOLS)
+            // The kernel's build sets these for its own tree; inherited ones would redirect this build.
+            .env_remove("KBUILD_OUTPUT")
+            .env_remove("MAKEFLAGS")
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err),
+    )
+    .map_err(|e| io_err(Path::new("make"), e))?;
     if !status.success() {
         return Err(SchedError::Build {
             what: format!("tools/sched_ext of kernel {version}"),
