@@ -103,13 +103,13 @@ fn lock_out_dir(out: &Path) -> Result<std::fs::File, SessionError> {
         .write(true)
         .open(&path)
         .map_err(err)?;
-    match file.try_lock() {
+    match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(SessionError::Busy {
+        Err(fs4::TryLockError::WouldBlock) => Err(SessionError::Busy {
             dir: out.to_path_buf(),
             lock: path,
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+        Err(fs4::TryLockError::Error(e)) => Err(err(e)),
     }
 }
 
