@@ -157,13 +157,17 @@ pub fn ensure(cache: &Cache, spec: &str, source: &Source) -> Result<Entry, Sched
     let t0 = Instant::now();
     let bin = build.run(&origin)?;
     let took = t0.elapsed().as_secs_f64();
-    cache.insert_timed(
-        &id.key,
-        &id.name,
-        &bin,
-        &format!("cargo build -p {} from {origin}", id.name),
-        Some(took),
-    )
+    let origin = format!("cargo build -p {} from {origin}", id.name);
+    let entry = cache.insert_timed(&id.key, &id.name, &bin, &origin, Some(took))?;
+    // cargo writes a Cargo.lock into a tree that had none: the tree the next resolution hashes
+    // is that one, and it must find this build too.
+    if let Origin::Tree(_) = &id.origin {
+        let after = identify(spec, source, &tc.clang)?;
+        if after.key != id.key {
+            cache.insert_timed(&after.key, &id.name, &bin, &origin, Some(took))?;
+        }
+    }
+    Ok(entry)
 }
 
 struct CargoBuild<'a> {
@@ -267,6 +271,10 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SchedE
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "source_build_tests.rs"]
+mod build_tests;
 
 #[cfg(test)]
 mod tests {
