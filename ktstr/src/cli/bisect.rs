@@ -1,4 +1,5 @@
-//! `ktstr bisect`: find the kernel commit that made a cell worse (see `crate::bisect`).
+//! `ktstr bisect`: find the kernel commit, kernel release or scheduler commit that made a cell
+//! worse (see `crate::bisect`).
 //!
 //! Every input is checked before anything is built: the refs exist and good is an ancestor of
 //! bad, the scenario has the metric and it is not a counter, the config fragments, scheduler,
