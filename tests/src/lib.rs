@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod kernel_history;
+pub mod sched_history;
 
 /// The `ktstr` binary of this build: `target/<profile>/ktstr`, next to `target/<profile>/deps/`
 /// where the test executables live.

@@ -11,6 +11,7 @@
 
 pub mod candidates;
 pub mod record;
+pub mod sched_axis;
 pub mod step;
 
 use candidates::Candidate;

@@ -412,6 +412,7 @@ mod tests {
             bad: "git:/r#b".into(),
             metric: Some("wake_round_trips".into()),
             template: CellTemplate {
+                kernel: None,
                 configs: vec![],
                 sched: "eevdf".into(),
                 scenario: "wake".into(),

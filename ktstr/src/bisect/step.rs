@@ -27,9 +27,26 @@ pub struct CellTemplate {
     pub topology: String,
     pub duration_ms: u64,
     pub memory_mib: u32,
+    /// Set when the candidates are scheduler commits: the kernel every step boots (the
+    /// candidate is then the cell's scheduler, not its kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<String>,
 }
 
 impl CellTemplate {
+    /// The matrix of one candidate: its kernel with the template's scheduler, or (a scheduler
+    /// bisection) the fixed kernel with the candidate as the scheduler.
+    pub fn cell_spec(&self, candidate: &str, repeats: u32) -> MatrixSpec {
+        match &self.kernel {
+            None => self.spec(candidate, repeats),
+            Some(kernel) => {
+                let mut spec = self.spec(kernel, repeats);
+                spec.scheds = vec![candidate.to_string()];
+                spec
+            }
+        }
+    }
+
     pub fn spec(&self, kernel: &str, repeats: u32) -> MatrixSpec {
         MatrixSpec {
             kernels: vec![kernel.to_string()],
@@ -97,7 +114,7 @@ pub fn run(
     repeats: u32,
     dir: &Path,
 ) -> Result<Option<Evidence>, StepError> {
-    let spec = ctx.template.spec(&cand.spec, repeats);
+    let spec = ctx.template.cell_spec(&cand.spec, repeats);
     let vcpus = plan::validate(&spec, &KtstrValidator)
         .map_err(|errs| StepError::Invalid(errs.join("; ")))?;
     let plan = plan::expand(&spec, &vcpus);
@@ -115,7 +132,11 @@ pub fn run(
     let loaded = store::read(&session.results_path()).map_err(SessionError::Stored)?;
     let mut ev = evidence(&loaded.cells, ctx.metric);
     if ev.untestable.is_none() {
-        add_kernel_facts(&mut ev, &loaded.cells);
+        if ctx.template.kernel.is_some() {
+            super::sched_axis::add_sched_facts(&mut ev, &cand.spec);
+        } else {
+            add_kernel_facts(&mut ev, &loaded.cells);
+        }
     }
     Ok(Some(ev))
 }

@@ -1,4 +1,5 @@
-//! `ktstr bisect`: find the kernel commit that made a cell worse (see `crate::bisect`).
+//! `ktstr bisect`: find the kernel commit, kernel release or scheduler commit that made a cell
+//! worse (see `crate::bisect`).
 //!
 //! Every input is checked before anything is built: the refs exist and good is an ancestor of
 //! bad, the scenario has the metric and it is not a counter, the config fragments, scheduler,
@@ -30,10 +31,12 @@ continues). OUT/bisect.jsonl has every step as it happened; bisect.md, bisect.js
 bisect.html the result."
 )]
 pub struct Args {
-    /// The good kernel: git:REPO#REF (REPO a local path or URL).
+    /// The good kernel: git:REPO#REF (REPO a local path or URL); or, when --sched names a
+    /// scheduler repository without a ref (NAME@git:REPO), the good ref of that repository.
     #[arg(long, required_unless_present = "kernels", requires = "bad")]
     pub good: Option<String>,
-    /// The bad kernel: git:REPO#REF in the same repository, a descendant of --good.
+    /// The bad kernel: git:REPO#REF in the same repository, a descendant of --good (or the bad
+    /// ref of the scheduler repository).
     #[arg(long, required_unless_present = "kernels", requires = "good")]
     pub bad: Option<String>,
     /// Only the first-parent chain of --bad (a merge is one candidate).
@@ -47,9 +50,13 @@ pub struct Args {
     /// Config fragments and CONFIG_X=V items for every candidate (e.g. sched_ext,steal-time).
     #[arg(long = "config", value_delimiter = ',')]
     pub configs: Vec<String>,
-    /// Scheduler spec, as in `ktstr run`.
+    /// Scheduler spec, as in `ktstr run`. NAME@git:REPO without #REF bisects the scheduler's
+    /// commits between --good and --bad on the fixed --kernel.
     #[arg(long, default_value = "eevdf")]
     pub sched: String,
+    /// The kernel every step boots when the scheduler's commits are bisected.
+    #[arg(long, default_value = "6.12", conflicts_with = "kernels")]
+    pub kernel: String,
     /// Scenario from the catalogue.
     #[arg(long)]
     pub scenario: String,
@@ -89,7 +96,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let template = template(&args)?;
+    let sched_repo = crate::bisect::sched_axis::repository(&args.sched);
+    let mut template = template(&args)?;
     let goal = goal(&args)?;
     let files = super::vm_args::includes(&args.include)?;
     super::vm_args::check_guest_files(
@@ -97,16 +105,30 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         &super::run::parse_params(&args.params)?,
         &files,
     )?;
-    let vcpus = plan::validate(&template.spec("6.12", 1), &KtstrValidator).map_err(|errs| {
-        bad_input(format!(
-            "the bisection names things that do not exist:\n  {}",
-            errs.join("\n  ")
-        ))
-    })?;
+    // A scheduler bisection checks its cell with the scheduler at the bad ref.
+    let probe = match (&sched_repo, &args.bad) {
+        (Some(_), Some(bad)) => {
+            template.kernel = Some(args.kernel.clone());
+            crate::sched::from_source::at_ref(&args.sched, bad)
+                .map_err(|e| bad_input(format!("--sched: {e}")))?
+        }
+        _ => "6.12".to_string(),
+    };
+    let vcpus =
+        plan::validate(&template.cell_spec(&probe, 1), &KtstrValidator).map_err(|errs| {
+            bad_input(format!(
+                "the bisection names things that do not exist:\n  {}",
+                errs.join("\n  ")
+            ))
+        })?;
     let cands = match (&args.kernels, &args.good, &args.bad) {
         (Some(list), _, _) => {
             let specs = super::matrix::expand_ranges(&ktstr_matrix::spec::split_list(list))?;
             candidates::kernel_list(list, &specs).map_err(candidate_err)?
+        }
+        (None, Some(good), Some(bad)) if sched_repo.is_some() => {
+            crate::bisect::sched_axis::commits(&args.sched, good, bad, args.first_parent, false)
+                .map_err(candidate_err)?
         }
         (None, Some(good), Some(bad)) => {
             candidates::commits(good, bad, args.first_parent, false).map_err(candidate_err)?
@@ -135,9 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         // files its commit changed and makes incrementally, and the next bisection of the same
         // repository starts from a warm O= tree instead of a cold build.
         kernel_opts: crate::kernel::ResolveOptions {
-            worktree: args
-                .kernels
-                .is_none()
+            worktree: (args.kernels.is_none() && sched_repo.is_none())
                 .then(|| worktree_for(&good, &args.configs)),
             ..Default::default()
         },
@@ -212,6 +232,7 @@ fn template(args: &Args) -> anyhow::Result<CellTemplate> {
         topology: args.topology.clone(),
         duration_ms,
         memory_mib: args.memory_mib,
+        kernel: None,
     })
 }
 

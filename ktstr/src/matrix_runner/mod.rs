@@ -216,6 +216,10 @@ impl CellRunner for KtstrRunner {
                         }),
                         KERNEL_TOOLS_ESTIMATE,
                     ),
+                    Source::Git { .. } | Source::Tree { .. } => (
+                        sched::source_build::lookup(&cache, s).is_some(),
+                        CRATE_BUILD_ESTIMATE,
+                    ),
                     Source::Crate { name, version, .. } => (
                         sched::toolchain::which(name).is_some() && version.is_none()
                             || cache

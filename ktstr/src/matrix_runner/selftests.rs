@@ -198,6 +198,7 @@ mod tests {
                 sha256: "0".into(),
                 path: "/cache/store/0/runner".into(),
                 origin: "test".into(),
+                build_s: None,
             },
             tests: vec!["exit".into(), "minimal".into()],
         }

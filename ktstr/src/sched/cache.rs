@@ -8,6 +8,8 @@
 //! logs/<key>.log             build output of the last build of a key
 //! cargo/<name>@<ver>/        `cargo install --root`; cargo-target/ is shared so crates share deps
 //! kernel/<kernel-key>/       tools/sched_ext build output (O=) of one kernel
+//! src-builds/<location>/     schedulers from source, one per repository or directory: src/ (the
+//!                            synced tree of the last git ref built) and out/ (its cargo target)
 //! ```
 //!
 //! Every file is written to a temporary name and renamed, so a crash never leaves a half entry.
@@ -25,6 +27,9 @@ pub struct Entry {
     pub path: PathBuf,
     /// Where it came from, for humans: `cargo install scx_rusty 1.1.4`, `linux 6.12.117 tools/sched_ext`.
     pub origin: String,
+    /// Seconds the build that made this entry took, when ktstr built it from source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_s: Option<f64>,
 }
 
 pub struct Cache {
@@ -82,6 +87,18 @@ impl Cache {
         bin: &Path,
         origin: &str,
     ) -> Result<Entry, SchedError> {
+        self.insert_timed(key, name, bin, origin, None)
+    }
+
+    /// [`Cache::insert`] recording how long the build took.
+    pub fn insert_timed(
+        &self,
+        key: &str,
+        name: &str,
+        bin: &Path,
+        origin: &str,
+        build_s: Option<f64>,
+    ) -> Result<Entry, SchedError> {
         let sha = sha256_file(bin)?;
         let dir = self.dir("store")?.join(&sha);
         let dest = dir.join(name);
@@ -96,6 +113,7 @@ impl Cache {
             sha256: sha,
             path: dest,
             origin: origin.to_string(),
+            build_s,
         };
         let idx = self.dir("index")?;
         let tmp = idx.join(format!(".{key}.json.tmp{}", std::process::id()));

@@ -6,8 +6,10 @@
 
 pub mod cache;
 pub mod cargo;
+pub mod from_source;
 pub mod kernel_tools;
 pub mod selftests;
+pub mod source_build;
 pub mod spec;
 pub mod toolchain;
 
@@ -98,6 +100,7 @@ pub fn validate_spec(spec: &str) -> Result<SchedSpec, SchedError> {
             }
         }
         Source::Path(p) => check_elf_executable(p)?,
+        Source::Git { .. } | Source::Tree { .. } => from_source::validate(spec, &parsed.source)?,
     }
     Ok(parsed)
 }
@@ -282,6 +285,9 @@ pub fn resolve_in(
     let path = match &parsed.source {
         Source::Eevdf => unreachable!("handled above"),
         Source::Path(p) => std::fs::canonicalize(p).map_err(|e| cache::io_err(p, e))?,
+        Source::Git { .. } | Source::Tree { .. } => {
+            source_build::ensure(cache, spec, &parsed.source)?.path
+        }
         Source::Crate { name, version, .. } => match version {
             Some(v) => cargo::ensure(cache, name, v)?.path,
             None => match toolchain::which(name) {

@@ -202,6 +202,7 @@ mod tests {
                 sha256: "0".into(),
                 path: "/cache/store/0/runner".into(),
                 origin: "test".into(),
+                build_s: None,
             },
             tests: tests.iter().map(|t| t.to_string()).collect(),
         }

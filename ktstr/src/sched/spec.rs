@@ -7,6 +7,8 @@
 //!          | "cargo:" CRATE [ "@" VER ]   any crate from crates.io (not only the known ones)
 //!          | NAME [ "@" VER ]             a known scx crate, or a binary on PATH
 //!          | PATH                         contains a '/': an ELF executable on the host
+//!          | NAME "@git:" REPO [ "#" REF ]  package NAME built from a ref (HEAD) of a git repository
+//!          | NAME "@path:" DIR            package NAME built from a working tree
 //! ARGS    := words split like a POSIX shell does (quotes, backslashes), so commas and
 //!            colons inside ARGS are literal: `scx_layered:--spec "a,b:c"`.
 //! ```
@@ -50,12 +52,34 @@ pub enum Source {
     },
     /// A file on the host.
     Path(PathBuf),
+    /// Package `name` of the cargo workspace in a git repository (a path or URL), built from
+    /// `reference` (HEAD when `None`).
+    Git {
+        name: String,
+        repo: String,
+        reference: Option<String>,
+    },
+    /// Package `name` of the cargo workspace in the directory `dir`, built as it is.
+    Tree {
+        name: String,
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedSpec {
     pub source: Source,
     pub args: Vec<String>,
+}
+
+impl Source {
+    /// The package a from-source spec builds (empty for the other sources).
+    fn display_name_of_package(&self) -> &str {
+        match self {
+            Source::Git { name, .. } | Source::Tree { name, .. } => name,
+            _ => "",
+        }
+    }
 }
 
 impl SchedSpec {
@@ -65,7 +89,9 @@ impl SchedSpec {
         match &self.source {
             Source::Eevdf => "eevdf".into(),
             Source::KernelTool(t) => format!("kernel:{t}"),
-            Source::Crate { name, .. } => name.clone(),
+            Source::Crate { name, .. } | Source::Git { name, .. } | Source::Tree { name, .. } => {
+                name.clone()
+            }
             Source::Path(p) => p
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
@@ -74,7 +100,7 @@ impl SchedSpec {
     }
 }
 
-fn bad(spec: &str, msg: impl Into<String>) -> SchedError {
+pub(super) fn bad(spec: &str, msg: impl Into<String>) -> SchedError {
     SchedError::BadSpec {
         spec: spec.to_string(),
         msg: msg.into(),
@@ -89,6 +115,18 @@ pub fn parse(spec: &str) -> Result<SchedSpec, SchedError> {
             spec,
             "empty; use `eevdf`, `kernel:scx_simple`, `scx_rusty[@1.1.4]` or a path",
         ));
+    }
+    if let Some(parts) = super::from_source::split(spec, s)? {
+        let name = parts.source.display_name_of_package();
+        check_name(spec, name)?;
+        let args = match parts.tail.strip_prefix(':') {
+            Some(a) => parse_args(spec, a)?,
+            None => Vec::new(),
+        };
+        return Ok(SchedSpec {
+            source: parts.source,
+            args,
+        });
     }
     let (prefix, rest) = if let Some(r) = s.strip_prefix("kernel:") {
         ("kernel", r)
