@@ -9,6 +9,7 @@
 //! what its L1 runs of this binary (`nested_l1`) is here.
 
 pub mod bisect;
+pub mod cache_archive;
 pub mod cancel;
 pub mod cell;
 pub mod cli;
