@@ -16,6 +16,7 @@ pub mod cli;
 pub mod digest;
 pub mod exit;
 pub mod initramfs;
+pub mod job_templates;
 pub mod kernel;
 pub mod lock;
 pub mod matrix_runner;

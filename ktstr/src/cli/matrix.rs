@@ -24,6 +24,13 @@ pub struct Args {
     /// A matrix.toml; flags override its fields.
     #[arg(short, long)]
     pub file: Option<PathBuf>,
+    /// Print the job definition that runs this matrix as --shards shards on an engine (slurm,
+    /// k8s, github, buildkite) and a merge after them; runs nothing.
+    #[arg(long, value_name = "ENGINE", requires = "shards")]
+    pub emit: Option<String>,
+    /// With --emit: how many shards the job runs.
+    #[arg(long, value_name = "N", requires = "emit")]
+    pub shards: Option<u32>,
     /// Kernel specs, comma-separated (6.12, 6.12.117, path:DIR, git:REPO#REF, image:FILE).
     #[arg(long)]
     pub kernels: Option<String>,
@@ -132,6 +139,9 @@ pub fn load_spec(args: &Args) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.emit.is_some() {
+        return super::matrix_emit::run(&args);
+    }
     let (spec, out) = load_spec(&args)?;
     // Checked before anything is built, though only the report uses it.
     super::report::thresholds(args.min_effect)?;

@@ -7,6 +7,7 @@ mod bisect;
 mod cache;
 pub mod kernel;
 mod matrix;
+mod matrix_emit;
 mod matrix_progress;
 mod report;
 mod run;
