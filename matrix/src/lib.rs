@@ -6,11 +6,13 @@
 pub mod bisect;
 pub mod engine;
 pub mod html;
+pub mod merge;
 pub mod plan;
 pub mod render;
 pub mod report;
 pub mod result;
 pub mod session;
+pub mod shard;
 pub mod spec;
 pub mod stats;
 pub mod store;

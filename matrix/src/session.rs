@@ -11,7 +11,7 @@
 use crate::engine::{self, CellRunner, Event, RunOptions, RunSummary, StoreSubscriber, Subscriber};
 use crate::plan::Plan;
 use crate::report::{self, Report, Thresholds};
-use crate::store::{self, Record, RunRecord, STORE_FORMAT_VERSION, StoreError, Writer};
+use crate::store::{self, Record, RunOrigin, RunRecord, STORE_FORMAT_VERSION, StoreError, Writer};
 use crate::{html, render as formats};
 use std::collections::HashSet;
 use std::io::Write;
@@ -67,6 +67,7 @@ pub struct Session {
     out: PathBuf,
     done_ids: HashSet<String>,
     notice: Option<String>,
+    origin: Option<RunOrigin>,
 }
 
 /// How a session's run ended.
@@ -96,7 +97,14 @@ impl Session {
             out: out.to_path_buf(),
             done_ids,
             notice,
+            origin: None,
         })
+    }
+
+    /// Records in the run record which shard runs here, on which host.
+    pub fn with_origin(mut self, origin: RunOrigin) -> Session {
+        self.origin = Some(origin);
+        self
     }
 
     pub fn out(&self) -> &Path {
@@ -146,6 +154,7 @@ impl Session {
                 spec: plan.spec.clone(),
                 columns: plan.columns.clone(),
                 started_at: store::unix_now(),
+                origin: self.origin.clone(),
             })))
             .map_err(SessionError::NotStored)?;
         let store_sub = StoreSubscriber {
@@ -190,7 +199,9 @@ pub fn render(
             kernels: loaded.run.spec.kernels.join(", "),
         });
     }
-    let r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    let mut r = report::single(&dir.display().to_string(), &loaded, baseline, thresholds);
+    // A merge's missing shards are not in results.jsonl (its missing cells are).
+    r.notices.extend(crate::merge::notices_of(dir));
     write_reports(dir, &r).map_err(|source| SessionError::Reports {
         dir: dir.to_path_buf(),
         source,

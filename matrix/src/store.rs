@@ -35,6 +35,19 @@ pub struct RunRecord {
     pub columns: Vec<Column>,
     /// Unix seconds.
     pub started_at: u64,
+    /// Which shard ran where; absent in records of runs before shards existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<RunOrigin>,
+}
+
+/// Where a run ran: the shard of the plan (none for the whole plan) on which host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
+    pub host: String,
+    /// Host cores the run could use.
+    pub cores: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +108,8 @@ pub fn read(path: &Path) -> Result<Loaded, StoreError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut run = None;
     let mut cells: Vec<CellRecord> = Vec::new();
+    // Index by id: a merged run holds tens of thousands of cells.
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
     let mut notice = None;
     for (i, line) in lines.iter().enumerate() {
         let lineno = i + 1;
@@ -150,13 +165,13 @@ pub fn read(path: &Path) -> Result<Loaded, StoreError> {
         })?;
         match rec {
             Record::Run(r) => run = Some(*r),
-            Record::Cell(c) => {
-                if let Some(old) = cells.iter_mut().find(|x| x.id == c.id) {
-                    *old = *c;
-                } else {
+            Record::Cell(c) => match index.get(&c.id) {
+                Some(&i) => cells[i] = *c,
+                None => {
+                    index.insert(c.id.clone(), cells.len());
                     cells.push(*c);
                 }
-            }
+            },
         }
     }
     let run = run.ok_or_else(|| StoreError::NoRun {

@@ -170,6 +170,7 @@ fn interrupted_run_resumes_without_rerunning_finished_cells() {
             spec: s.clone(),
             columns: p.columns.clone(),
             started_at: 0,
+            origin: None,
         })))
         .unwrap()
     };

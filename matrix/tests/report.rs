@@ -306,6 +306,7 @@ fn two_kernel_run(scenario: &str, metrics: &[(&str, f64, f64)]) -> store::Loaded
             spec,
             columns,
             started_at: 1_700_000_000,
+            origin: None,
         },
         cells,
         notice: None,

@@ -4,11 +4,13 @@
 
 use super::bad_input;
 use super::matrix_progress::Progress;
+use super::matrix_shard;
 use crate::matrix_runner::{KtstrRunner, KtstrValidator};
 use crate::vm::select::{BackendChoice, select};
 use ktstr_matrix::engine::{self, CellRunner, RunOptions};
 use ktstr_matrix::plan;
 use ktstr_matrix::session::Session;
+use ktstr_matrix::shard::Shard;
 use ktstr_matrix::spec::{self, SpecFile};
 use std::path::PathBuf;
 
@@ -77,6 +79,15 @@ pub struct Args {
     /// Minimum relative median change for a regression (0.05 = 5 %).
     #[arg(long, default_value_t = 0.05)]
     pub min_effect: f64,
+    /// Run only shard K of N (1-based, e.g. 2/5). Without it, a job engine's variables say
+    /// (SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX + KTSTR_SHARD_COUNT, BUILDKITE_PARALLEL_JOB);
+    /// given both, they must agree. Default --out: ktstr-out/shard-K-of-N.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Build or fetch every kernel, scheduler and initramfs the plan (or the shard) needs into
+    /// the caches, then stop: no cell runs, the output directory is not touched.
+    #[arg(long, conflicts_with_all = ["dry_run", "resume"])]
+    pub build_only: bool,
 }
 
 impl Args {
@@ -118,8 +129,9 @@ pub fn host_cores() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-/// Spec from the file (or the embedded default) overlaid with the flags.
-pub fn load_spec(args: &Args) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
+/// Spec from the file (or the embedded default) overlaid with the flags, and the output
+/// directory (`ktstr-out`, or `ktstr-out/shard-K-of-N` for a shard, when neither names one).
+pub fn load_spec(args: &Args, shard: Option<Shard>) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
     let base = match &args.file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -130,10 +142,10 @@ pub fn load_spec(args: &Args) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
         None => spec::default_file(),
     };
     let merged = base.overlay(args.spec_file()?);
-    let out = merged
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("ktstr-out"));
+    let out = merged.out.clone().unwrap_or_else(|| match shard {
+        Some(s) => PathBuf::from(format!("ktstr-out/shard-{}-of-{}", s.index, s.count)),
+        None => PathBuf::from("ktstr-out"),
+    });
     let spec = merged.resolve().map_err(|e| bad_input(e.to_string()))?;
     Ok((spec, out))
 }
@@ -142,7 +154,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.emit.is_some() {
         return super::matrix_emit::run(&args);
     }
-    let (spec, out) = load_spec(&args)?;
+    let shard = matrix_shard::resolve(args.shard.as_deref())?;
+    let (spec, out) = load_spec(&args, shard)?;
     // Checked before anything is built, though only the report uses it.
     super::report::thresholds(args.min_effect)?;
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|errs| {
@@ -151,29 +164,47 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             errs.join("\n  ")
         ))
     })?;
-    // A dry run only reads: the output directory is neither claimed nor checked.
-    let session = if args.dry_run {
+    let cores = host_cores();
+    // A dry run and a build only do not write results: the output directory is neither claimed
+    // nor checked.
+    let session = if args.dry_run || args.build_only {
         None
     } else {
-        Some(Session::open(&out, args.resume).map_err(super::session_err)?)
+        let s = Session::open(&out, args.resume).map_err(super::session_err)?;
+        Some(s.with_origin(matrix_shard::origin(shard, cores)))
     };
     if let Some(n) = session.as_ref().and_then(Session::notice) {
         eprintln!("notice: {n}");
     }
-    let plan = plan::expand(&spec, &vcpus);
-    let cores = host_cores();
+    let whole = plan::expand(&spec, &vcpus);
+    if let Some(s) = shard {
+        matrix_shard::print_loads(&whole, s);
+    }
+    let plan = match shard {
+        Some(s) => ktstr_matrix::shard::select(&whole, s),
+        None => whole,
+    };
     let budget = (!spec.overcommit).then_some(cores);
-    let selected = select(args.backend).map_err(|e| bad_input(e.to_string()))?;
-    eprintln!("{}", selected.why);
+    // Building boots nothing, so a build host needs neither QEMU nor /dev/kvm.
+    let backend = if args.build_only {
+        Box::new(matrix_shard::NoVm)
+    } else {
+        let selected = select(args.backend).map_err(|e| bad_input(e.to_string()))?;
+        eprintln!("{}", selected.why);
+        selected.backend
+    };
     let runner = KtstrRunner {
-        backend: selected.backend,
+        backend,
         logs_dir: out.join("logs"),
         cpu_budget: None,
         memory_mib: spec.memory_mib,
         build_cores: cores as usize,
         kernel_opts: Default::default(),
     };
-    print_plan(&runner, &plan, cores, budget);
+    print_plan(&runner, &plan, shard, cores, budget);
+    if args.build_only {
+        return matrix_shard::build_only(&runner, &plan);
+    }
     let Some(session) = session else {
         return Ok(crate::exit::OK);
     };
@@ -203,12 +234,26 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-fn print_plan<R: CellRunner>(runner: &R, plan: &plan::Plan, cores: u32, budget: Option<u32>) {
+fn print_plan<R: CellRunner>(
+    runner: &R,
+    plan: &plan::Plan,
+    shard: Option<Shard>,
+    cores: u32,
+    budget: Option<u32>,
+) {
     let artifacts = runner.survey(plan);
     let s = &plan.spec;
+    let which = shard.map_or(String::new(), |k| {
+        format!(" (shard {k}: {} of the cells below)", plan.cells.len())
+    });
+    let whole = s.kernels.len()
+        * s.configs.len()
+        * s.scheds.len()
+        * s.scenarios.len()
+        * s.topologies.len()
+        * s.repeats as usize;
     eprintln!(
-        "plan: {} cells = {} kernel(s) x {} config set(s) x {} scheduler(s) x {} scenario(s) x {} topolog(y/ies) x {} repeat(s), {} ms each",
-        plan.cells.len(),
+        "plan{which}: {whole} cells = {} kernel(s) x {} config set(s) x {} scheduler(s) x {} scenario(s) x {} topolog(y/ies) x {} repeat(s), {} ms each",
         s.kernels.len(),
         s.configs.len(),
         s.scheds.len(),

@@ -22,15 +22,17 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         ("--out", args.out.is_some()),
         ("--resume", args.resume),
         ("--dry-run", args.dry_run),
+        ("--shard", args.shard.is_some()),
+        ("--build-only", args.build_only),
     ] {
         if given {
             return Err(bad_input(format!(
-                "{flag} with --emit: the job sets each shard's output directory and resumes by \
-                 itself; drop {flag}"
+                "{flag} with --emit: the job sets each shard's output directory, shard and \
+                 resumption itself (and builds in its own step); drop {flag}"
             )));
         }
     }
-    let (spec, _) = load_spec(args)?;
+    let (spec, _) = load_spec(args, None)?;
     let vcpus = plan::validate(&spec, &KtstrValidator).map_err(|errs| {
         bad_input(format!(
             "the matrix names things that do not exist:\n  {}",

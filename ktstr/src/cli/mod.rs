@@ -9,6 +9,8 @@ pub mod kernel;
 mod matrix;
 mod matrix_emit;
 mod matrix_progress;
+mod matrix_shard;
+mod merge;
 mod report;
 mod run;
 mod shell;
@@ -46,6 +48,8 @@ enum Command {
     Bisect(bisect::Args),
     /// Re-render a report from results.jsonl, or compare two runs.
     Report(report::Args),
+    /// Combine the outputs of `ktstr matrix --shard K/N` runs into one run and its reports.
+    Merge(merge::Args),
     /// Benchmarks whose figures go in docs/benchmarks.md (runs `ktstr-bench`).
     ///
     /// `ktstr-bench` is built with `cargo build --release -p ktstr-testbed`.
@@ -105,6 +109,7 @@ pub fn main() -> i32 {
         Command::Cache(c) => cache::run(c),
         Command::Matrix(a) => matrix::run(a),
         Command::Report(a) => report::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Bisect(a) => bisect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::NestedL1Hold => crate::nested_l1::hold_apic_keys()

@@ -29,7 +29,7 @@ const CRATE_BUILD_ESTIMATE: Duration = Duration::from_secs(400);
 
 /// The cell's console log file name: its label plus its scenario parameters (two cells that
 /// differ only in parameters must not share a log), as a plain file name.
-fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
+pub fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
     let mut name = key.label();
     for (k, v) in &key.scenario.params {
         name.push_str(&format!(" {k}={v}"));

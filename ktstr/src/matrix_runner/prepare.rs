@@ -64,6 +64,39 @@ pub struct Prepared {
     pub(super) initramfs: HashMap<String, Result<PathBuf, String>>,
 }
 
+impl Prepared {
+    /// What could not be built, one entry each (a scheduler that failed because its kernel did
+    /// is the kernel's failure only).
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut kernels: Vec<_> = self.kernels.iter().collect();
+        kernels.sort_by_key(|(c, _)| c.label());
+        for (col, k) in kernels {
+            if let Err(e) = k {
+                out.push(format!("kernel {}: {e}", col.label()));
+            }
+        }
+        let mut scheds: Vec<_> = self.scheds.iter().collect();
+        scheds.sort_by_key(|((c, s), _)| (c.label(), s.clone()));
+        for ((col, _), s) in scheds {
+            if let SchedReady::Failed(e) = s
+                && matches!(self.kernels.get(col), Some(Ok(_)))
+            {
+                out.push(format!("{e} (for {})", col.label()));
+            }
+        }
+        let mut initramfs: Vec<&String> = self
+            .initramfs
+            .values()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        initramfs.sort();
+        initramfs.dedup();
+        out.extend(initramfs.into_iter().cloned());
+        out
+    }
+}
+
 pub(super) fn prepare(
     runner: &KtstrRunner,
     plan: &Plan,

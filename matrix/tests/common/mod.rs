@@ -140,6 +140,7 @@ pub fn fixture() -> (RunRecord, Vec<CellRecord>) {
         spec: s.clone(),
         columns,
         started_at: 1_700_000_000,
+        origin: None,
     };
     let mut cells = Vec::new();
     for (ki, kernel) in ["6.1", "6.12"].iter().enumerate() {
