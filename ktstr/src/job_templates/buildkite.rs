@@ -37,7 +37,7 @@ steps:
         allow_failure: true
     command: |
       buildkite-agent artifact download "out/**/*" .
-      ktstr merge --out merged @DIRS@
+      @MERGE@
     artifact_paths: "merged/**/*"
 "#;
 
@@ -45,5 +45,8 @@ pub fn render(job: &Job) -> String {
     TEMPLATE
         .replace("@N@", &job.shards.to_string())
         .replace("@ARGS@", &job.shell_args().replace('$', "$$"))
-        .replace("@DIRS@", &job.shard_dirs("out"))
+        .replace(
+            "@MERGE@",
+            &super::merge_shell(job, "ktstr", "out", "merged", |s| s.replace('$', "$$")),
+        )
 }

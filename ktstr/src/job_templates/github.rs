@@ -83,7 +83,7 @@ jobs:
       - name: Merge
         run: |
           chmod +x target/release/ktstr
-          target/release/ktstr merge --out merged @DIRS@
+          @MERGE@
       - uses: actions/upload-artifact@v4
         with:
           name: ktstr-report
@@ -96,5 +96,8 @@ pub fn render(job: &Job) -> String {
         .replace("@N@", &job.shards.to_string())
         .replace("@SHARD_LIST@", &list.join(", "))
         .replace("@ARGS@", &job.shell_args())
-        .replace("@DIRS@", &job.shard_dirs("out"))
+        .replace(
+            "@MERGE@",
+            &super::merge_shell(job, "target/release/ktstr", "out", "merged", str::to_string),
+        )
 }

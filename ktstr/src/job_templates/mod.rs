@@ -96,6 +96,26 @@ impl Job {
     }
 }
 
+/// POSIX shell that merges the shard directories under `root` that hold results into `out`,
+/// naming on stderr each that holds none (its shard never stored a cell; the merged report then
+/// lists its cells as missing). `root` is put in as given, after the snippet's own text.
+fn merge_shell(
+    job: &Job,
+    ktstr: &str,
+    root: &str,
+    out: &str,
+    escape: impl Fn(&str) -> String,
+) -> String {
+    let body = escape(&format!(
+        "set --; for d in {dirs}; do if [ -f \"$d/results.jsonl\" ]; then set -- \"$@\" \"$d\"; \
+         else echo \"merge: $d has no results.jsonl (its shard stored no cell)\" >&2; fi; done; \
+         [ $# -gt 0 ] || {{ echo 'merge: no shard stored results' >&2; exit 1; }}; \
+         exec {ktstr} merge --out {out} \"$@\"",
+        dirs = job.shard_dirs("@ROOT@"),
+    ));
+    body.replace("@ROOT@", root)
+}
+
 /// The job definition for `engine`.
 pub fn render(engine: Engine, job: &Job) -> String {
     match engine {

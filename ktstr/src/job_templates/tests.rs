@@ -238,9 +238,33 @@ fn slurm_submits_an_array_and_an_afterany_merge_and_keeps_arguments_intact() {
     want.extend(["--shard", "2/3", "--resume", "--out"].map(String::from));
     want.push(format!("{}/shard-2-of-3", out.display()));
     assert_eq!(got, want);
-    let merge = std::fs::read_to_string(out.join("ktstr-merge.sbatch")).unwrap();
+    // The merge takes the shards that stored results and names the one that did not.
+    for k in [1, 3] {
+        let d = out.join(format!("shard-{k}-of-3"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("results.jsonl"), "").unwrap();
+    }
+    let merge = std::process::Command::new("bash")
+        .arg(out.join("ktstr-merge.sbatch"))
+        .output()
+        .unwrap();
+    assert!(merge.status.success(), "{merge:?}");
+    let got: Vec<String> = String::from_utf8(merge.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let dir = |k: u32| format!("{}/shard-{k}-of-3", out.display());
+    let want = ["merge", "--out"].map(String::from).to_vec();
+    let want = [
+        want,
+        vec![format!("{}/merged", out.display()), dir(1), dir(3)],
+    ]
+    .concat();
+    assert_eq!(got, want);
+    let stderr = String::from_utf8_lossy(&merge.stderr);
     assert!(
-        merge.contains(&format!("{}/shard-3-of-3", out.display())),
-        "{merge}"
+        stderr.contains(&format!("{} has no results.jsonl", dir(2))),
+        "{stderr}"
     );
 }
