@@ -9,6 +9,7 @@ PKGS=(
   build-essential flex bison bc libelf-dev libssl-dev dwarves cpio zstd xz-utils kmod
   clang-19 llvm-19 pkg-config zlib1g-dev libzstd-dev   # BPF schedulers (scx_*, tools/sched_ext)
   nix-bin                                   # only to check that flake.nix parses (no nixpkgs offline)
+  slurm-wlm munge                           # the Slurm end-to-end test's single-node cluster
 )
 
 SUDO=""
