@@ -243,8 +243,11 @@ fn emitted_slurm_array_and_merge_equal_one_process_and_a_cancelled_shard_resumes
         .collect();
     wait_ended(&c, &ids, deadline, &out);
     assert_eq!(job_state(&c, &victim_id), "CANCELLED");
-    // afterany: the merge ran although a shard was cancelled, and lists what it lacks.
-    assert_eq!(job_state(&c, &merge), "COMPLETED", "{}", slurm_logs(&out));
+    // afterany: the merge ran although a shard was cancelled, and lists what it lacks (which
+    // fails it: missing cells count as errors).
+    assert_eq!(job_state(&c, &merge), "FAILED", "{}", slurm_logs(&out));
+    let merge_log = std::fs::read_to_string(out.join(format!("slurm-merge-{merge}.log"))).unwrap();
+    assert!(merge_log.contains("missing:"), "{merge_log}");
     let before = cell_lines(&victim_dir);
     assert!(!before.is_empty() && before.len() < victim_cells);
     let merged = out.join("merged");
@@ -272,7 +275,13 @@ fn emitted_slurm_array_and_merge_equal_one_process_and_a_cancelled_shard_resumes
         &[],
     );
     wait_ended(&c, &[again.clone(), merge2.clone()], deadline, &out);
-    assert_eq!(job_state(&c, &merge2), "COMPLETED", "{}", slurm_logs(&out));
+    // The merge exits as the one-process run did (1: a failed cell or a flagged regression).
+    let want_state = if code == Some(0) {
+        "COMPLETED"
+    } else {
+        "FAILED"
+    };
+    assert_eq!(job_state(&c, &merge2), want_state, "{}", slurm_logs(&out));
     let after = cell_lines(&victim_dir);
     assert_eq!(after.len(), victim_cells, "{}", slurm_logs(&out));
     for line in &before {
