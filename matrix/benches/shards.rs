@@ -11,7 +11,7 @@ use ktstr_matrix::merge::{self, Input};
 use ktstr_matrix::plan::{CellInputs, CellKey, Plan, cell_id, expand};
 use ktstr_matrix::report::Thresholds;
 use ktstr_matrix::result::{CellResult, HostTimings, Outcome, RESULT_FORMAT_VERSION};
-use ktstr_matrix::shard::{Shard, loads, select};
+use ktstr_matrix::shard::{Assigner, Shard, loads, select};
 use ktstr_matrix::spec::{MatrixSpec, ScenarioSel};
 use ktstr_matrix::stats::median;
 use ktstr_matrix::store::{self, CellRecord, Record, RunOrigin, RunRecord, STORE_FORMAT_VERSION};
@@ -103,6 +103,34 @@ fn per_cell_loads(plan: &Plan, n: u32) -> (usize, f64) {
         cells.into_iter().max().unwrap_or(0),
         builds as f64 / f64::from(n),
     )
+}
+
+/// Fraction of `before`'s cells whose shard differs in `after`.
+fn moved(before: &Plan, after: &Plan, n: u32) -> f64 {
+    let (a, b) = (
+        Assigner::new(&before.columns, n),
+        Assigner::new(&after.columns, n),
+    );
+    let moved = before
+        .cells
+        .iter()
+        .filter(|c| a.shard_of(&c.key) != b.shard_of(&c.key))
+        .count();
+    moved as f64 / before.cells.len() as f64
+}
+
+fn stability_figures() {
+    let before = expand(&spec(5, 3, 6, 8, 3, 5), &BTreeMap::new());
+    let more_scheds = expand(&spec(5, 3, 7, 8, 3, 5), &BTreeMap::new());
+    let more_kernels = expand(&spec(6, 3, 6, 8, 3, 5), &BTreeMap::new());
+    println!("stability: cells of the 10,800 that change shard when the spec grows");
+    for n in [3u32, 10, 30] {
+        println!(
+            "  N={n:<3} +1 scheduler: {:.1} %   +1 kernel (3 columns): {:.1} %",
+            100.0 * moved(&before, &more_scheds, n),
+            100.0 * moved(&before, &more_kernels, n)
+        );
+    }
 }
 
 fn assignment_figures() {
@@ -226,6 +254,7 @@ fn write_shard(plan: &Plan, s: Shard, dir: &Path) -> Result<usize, Box<dyn std::
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
     assignment_figures();
+    stability_figures();
     let per_repeat = 10 * 10 * 4 * 5;
     let repeats = a.cells.div_ceil(per_repeat).max(1);
     let plan = expand(&spec(10, 1, 10, 4, 5, repeats), &BTreeMap::new());

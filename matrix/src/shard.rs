@@ -1,14 +1,14 @@
 //! Sharding a plan over the machines of a job engine (Slurm array, Kubernetes Indexed Job,
 //! Buildkite parallel jobs, a GitHub Actions matrix): which cells shard `K/N` runs.
 //!
-//! The assignment is a function of a cell's identity, its column's identity, `N` and the number
-//! of columns, never of the order of the spec or of the other cells, so it is the same on every
-//! machine and a cell keeps its shard when cells are added to the matrix (another scheduler,
-//! scenario, topology or repeat). It is kernel-affine: each column (a kernel built with one config
-//! set) is given `ceil(N / columns)` shards by rendezvous hashing on the column's identity, and
-//! each of its cells goes to one of those by rendezvous hashing on the cell's identity. So a shard
-//! builds about `columns / N` kernels (at least one) instead of all of them; the price is balance,
-//! which is that of hashing rather than of dealing cells out. docs/scale-out.md has the trade-off.
+//! The assignment is deterministic (the same on every machine, whatever the order of the spec)
+//! and kernel-affine: cells are grouped by column (a kernel built with one config set), each
+//! column is cut into a few equal slots, and every shard takes the same number of slots, so a
+//! shard builds only the few kernels of its slots (see [`Assigner`]). A cell is placed by its
+//! own identity within its column's slots, so it keeps its shard when cells are added to the
+//! plan's columns (another scheduler, scenario, topology or repeat); adding or removing a column
+//! (a kernel or config set) re-deals the slots. Balance is that of the slots (even) and of hashing
+//! cells within a column. docs/scale-out.md has the trade-off and the figures.
 
 use crate::plan::{CellKey, Column, Plan};
 use serde::{Deserialize, Serialize};
@@ -248,44 +248,86 @@ fn score(identity: u64, shard: u32) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The most a shard's share of slots may exceed the even share by (see [`slots_per_shard`]).
+const MAX_SLOT_IMBALANCE: f64 = 1.15;
+
+/// How many slots (a column's share: a part of its cells) each shard takes: the fewest that
+/// split `columns` columns over `count` shards with every column given a whole number of slots
+/// within [`MAX_SLOT_IMBALANCE`] of the same size. 15 columns over 3 shards: 5 (a shard runs 5
+/// whole columns); over 10 shards: 3 (a shard runs 3 half columns, not 2 whole ones and an idle
+/// half); 1 column over 10 shards: 1 (each runs a tenth of it).
+pub fn slots_per_shard(columns: usize, count: u32) -> usize {
+    let (c, n) = (columns.max(1), count.max(1) as usize);
+    let mut m = c.div_ceil(n);
+    loop {
+        let per_column = (m * n) as f64 / c as f64;
+        if per_column / per_column.floor() <= MAX_SLOT_IMBALANCE {
+            return m;
+        }
+        m += 1;
+    }
+}
+
 /// Assigns cells to shards `1..=count`.
+///
+/// Every shard takes the same number of slots ([`slots_per_shard`]); each column gets an even
+/// share of all slots, and its slots go, in the order of the columns' identity hashes, each to
+/// the shard ranking highest for it (rendezvous hashing) among those with room and, where there
+/// is one, without a slot of that column yet. A cell goes to the slot of its column ranking
+/// highest for the cell's identity. So the slots depend only on the set of columns and `count`,
+/// and a cell on its own identity and its column's slots.
 pub struct Assigner {
     count: u32,
-    /// Each column's shards, best first.
-    spans: BTreeMap<Column, Vec<u32>>,
+    /// Each column's slots: the shard of each.
+    slots: BTreeMap<Column, Vec<u32>>,
 }
 
 impl Assigner {
-    /// `columns` are the plan's (their number sets how many shards each one spreads over).
+    /// `columns` are the plan's.
     pub fn new(columns: &[Column], count: u32) -> Assigner {
         let count = count.max(1);
-        let distinct: BTreeSet<&Column> = columns.iter().collect();
-        let span = count.div_ceil(distinct.len().max(1) as u32) as usize;
-        let spans = distinct
+        let mut distinct: Vec<(u64, &Column)> = columns
+            .iter()
+            .collect::<BTreeSet<_>>()
             .into_iter()
-            .map(|c| {
-                let id = identity_hash(c);
-                let mut order: Vec<u32> = (1..=count).collect();
-                order.sort_by_key(|&s| std::cmp::Reverse(score(id, s)));
-                order.truncate(span);
-                (c.clone(), order)
-            })
+            .map(|c| (identity_hash(c), c))
             .collect();
-        Assigner { count, spans }
+        distinct.sort();
+        let per_shard = slots_per_shard(distinct.len(), count);
+        let total = per_shard * count as usize;
+        let c = distinct.len().max(1);
+        let mut room = vec![per_shard; count as usize];
+        let mut slots = BTreeMap::new();
+        for (i, (id, col)) in distinct.into_iter().enumerate() {
+            let n_slots = total / c + usize::from(i < total % c);
+            let mut shards: Vec<u32> = Vec::with_capacity(n_slots);
+            for j in 0..n_slots {
+                let slot_id = score(id, j as u32 + 1);
+                let pick = |allow_repeat: bool| {
+                    (1..=count)
+                        .filter(|&s| room[(s - 1) as usize] > 0)
+                        .filter(|s| allow_repeat || !shards.contains(s))
+                        .max_by_key(|&s| score(slot_id, s))
+                };
+                let s = pick(false).or_else(|| pick(true)).unwrap_or(1);
+                room[(s - 1) as usize] = room[(s - 1) as usize].saturating_sub(1);
+                shards.push(s);
+            }
+            slots.insert(col.clone(), shards);
+        }
+        Assigner { count, slots }
     }
 
     /// The shard (1-based) of a cell.
     pub fn shard_of(&self, key: &CellKey) -> u32 {
         let id = identity_hash(key);
-        let best = |candidates: &[u32]| {
-            candidates
-                .iter()
-                .copied()
-                .max_by_key(|&s| score(id, s))
-                .unwrap_or(1)
+        let best = |shards: &[u32]| {
+            (0..shards.len())
+                .max_by_key(|&j| score(id, j as u32))
+                .map_or(1, |j| shards[j])
         };
-        match self.spans.get(&key.column()) {
-            Some(span) => best(span),
+        match self.slots.get(&key.column()) {
+            Some(shards) => best(shards),
             // A cell of a column not in the plan: spread over every shard.
             None => best(&(1..=self.count).collect::<Vec<_>>()),
         }

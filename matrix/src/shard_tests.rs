@@ -121,18 +121,47 @@ fn a_cell_keeps_its_shard_when_cells_are_added_elsewhere() {
 }
 
 #[test]
-fn a_new_kernel_moves_no_cell_while_each_column_keeps_its_span() {
-    // 6 columns -> 8 (two config sets of a new kernel): each column still spans one shard.
-    let before = big();
-    let mut after = before.clone();
-    after.kernels.push("6.13".into());
-    for count in [2, 3, 6] {
-        let old = assignment(&plan_of(&before), count);
-        let new = assignment(&plan_of(&after), count);
-        for (key, shard) in &old {
-            assert_eq!(new[key], *shard, "{} moved (N={count})", key.label());
-        }
+fn shards_are_balanced_for_a_large_matrix() {
+    // The matrix: 5 kernels x 3 config sets x 6 x 8 x 3 x 5 = 10,800 cells.
+    let mut s = spec(
+        &["6.1", "6.6", "6.10", "6.12", "6.13"],
+        &["sched_ext", "sched_ext+debug", "sched_ext+steal-time"],
+        &["eevdf", "a", "b", "c", "d", "e"],
+        &[
+            "steady",
+            "wake",
+            "mixed",
+            "smoke",
+            "cpuset",
+            "fork-churn",
+            "steal",
+            "oversubscribed",
+        ],
+    );
+    s.topologies.push("2n2l2c1t".into());
+    s.repeats = 5;
+    let plan = plan_of(&s);
+    assert_eq!(plan.cells.len(), 10_800);
+    for count in [3, 5, 10, 15, 30, 100] {
+        let l = loads(&plan, count);
+        let ideal = plan.cells.len() as f64 / f64::from(count);
+        let max = l.iter().map(|x| x.cells).max().unwrap() as f64;
+        assert!(max / ideal < 1.3, "N={count}: max {max} vs {ideal}");
+        let per_shard = slots_per_shard(plan.columns.len(), count);
+        assert!(
+            l.iter().all(|x| x.columns.len() <= per_shard),
+            "N={count}: a shard builds more kernels than it has slots"
+        );
     }
+}
+
+#[test]
+fn slots_per_shard_trades_builds_for_balance() {
+    assert_eq!(slots_per_shard(15, 3), 5);
+    assert_eq!(slots_per_shard(15, 15), 1);
+    assert_eq!(slots_per_shard(15, 10), 3);
+    assert_eq!(slots_per_shard(1, 10), 1);
+    assert_eq!(slots_per_shard(15, 100), 1);
 }
 
 #[test]
