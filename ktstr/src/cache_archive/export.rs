@@ -25,6 +25,9 @@ pub struct ExportReport {
     pub bytes: u64,
 }
 
+/// A scheduler index key and its entry.
+type SchedIndexEntry = (String, SchedEntry);
+
 struct KernelEntry {
     key: String,
     meta: Metadata,
@@ -46,8 +49,8 @@ fn kernel_entries(dirs: &CacheDirs) -> Vec<KernelEntry> {
     out
 }
 
-fn sched_entries(dirs: &CacheDirs) -> Vec<(String, SchedEntry)> {
-    let mut out: Vec<(String, SchedEntry)> = std::fs::read_dir(dirs.scheds.join("index"))
+fn sched_entries(dirs: &CacheDirs) -> Vec<SchedIndexEntry> {
+    let mut out: Vec<SchedIndexEntry> = std::fs::read_dir(dirs.scheds.join("index"))
         .into_iter()
         .flatten()
         .flatten()
@@ -120,7 +123,7 @@ fn no_match(selector: &str, cached: Vec<String>) -> ArchiveError {
 fn choose(
     dirs: &CacheDirs,
     sel: &Selection,
-) -> Result<(Vec<KernelEntry>, Vec<(String, SchedEntry)>), ArchiveError> {
+) -> Result<(Vec<KernelEntry>, Vec<SchedIndexEntry>), ArchiveError> {
     let everything = sel.kernels.is_empty() && sel.scheds.is_empty();
     let mut kernels = kernel_entries(dirs);
     if !everything {
