@@ -66,7 +66,9 @@ pub fn import(dirs: &CacheDirs, archive: &Path) -> Result<ImportReport, ArchiveE
         if !is_hash(key) {
             return Err(tampered(format!("kernel {key}"), "not a cache key".into()));
         }
-        verify_kernel_dir(&root.join("kernels").join(key), key)
+        let rel = format!("kernels/{key}");
+        no_symlink(root, &rel)
+            .and_then(|()| verify_kernel_dir(&root.join(&rel), key).map(drop))
             .map_err(|why| tampered(format!("kernel {key}"), why))?;
     }
     let mut scheds = Vec::new();
@@ -166,7 +168,9 @@ fn verify_sched(root: &Path, key: &str) -> Result<(SchedEntry, PathBuf), String>
     if !is_plain_name(key) {
         return Err("not a scheduler index key".into());
     }
-    let idx = root.join("scheds/index").join(format!("{key}.json"));
+    let rel = format!("scheds/index/{key}.json");
+    no_symlink(root, &rel)?;
+    let idx = root.join(rel);
     let text = std::fs::read_to_string(&idx).map_err(|e| format!("index: {e}"))?;
     let entry: SchedEntry = serde_json::from_str(&text).map_err(|e| format!("index: {e}"))?;
     if !is_hash(&entry.sha256) || !is_plain_name(&entry.name) {
@@ -175,10 +179,9 @@ fn verify_sched(root: &Path, key: &str) -> Result<(SchedEntry, PathBuf), String>
             entry.sha256, entry.name
         ));
     }
-    let bin = root
-        .join("scheds/store")
-        .join(&entry.sha256)
-        .join(&entry.name);
+    let rel = format!("scheds/store/{}/{}", entry.sha256, entry.name);
+    no_symlink(root, &rel)?;
+    let bin = root.join(rel);
     if !std::fs::symlink_metadata(&bin).is_ok_and(|m| m.is_file()) {
         return Err(format!("{} is missing or not a regular file", entry.name));
     }
@@ -193,7 +196,23 @@ fn verify_sched(root: &Path, key: &str) -> Result<(SchedEntry, PathBuf), String>
 }
 
 /// Staged recipe index entries that point at a key of the archive.
+/// No component of `rel` below `root` is a symlink: the archive's own links may point anywhere,
+/// and what is verified and then moved into the cache must be what the archive holds.
+fn no_symlink(root: &Path, rel: &str) -> Result<(), String> {
+    let mut at = root.to_path_buf();
+    for part in rel.split('/') {
+        at.push(part);
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!("{rel}: the archive makes {part} a symlink"));
+        }
+    }
+    Ok(())
+}
+
 fn recipe_index(root: &Path, keys: &[String]) -> Vec<(String, String)> {
+    if no_symlink(root, "kernels/index").is_err() {
+        return Vec::new();
+    }
     std::fs::read_dir(root.join("kernels/index"))
         .into_iter()
         .flatten()

@@ -280,3 +280,45 @@ fn not_an_archive_is_bad_input() {
     let e = import(&dirs(tmp.path()), &f).unwrap_err();
     assert!(e.is_bad_input() && e.to_string().contains("not a ktstr cache archive"));
 }
+
+#[test]
+fn an_entry_that_is_a_symlink_in_the_archive_is_refused() {
+    // kernels/<key> as a link to an intact entry elsewhere on the importing machine: verifying it
+    // would pass, and installing it would move that directory into the cache.
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = dirs(&tmp.path().join("elsewhere"));
+    std::fs::create_dir_all(&elsewhere.kernels).unwrap();
+    let k = kernel_entry(&elsewhere, "6.12", "sched_ext", b"img");
+    let archive = tmp.path().join("evil.tar.zst");
+    let enc = zstd::stream::Encoder::new(std::fs::File::create(&archive).unwrap(), 1).unwrap();
+    let mut b = tar::Builder::new(enc);
+    let manifest = serde_json::json!({
+        "format": FORMAT, "ktstr_version": "x", "kernels": [k], "scheds": []
+    })
+    .to_string();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(manifest.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "ktstr-cache/manifest.json", manifest.as_bytes())
+        .unwrap();
+    let mut l = tar::Header::new_gnu();
+    l.set_entry_type(tar::EntryType::Symlink);
+    l.set_size(0);
+    l.set_mode(0o777);
+    b.append_link(
+        &mut l,
+        format!("ktstr-cache/kernels/{k}"),
+        elsewhere.kernels.join(&k),
+    )
+    .unwrap();
+    b.into_inner().unwrap().finish().unwrap();
+    let dst = dirs(&tmp.path().join("b"));
+    let e = import(&dst, &archive).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("kernel {k}")) && e.contains("symlink"),
+        "{e}"
+    );
+    assert!(elsewhere.kernels.join(&k).join("bzImage").is_file());
+    assert!(!dst.kernels.join(&k).exists());
+}
