@@ -4,6 +4,7 @@ use super::{ArchiveError, CacheDirs, FORMAT, MANIFEST, Manifest, TOP, io, is_has
 use crate::kernel::cache::Metadata;
 use crate::sched::cache::Entry as SchedEntry;
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// What to export. Both lists empty: every entry of both caches.
@@ -207,6 +208,10 @@ pub fn export(dirs: &CacheDirs, sel: &Selection, out: &Path) -> Result<ExportRep
     tmp.as_file()
         .sync_all()
         .map_err(io("syncing the archive"))?;
+    // Readable by everyone, like the caches it came from: it is meant to be handed on.
+    let _ = tmp
+        .as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644));
     tmp.persist(out).map_err(|e| ArchiveError::Io {
         what: format!("writing {}", out.display()),
         source: e.error,
