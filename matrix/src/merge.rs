@@ -138,27 +138,7 @@ pub fn merge(inputs: &[Input], origin: Option<RunOrigin>) -> Result<Merged, Merg
     }
     let shard_count = shard_count(inputs)?;
     let plan = expand(spec, &BTreeMap::new());
-    // The newest record of every cell key, with the input it came from.
-    let mut best: HashMap<&CellKey, (usize, &CellRecord)> = HashMap::new();
-    let mut superseded = vec![0usize; inputs.len()];
-    for (n, input) in inputs.iter().enumerate() {
-        for rec in &input.loaded.cells {
-            let replaces = match best.get(&rec.key) {
-                Some(&(m, old)) if newer(rec, old) => {
-                    superseded[m] += 1;
-                    true
-                }
-                Some(_) => {
-                    superseded[n] += 1;
-                    false
-                }
-                None => true,
-            };
-            if replaces {
-                best.insert(&rec.key, (n, rec));
-            }
-        }
-    }
+    let (mut best, superseded) = newest_per_key(inputs);
     let given: Vec<Shard> = inputs
         .iter()
         .filter_map(|i| i.loaded.run.origin.as_ref().and_then(|o| o.shard))
@@ -232,7 +212,7 @@ pub fn merge(inputs: &[Input], origin: Option<RunOrigin>) -> Result<Merged, Merg
         outside_plan,
         notices: Vec::new(),
     };
-    summary.notices = notices(&summary);
+    summary.notices = notices(&summary, inputs);
     let run = RunRecord {
         format_version: STORE_FORMAT_VERSION,
         ktstr_version: first.loaded.run.ktstr_version.clone(),
@@ -289,8 +269,49 @@ fn missing(key: &CellKey, shard: Option<Shard>, shard_given: bool) -> CellRecord
     }
 }
 
-fn notices(s: &Summary) -> Vec<String> {
+/// The newest record of every cell key with the input it came from, and how many records of
+/// each input a newer one superseded.
+type Newest<'a> = HashMap<&'a CellKey, (usize, &'a CellRecord)>;
+
+fn newest_per_key(inputs: &[Input]) -> (Newest<'_>, Vec<usize>) {
+    let mut best: Newest = HashMap::new();
+    let mut superseded = vec![0usize; inputs.len()];
+    for (n, input) in inputs.iter().enumerate() {
+        for rec in &input.loaded.cells {
+            let replaces = match best.get(&rec.key) {
+                Some(&(m, old)) if newer(rec, old) => {
+                    superseded[m] += 1;
+                    true
+                }
+                Some(_) => {
+                    superseded[n] += 1;
+                    false
+                }
+                None => true,
+            };
+            if replaces {
+                best.insert(&rec.key, (n, rec));
+            }
+        }
+    }
+    (best, superseded)
+}
+
+fn notices(s: &Summary, inputs: &[Input]) -> Vec<String> {
     let mut out = Vec::new();
+    let mut versions: Vec<&str> = inputs
+        .iter()
+        .map(|i| i.loaded.run.ktstr_version.as_str())
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    if versions.len() > 1 {
+        // Allowed (a cell's inputs record its own version), but worth knowing when numbers differ.
+        out.push(format!(
+            "merge: the inputs were written by different ktstr versions ({})",
+            versions.join(", ")
+        ));
+    }
     for m in &s.missing_shards {
         out.push(format!(
             "merge: shard {} is missing (no output of it was merged); {} of its cells are missing",

@@ -194,10 +194,16 @@ fn a_shard_of_another_spec_is_refused_naming_the_directory_and_field() {
         msg.contains("out/shard-2") && msg.contains("`repeats` is 5") && msg.contains("is 3"),
         "{msg}"
     );
-    // How many jobs a machine ran is not part of what ran.
+    // How many jobs a machine ran is not part of what ran; another ktstr version is noticed.
     let mut inputs = shards(&plan, 2);
     inputs[1].loaded.run.spec.jobs = Some(16);
-    assert!(merge(&inputs, None).is_ok());
+    inputs[1].loaded.run.ktstr_version = "0.2.0".into();
+    let m = merge(&inputs, None).unwrap();
+    assert!(
+        m.summary.notices.iter().any(|n| n.contains("0.1.0, 0.2.0")),
+        "{:?}",
+        m.summary.notices
+    );
 }
 
 #[test]

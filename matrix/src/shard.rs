@@ -37,6 +37,8 @@ pub enum ShardError {
     Syntax(String),
     #[error("--shard {0:?}: a matrix needs at least one shard: N >= 1, e.g. --shard 1/1")]
     NoShards(String),
+    #[error("--shard {0:?}: at most {MAX_SHARDS} shards; split the matrix into fewer")]
+    TooMany(String),
     #[error(
         "--shard {given:?}: shards are numbered 1..{count}: use --shard 1/{count} .. {count}/{count}"
     )]
@@ -81,17 +83,24 @@ impl FromStr for Shard {
                 count,
             },
             ShardError::NoShards(_) => ShardError::NoShards(s.into()),
+            ShardError::TooMany(_) => ShardError::TooMany(s.into()),
             other => other,
         })
     }
 }
 
+/// More shards than this is a typo, not a cluster (and dealing takes time in N squared).
+pub const MAX_SHARDS: u32 = 10_000;
+
 impl Shard {
-    /// A checked shard: `1 <= index <= count`.
+    /// A checked shard: `1 <= index <= count <= MAX_SHARDS`.
     pub fn new(index: u32, count: u32) -> Result<Shard, ShardError> {
         let given = format!("{index}/{count}");
         if count == 0 {
             return Err(ShardError::NoShards(given));
+        }
+        if count > MAX_SHARDS {
+            return Err(ShardError::TooMany(given));
         }
         if index == 0 || index > count {
             return Err(ShardError::OutOfRange { given, count });

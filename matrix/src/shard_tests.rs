@@ -68,6 +68,10 @@ fn shard_flags_parse_and_bad_ones_name_the_fix() {
         "1/0".parse::<Shard>(),
         Err(ShardError::NoShards(_))
     ));
+    assert!(matches!(
+        "1/10001".parse::<Shard>(),
+        Err(ShardError::TooMany(_))
+    ));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use ktstr_matrix::result::Outcome;
 use ktstr_matrix::shard::Shard;
 use ktstr_matrix::store;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The spec: 1 kernel x 2 schedulers x 2 scenarios x 1 repeat = 4 cells.
@@ -139,12 +139,17 @@ fn three_shards_merged_equal_the_whole_matrix() {
         assert!(merged.join(f).is_file(), "{f}");
     }
 
-    // A shard missing from the merge: its cells are listed as missing, never dropped.
+    a_missing_shard_is_listed(tmp.path(), &dirs);
+    a_shard_of_another_spec_is_refused(tmp.path(), &dirs);
+}
+
+/// A shard missing from the merge: its cells are listed as missing, never dropped.
+fn a_missing_shard_is_listed(tmp: &Path, dirs: &[PathBuf]) {
     let (k, lost) = (1..=3)
         .map(|k| (k, outcomes(&dirs[k - 1]).len()))
         .find(|(_, n)| *n > 0)
         .unwrap();
-    let partial = tmp.path().join("partial");
+    let partial = tmp.join("partial");
     let mut args = vec!["merge".to_string(), "--out".into()];
     args.push(partial.display().to_string());
     args.extend(
@@ -164,9 +169,11 @@ fn three_shards_merged_equal_the_whole_matrix() {
     assert_eq!(got.values().filter(|o| **o == Outcome::Error).count(), lost);
     let md = std::fs::read_to_string(partial.join("report.md")).unwrap();
     assert!(md.contains(&format!("--shard {k}/3")), "{md}");
+}
 
-    // A shard of another spec is refused, naming it and the field.
-    let other = tmp.path().join("other");
+/// A shard of another spec is refused, naming it and the field.
+fn a_shard_of_another_spec_is_refused(tmp: &Path, dirs: &[PathBuf]) {
+    let other = tmp.join("other");
     std::fs::create_dir_all(&other).unwrap();
     let text = std::fs::read_to_string(dirs[0].join(store::RESULTS_FILE)).unwrap();
     std::fs::write(
@@ -174,7 +181,7 @@ fn three_shards_merged_equal_the_whole_matrix() {
         text.replace("\"repeats\":1", "\"repeats\":2"),
     )
     .unwrap();
-    let bad = tmp.path().join("bad");
+    let bad = tmp.join("bad");
     let r = run(
         &[
             "merge",

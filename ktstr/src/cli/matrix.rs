@@ -225,8 +225,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let code = super::report::render_dir(&out, spec.baseline.as_deref(), args.min_effect)?;
     if ran.cancelled {
         eprintln!(
-            "interrupted: {} stored; `ktstr matrix --resume --out {}` continues",
+            "interrupted: {} stored; `ktstr matrix --resume{} --out {}` continues",
             session.results_path().display(),
+            shard.map_or(String::new(), |s| format!(" --shard {s}")),
             out.display()
         );
         return Ok(crate::exit::INTERRUPTED);

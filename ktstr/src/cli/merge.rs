@@ -16,7 +16,8 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// The shards' output directories (each a `ktstr matrix --shard K/N --out` directory; an
-    /// earlier merge's output works too).
+    /// earlier merge's output works too), or a directory holding them (e.g. the artifacts of
+    /// every shard downloaded into one place): its subdirectories with results are taken.
     #[arg(required = true, value_name = "SHARD_DIR")]
     pub dirs: Vec<PathBuf>,
     /// Baseline column: a kernel, or KERNEL/CONFIGS (default: the spec's).
@@ -29,16 +30,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     super::report::thresholds(args.min_effect)?;
+    let dirs = run_dirs(&args.dirs, &args.out)?;
     let mut inputs = Vec::new();
-    for dir in &args.dirs {
+    for dir in &dirs {
         let results = dir.join(store::RESULTS_FILE);
-        if !results.is_file() {
-            return Err(bad_input(format!(
-                "{} has no {}: pass the --out directory of each `ktstr matrix --shard` run",
-                dir.display(),
-                store::RESULTS_FILE
-            )));
-        }
         let loaded = store::read(&results).map_err(|e| bad_input(e.to_string()))?;
         if let Some(n) = &loaded.notice {
             eprintln!("notice: {n}");
@@ -55,13 +50,48 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             anyhow::Error::new(e)
         }
     };
-    merge::check_out(&args.out, &args.dirs).map_err(merge_err)?;
+    merge::check_out(&args.out, &dirs).map_err(merge_err)?;
     let origin = super::matrix_shard::origin(None, super::matrix::host_cores());
     let merged = merge::merge(&inputs, Some(origin)).map_err(merge_err)?;
     print_summary(&merged);
     merge::write(&args.out, &merged).map_err(merge_err)?;
     copy_logs(&inputs, &merged, &args.out.join("logs"));
     super::report::render_dir(&args.out, args.baseline.as_deref(), args.min_effect)
+}
+
+/// The run directories named: each one with results, or else its subdirectories with results
+/// (in name order; `out` itself left out, so the merge can live next to the shards).
+fn run_dirs(given: &[PathBuf], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let has_results = |d: &Path| d.join(store::RESULTS_FILE).is_file();
+    let mut dirs = Vec::new();
+    for dir in given {
+        if has_results(dir) {
+            dirs.push(dir.clone());
+            continue;
+        }
+        let mut subdirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        subdirs.retain(|d| has_results(d) && !same_dir(d, out));
+        subdirs.sort();
+        if subdirs.is_empty() {
+            return Err(bad_input(format!(
+                "{} has no {} (nor subdirectories with one): pass the --out directory of each \
+                 `ktstr matrix --shard` run, or the directory holding them",
+                dir.display(),
+                store::RESULTS_FILE
+            )));
+        }
+        dirs.extend(subdirs);
+    }
+    Ok(dirs)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn print_summary(m: &Merged) {
@@ -106,5 +136,29 @@ fn copy_logs(inputs: &[Input], m: &Merged, logs: &Path) {
         if src.is_file() {
             let _ = std::fs::copy(&src, logs.join(&name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parent_directory_stands_for_its_run_subdirectories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for d in ["shard-2", "shard-1", "merged", "notes"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            if d != "notes" {
+                std::fs::write(root.join(d).join(store::RESULTS_FILE), "").unwrap();
+            }
+        }
+        let got = run_dirs(&[root.to_path_buf()], &root.join("merged")).unwrap();
+        assert_eq!(got, vec![root.join("shard-1"), root.join("shard-2")]);
+        let direct = run_dirs(&[root.join("shard-2")], &root.join("merged")).unwrap();
+        assert_eq!(direct, vec![root.join("shard-2")]);
+        let e = run_dirs(&[root.join("notes")], &root.join("merged")).unwrap_err();
+        assert!(super::super::is_bad_input(&e));
+        assert!(e.to_string().contains("notes"), "{e}");
     }
 }
