@@ -18,8 +18,13 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
-      - name: Set-up (QEMU, kernel build tools, clang)
-        run: sudo scripts/setup.sh
+      # Ubuntu runners: scripts/setup.sh's Debian source packages do not exist there, so ktstr
+      # downloads kernel sources from kernel.org.
+      - name: Kernel and scheduler build tools
+        run: |
+          sudo apt-get update -q
+          sudo apt-get install -y -q build-essential flex bison bc libelf-dev libssl-dev dwarves \
+            cpio zstd xz-utils kmod clang llvm pkg-config zlib1g-dev libzstd-dev
       - name: Build ktstr
         run: cargo build --release -p ktstr
       - name: Build the kernels and schedulers once
@@ -49,8 +54,10 @@ jobs:
             | sudo tee /etc/udev/rules.d/99-kvm4all.rules
           sudo udevadm control --reload-rules
           sudo udevadm trigger --name-match=kvm
-      - name: Set-up (QEMU)
-        run: sudo scripts/setup.sh
+      - name: QEMU
+        run: |
+          sudo apt-get update -q
+          sudo apt-get install -y -q qemu-system-x86 busybox-static
       - uses: actions/download-artifact@v4
         with:
           name: ktstr-cache
