@@ -1,7 +1,9 @@
 {
   description = "ktstr: did this kernel or this sched_ext scheduler get worse, and where?";
 
-  inputs.nixpkgs.url = "github:nixos/nixpkgs/nixos-25.05";
+  # nixos-unstable: ktstr builds scx schedulers (crates 1.1.4) at run time, which need rustc 1.91;
+  # nixos-25.05 ships an older one. The lock pins one revision of it.
+  inputs.nixpkgs.url = "github:nixos/nixpkgs/nixos-unstable";
 
   outputs = { self, nixpkgs }:
     let

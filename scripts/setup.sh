@@ -10,6 +10,7 @@ PKGS=(
   clang-19 llvm-19 pkg-config zlib1g-dev libzstd-dev   # BPF schedulers (scx_*, tools/sched_ext)
   nix-bin                                   # only to check that flake.nix parses (no nixpkgs offline)
   rt-tests linux-perf stress-ng             # packaged benchmark scenarios (hackbench, perf bench, stress-ng)
+  slurm-wlm munge                           # the Slurm end-to-end test's single-node cluster
 )
 
 SUDO=""

@@ -9,6 +9,7 @@
 //! what its L1 runs of this binary (`nested_l1`) is here.
 
 pub mod bisect;
+pub mod cache_archive;
 pub mod cancel;
 pub mod cell;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod digest;
 pub mod exit;
 pub mod host_info;
 pub mod initramfs;
+pub mod job_templates;
 pub mod kernel;
 pub mod lock;
 pub mod matrix_runner;

@@ -26,6 +26,13 @@ pub struct Args {
     /// A matrix.toml; flags override its fields.
     #[arg(short, long)]
     pub file: Option<PathBuf>,
+    /// Print the job definition that runs this matrix as --shards shards on an engine (slurm,
+    /// k8s, github, buildkite) and a merge after them; runs nothing.
+    #[arg(long, value_name = "ENGINE", requires = "shards")]
+    pub emit: Option<String>,
+    /// With --emit: how many shards the job runs.
+    #[arg(long, value_name = "N", requires = "emit")]
+    pub shards: Option<u32>,
     /// Kernel specs, comma-separated (6.12 = the newest 6.12.y to be had, 6.12.117, a range
     /// 6.12.107..6.12.118 of the releases available, path:DIR, git:REPO#REF, image:FILE).
     #[arg(long)]
@@ -162,6 +169,9 @@ pub fn expand_ranges(kernels: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.emit.is_some() {
+        return super::matrix_emit::run(&args);
+    }
     let shard = matrix_shard::resolve(args.shard.as_deref())?;
     let (spec, out) = load_spec(&args, shard)?;
     // Checked before anything is built, though only the report uses it.

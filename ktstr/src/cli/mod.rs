@@ -4,9 +4,11 @@
 
 mod bench;
 mod bisect;
+mod cache;
 mod completions;
 pub mod kernel;
 mod matrix;
+mod matrix_emit;
 mod matrix_progress;
 mod matrix_shard;
 mod merge;
@@ -39,6 +41,9 @@ enum Command {
     /// Build, list and garbage-collect cached kernels.
     #[command(subcommand)]
     Kernel(kernel::Command),
+    /// Move kernel and scheduler cache entries between machines as one verified archive.
+    #[command(subcommand)]
+    Cache(cache::Command),
     /// Run a kernels x configs x schedulers x scenarios x topologies matrix and report.
     Matrix(matrix::Args),
     /// Find the kernel commit that made a cell worse (a metric, or its outcome).
@@ -107,6 +112,7 @@ pub fn main() -> i32 {
         Command::Shell(a) => shell::run(a),
         Command::Run(a) => run::run(a),
         Command::Kernel(c) => kernel::run(c),
+        Command::Cache(c) => cache::run(c),
         Command::Matrix(a) => matrix::run(a),
         Command::Report(a) => report::run(a),
         Command::Merge(a) => merge::run(a),

@@ -26,10 +26,27 @@ pub(crate) fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelErro
         }
         _ => Box::new(f),
     };
+    unpack_contained(reader, dest, &path.display().to_string())?;
+    if !dest.join("Makefile").is_file() {
+        return Err(KernelError::BadSpec {
+            spec: path.display().to_string(),
+            why: "not a kernel source tarball (no top-level Makefile)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Unpacks a tar stream (one top directory, stripped) into `dest` under the rules above; also
+/// used for cache archives (`crate::cache_archive`). `label` names the archive in errors.
+pub(crate) fn unpack_contained(
+    reader: impl Read,
+    dest: &Path,
+    label: &str,
+) -> Result<(), KernelError> {
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_mtime(true);
     let bad = |why: String| KernelError::BadSpec {
-        spec: path.display().to_string(),
+        spec: label.to_string(),
         why,
     };
     for (i, entry) in ar.entries().map_err(|e| bad(e.to_string()))?.enumerate() {
@@ -88,11 +105,6 @@ pub(crate) fn extract_tarball(path: &Path, dest: &Path) -> Result<(), KernelErro
             // Devices, FIFOs and the like have no place in a source tree.
             _ => {}
         }
-    }
-    if !dest.join("Makefile").is_file() {
-        return Err(bad(
-            "not a kernel source tarball (no top-level Makefile)".into()
-        ));
     }
     Ok(())
 }
