@@ -16,8 +16,20 @@ use std::process::{Command, Output};
 /// one vCPU, so two cells run side by side on a 2-core host.
 /// `extra` goes before `--out` (e.g. `--resume`).
 fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path, extra: &[&str]) -> Output {
-    let run = Command::new(ktstr_bin())
-        .args(["bisect", "--good", &h.spec(good), "--bad", &h.spec(bad)])
+    let run = bisect_command(h, good, bad, out, extra)
+        .output()
+        .expect("running ktstr bisect");
+    eprintln!(
+        "--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
+fn bisect_command(h: &KernelHistory, good: &str, bad: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(ktstr_bin());
+    cmd.args(["bisect", "--good", &h.spec(good), "--bad", &h.spec(bad)])
         .args(["--first-parent", "--config", "sched_ext,steal-time"])
         .args([
             "--scenario",
@@ -30,15 +42,8 @@ fn bisect(h: &KernelHistory, good: &str, bad: &str, out: &Path, extra: &[&str]) 
         .args(["--topology", "1n1l1c1t", "--duration", "2s"])
         .args(extra)
         .arg("--out")
-        .arg(out)
-        .output()
-        .expect("running ktstr bisect");
-    eprintln!(
-        "--- stdout ---\n{}--- stderr ---\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
-    run
+        .arg(out);
+    cmd
 }
 
 fn report(out: &Path) -> BisectReport {
@@ -132,4 +137,57 @@ fn a_history_without_a_regression_says_so() {
         report(out.path()).conclusion,
         Conclusion::NoRegression { .. }
     ));
+}
+
+/// Ctrl-C in the middle of a bisection keeps every finished step, and `--resume` (what a job
+/// engine's requeue after a preemption runs) ends with the same culprit without redoing them.
+#[test]
+fn an_interrupted_bisection_resumes_to_the_same_culprit() {
+    let h = kernel_history::kernel_history();
+    let out = tempfile::tempdir().unwrap();
+    let log = std::fs::File::create(out.path().join("first-run.log")).unwrap();
+    let mut child = bisect_command(h, h.good(), h.bad(), out.path(), &[])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting ktstr bisect");
+    // Interrupted once both endpoints are journaled, i.e. in the middle of the search.
+    let journal = out.path().join("bisect.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1800);
+    let lines = |p: &Path| std::fs::read_to_string(p).map_or(0, |t| t.lines().count());
+    while lines(&journal) < 2 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before its endpoints were done"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no endpoints within 30 min"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let first = std::fs::read_to_string(out.path().join("first-run.log")).unwrap();
+    assert_eq!(status.code(), Some(130), "{first}");
+    assert!(
+        first.contains("--resume"),
+        "the interruption says how to continue:\n{first}"
+    );
+    let kept = std::fs::read_to_string(&journal).unwrap();
+    assert!(kept.lines().count() >= 2);
+
+    let again = bisect(h, h.good(), h.bad(), out.path(), &["--resume"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{stdout}");
+    match &report(out.path()).conclusion {
+        Conclusion::Culprit { commit, .. } => assert_eq!(commit, h.slow()),
+        other => panic!("expected the slowing commit, got {other:?}"),
+    }
+    let after = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        after.starts_with(&kept),
+        "the resumed run appends, it does not rewrite"
+    );
 }

@@ -215,6 +215,53 @@ pub(crate) fn measured(v: f64) -> Option<f64> {
     (v.is_finite() && v >= 0.0).then_some(v)
 }
 
+/// `runs`: how many fixed-size runs fit in the duration (a counter describing the run).
+pub(crate) fn runs_metric(doc: &str) -> super::MetricInfo {
+    super::metric("runs", "count", super::MetricDirection::Counter, false, doc)
+}
+
+/// `loops` of the messaging benchmarks (hackbench and perf's copy of it).
+pub(crate) fn loops_param() -> super::ParamInfo {
+    super::int_param(
+        "loops",
+        "messages each sender sends to each receiver (`-l`)",
+        1,
+        100_000,
+        Some(100),
+        "100",
+    )
+}
+
+/// `ipc` of the messaging benchmarks.
+pub(crate) fn ipc_param() -> super::ParamInfo {
+    super::choice_param(
+        "ipc",
+        "messages over socketpairs (the default) or pipes (`-p`)",
+        &["socket", "pipe"],
+        "socket",
+    )
+}
+
+/// `mode` of the messaging benchmarks: `thread_flag` is the benchmark's own flag for threads.
+pub(crate) fn mode_param(thread_flag: &str) -> super::ParamInfo {
+    super::choice_param(
+        "mode",
+        &format!("tasks as processes (the default) or threads (`{thread_flag}`)"),
+        &["process", "thread"],
+        "process",
+    )
+}
+
+/// The optional check on a fixed-size run's median time.
+pub(crate) fn median_time_check(metric: &str, what: &str) -> super::CheckInfo {
+    super::optional_check(
+        metric,
+        super::CheckOp::AtMost,
+        false,
+        &format!("median {what}; off unless a threshold is given"),
+    )
+}
+
 /// What every packaged benchmark reports besides its own figures: the clock the agent adds, the
 /// scheduler's counters and its BPF programs' costs.
 pub(crate) fn agent_metrics() -> Vec<super::MetricInfo> {

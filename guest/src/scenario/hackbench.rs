@@ -3,9 +3,7 @@
 //! and load-balancing changes.
 
 use super::benchmark::{self, HostProgram};
-use super::{
-    CheckOp, Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo,
-};
+use super::{Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
 use std::time::Duration;
 
 const NAME: &str = "hackbench";
@@ -15,7 +13,7 @@ pub struct Hackbench;
 
 impl Scenario for Hackbench {
     fn info(&self) -> ScenarioInfo {
-        use MetricDirection::{Counter, LowerIsBetter as Lower};
+        use MetricDirection::LowerIsBetter as Lower;
         let mut metrics = vec![
             super::metric(
                 "time_s",
@@ -25,13 +23,7 @@ impl Scenario for Hackbench {
                 "hackbench's `Time:` for one run of the fixed message count: the median over runs",
             ),
             super::metric("time_max_s", "s", Lower, false, "the slowest run's `Time:`"),
-            super::metric(
-                "runs",
-                "count",
-                Counter,
-                false,
-                "hackbench runs completed within the duration",
-            ),
+            benchmark::runs_metric("hackbench runs completed within the duration"),
         ];
         metrics.extend(benchmark::agent_metrics());
         super::mark_headlines(&mut metrics, &["time_s"]);
@@ -59,34 +51,12 @@ impl Scenario for Hackbench {
                     Some(10),
                     "10",
                 ),
-                super::int_param(
-                    "loops",
-                    "messages each sender sends to each receiver (`-l`)",
-                    1,
-                    100_000,
-                    Some(100),
-                    "100",
-                ),
-                super::choice_param(
-                    "mode",
-                    "tasks as processes (`-P`) or threads (`-T`)",
-                    &["process", "thread"],
-                    "process",
-                ),
-                super::choice_param(
-                    "ipc",
-                    "messages over socketpairs (the default) or pipes (`-p`)",
-                    &["socket", "pipe"],
-                    "socket",
-                ),
+                benchmark::loops_param(),
+                benchmark::mode_param("-T"),
+                benchmark::ipc_param(),
             ],
             metrics,
-            checks: vec![super::optional_check(
-                "time_s",
-                CheckOp::AtMost,
-                false,
-                "median run time; off unless a threshold is given",
-            )],
+            checks: vec![benchmark::median_time_check("time_s", "run time")],
             needs_cgroup: false,
         }
     }

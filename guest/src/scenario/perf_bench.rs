@@ -3,9 +3,7 @@
 //! `perf` wrapper script, which execs `perf_<kernel version>`).
 
 use super::benchmark::{self, HostProgram};
-use super::{
-    CheckOp, Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo,
-};
+use super::{Env, MetricDirection, Outcome, Params, Scenario, ScenarioError, ScenarioInfo};
 use std::time::Duration;
 
 const GUEST_PATH: &str = "/usr/bin/perf";
@@ -14,22 +12,13 @@ fn perf() -> HostProgram {
     HostProgram::new(&["perf", "perf_*"], GUEST_PATH, "linux-perf")
 }
 
-fn mode_param(thread_flag: &str) -> super::ParamInfo {
-    super::choice_param(
-        "mode",
-        &format!("tasks as processes (the default) or threads (`{thread_flag}`)"),
-        &["process", "thread"],
-        "process",
-    )
-}
-
 pub struct PerfMessaging;
 
 const MESSAGING: &str = "perf-sched-messaging";
 
 impl Scenario for PerfMessaging {
     fn info(&self) -> ScenarioInfo {
-        use MetricDirection::{Counter, LowerIsBetter as Lower};
+        use MetricDirection::LowerIsBetter as Lower;
         let mut metrics = vec![
             super::metric(
                 "time_s",
@@ -38,13 +27,7 @@ impl Scenario for PerfMessaging {
                 false,
                 "`Total time` of one run of the fixed message count: the median over runs",
             ),
-            super::metric(
-                "runs",
-                "count",
-                Counter,
-                false,
-                "runs completed within the duration",
-            ),
+            benchmark::runs_metric("runs completed within the duration"),
         ];
         metrics.extend(benchmark::agent_metrics());
         super::mark_headlines(&mut metrics, &["time_s"]);
@@ -56,29 +39,12 @@ impl Scenario for PerfMessaging {
                 .into(),
             params: vec![
                 super::int_param("groups", "groups of 40 tasks (`-g`)", 1, 64, Some(1), "1"),
-                super::int_param(
-                    "loops",
-                    "messages each sender sends to each receiver (`-l`)",
-                    1,
-                    100_000,
-                    Some(100),
-                    "100",
-                ),
-                mode_param("-t"),
-                super::choice_param(
-                    "ipc",
-                    "messages over socketpairs (the default) or pipes (`-p`)",
-                    &["socket", "pipe"],
-                    "socket",
-                ),
+                benchmark::loops_param(),
+                benchmark::mode_param("-t"),
+                benchmark::ipc_param(),
             ],
             metrics,
-            checks: vec![super::optional_check(
-                "time_s",
-                CheckOp::AtMost,
-                false,
-                "median run time; off unless a threshold is given",
-            )],
+            checks: vec![benchmark::median_time_check("time_s", "run time")],
             needs_cgroup: false,
         }
     }
@@ -125,7 +91,7 @@ const PIPE: &str = "perf-sched-pipe";
 
 impl Scenario for PerfPipe {
     fn info(&self) -> ScenarioInfo {
-        use MetricDirection::{Counter, HigherIsBetter as Higher, LowerIsBetter as Lower};
+        use MetricDirection::{HigherIsBetter as Higher, LowerIsBetter as Lower};
         let mut metrics = vec![
             super::metric(
                 "usecs_per_op",
@@ -141,13 +107,7 @@ impl Scenario for PerfPipe {
                 false,
                 "perf's `ops/sec`: the median over runs",
             ),
-            super::metric(
-                "runs",
-                "count",
-                Counter,
-                false,
-                "runs completed within the duration",
-            ),
+            benchmark::runs_metric("runs completed within the duration"),
         ];
         metrics.extend(benchmark::agent_metrics());
         super::mark_headlines(&mut metrics, &["usecs_per_op"]);
@@ -166,15 +126,10 @@ impl Scenario for PerfPipe {
                     Some(5000),
                     "5000",
                 ),
-                mode_param("-T"),
+                benchmark::mode_param("-T"),
             ],
             metrics,
-            checks: vec![super::optional_check(
-                "usecs_per_op",
-                CheckOp::AtMost,
-                false,
-                "median round trip; off unless a threshold is given",
-            )],
+            checks: vec![benchmark::median_time_check("usecs_per_op", "round trip")],
             needs_cgroup: false,
         }
     }

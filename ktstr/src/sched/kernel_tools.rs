@@ -34,50 +34,25 @@ pub fn ensure(
     if let Some(e) = cache.lookup(&wanted_key) {
         return Ok(e);
     }
-    let makefile_dir = source_tree.join("tools/sched_ext");
-    if !makefile_dir.join("Makefile").is_file() {
-        return Err(SchedError::Kernel(format!(
-            "kernel {version}: {} has no tools/sched_ext (sched_ext schedulers ship with 6.12+)",
-            source_tree.display()
-        )));
-    }
-    if !vmlinux.is_file() {
-        return Err(SchedError::Kernel(format!(
-            "kernel {version}: no vmlinux at {} (kernel:{tool} needs its BTF)",
-            vmlinux.display()
-        )));
-    }
+    let makefile_dir = in_tree_dir(
+        source_tree,
+        "tools/sched_ext",
+        vmlinux,
+        version,
+        &format!("kernel:{tool}"),
+    )?;
     let tc = toolchain::check(BuildKind::KernelTools)?;
     let out = cache.dir("kernel")?.join(kernel_key);
     // A previous failed build may have left half-made objects; make would trust their timestamps.
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
     let log = cache.log_path(&lock_key)?;
-    let log_file = fs::File::create(&log).map_err(|e| io_err(&log, e))?;
-    let log_err = log_file.try_clone().map_err(|e| io_err(&log, e))?;
     eprintln!(
         "ktstr: building tools/sched_ext of kernel {version} (log: {})",
         log.display()
     );
     let t0 = Instant::now();
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let status = crate::cancel::run_contained(
-        Command::new("make")
-            .arg("-C")
-            .arg(&makefile_dir)
-            .arg(format!("-j{jobs}"))
-            .arg(format!("CLANG={}", tc.clang))
-            .arg(format!("O={}", out.display()))
-            .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
-            .args(KERNEL_TOOLS)
-            // The kernel's build sets these for its own tree; inherited ones would redirect this build.
-            .env_remove("KBUILD_OUTPUT")
-            .env_remove("MAKEFLAGS")
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err),
-    )
-    .map_err(|e| io_err(Path::new("make"), e))?;
+    let status = make_in_tree(&makefile_dir, &out, vmlinux, &tc.clang, KERNEL_TOOLS, &log)?;
     if !status.success() {
         return Err(SchedError::Build {
             what: format!("tools/sched_ext of kernel {version}"),
@@ -108,4 +83,61 @@ pub fn ensure(
         log: log.clone(),
         tail: format!("make succeeded but built no {tool} (this tree's tools/sched_ext lacks it)"),
     })
+}
+
+/// `DIR` of a kernel's source tree, checked with the built kernel's vmlinux (its BTF) before an
+/// in-tree BPF tool is built from it; `who` names what needs it in the error.
+pub(super) fn in_tree_dir(
+    source_tree: &Path,
+    dir: &str,
+    vmlinux: &Path,
+    version: &str,
+    who: &str,
+) -> Result<std::path::PathBuf, SchedError> {
+    let makefile_dir = source_tree.join(dir);
+    if !makefile_dir.join("Makefile").is_file() {
+        return Err(SchedError::Kernel(format!(
+            "kernel {version}: {} has no {dir} ({who} ships with 6.12+)",
+            source_tree.display()
+        )));
+    }
+    if !vmlinux.is_file() {
+        return Err(SchedError::Kernel(format!(
+            "kernel {version}: no vmlinux at {} ({who} needs its BTF)",
+            vmlinux.display()
+        )));
+    }
+    Ok(makefile_dir)
+}
+
+/// One `make` of an in-tree BPF tool directory (tools/sched_ext, its selftests) into `out`
+/// against `vmlinux`'s BTF, its output in `log`; stopped by Ctrl-C, dies with ktstr.
+pub(super) fn make_in_tree(
+    makefile_dir: &Path,
+    out: &Path,
+    vmlinux: &Path,
+    clang: &str,
+    targets: &[&str],
+    log: &Path,
+) -> Result<std::process::ExitStatus, SchedError> {
+    let log_file = fs::File::create(log).map_err(|e| io_err(log, e))?;
+    let log_err = log_file.try_clone().map_err(|e| io_err(log, e))?;
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::cancel::run_contained(
+        Command::new("make")
+            .arg("-C")
+            .arg(makefile_dir)
+            .arg(format!("-j{jobs}"))
+            .arg(format!("CLANG={clang}"))
+            .arg(format!("O={}", out.display()))
+            .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
+            .args(targets)
+            // The kernel's build sets these for its own tree; inherited ones would redirect this build.
+            .env_remove("KBUILD_OUTPUT")
+            .env_remove("MAKEFLAGS")
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err),
+    )
+    .map_err(|e| io_err(Path::new("make"), e))
 }

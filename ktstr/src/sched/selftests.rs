@@ -11,7 +11,7 @@ use ktstr_guest::scenario::ScenarioError;
 use ktstr_guest::scenario::selftests as guest;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// The runner of one kernel, and its tests as it lists them.
@@ -88,19 +88,13 @@ fn build(
     source_tree: &Path,
     vmlinux: &Path,
 ) -> Result<Entry, SchedError> {
-    let makefile_dir = source_tree.join("tools/testing/selftests/sched_ext");
-    if !makefile_dir.join("Makefile").is_file() {
-        return Err(SchedError::Kernel(format!(
-            "kernel {version}: {} has no tools/testing/selftests/sched_ext (they ship with 6.12+)",
-            source_tree.display()
-        )));
-    }
-    if !vmlinux.is_file() {
-        return Err(SchedError::Kernel(format!(
-            "kernel {version}: no vmlinux at {} (the sched_ext selftests need its BTF)",
-            vmlinux.display()
-        )));
-    }
+    let makefile_dir = super::kernel_tools::in_tree_dir(
+        source_tree,
+        "tools/testing/selftests/sched_ext",
+        vmlinux,
+        version,
+        "the sched_ext selftests",
+    )?;
     let tc = toolchain::check(BuildKind::KernelTools)?;
     // The runner links libzstd too, which the schedulers do not need.
     let zstd = Command::new("pkg-config")
@@ -119,30 +113,13 @@ fn build(
     let _ = fs::remove_dir_all(&out);
     fs::create_dir_all(&out).map_err(|e| io_err(&out, e))?;
     let log = cache.log_path(wanted)?;
-    let log_file = fs::File::create(&log).map_err(|e| io_err(&log, e))?;
-    let log_err = log_file.try_clone().map_err(|e| io_err(&log, e))?;
     eprintln!(
         "ktstr: building the sched_ext selftests of kernel {version} (log: {})",
         log.display()
     );
     let t0 = Instant::now();
-    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let status = crate::cancel::run_contained(
-        Command::new("make")
-            .arg("-C")
-            .arg(&makefile_dir)
-            .arg(format!("-j{jobs}"))
-            .arg(format!("CLANG={}", tc.clang))
-            .arg(format!("O={}", out.display()))
-            .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
-            // The kernel's build sets these for its own tree; inherited ones would redirect this build.
-            .env_remove("KBUILD_OUTPUT")
-            .env_remove("MAKEFLAGS")
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_err),
-    )
-    .map_err(|e| io_err(Path::new("make"), e))?;
+    let status =
+        super::kernel_tools::make_in_tree(&makefile_dir, &out, vmlinux, &tc.clang, &[], &log)?;
     let built = out.join("runner");
     let result = if !status.success() || !built.is_file() {
         Err(SchedError::Build {
