@@ -28,6 +28,11 @@ use step::{Evidence, StepContext, StepError};
 pub const ENDPOINT_REPEATS: u32 = 8;
 /// Repeats of the culprit and its parent before the culprit is named.
 pub const CONFIRM_REPEATS: u32 = 8;
+/// Repeats per round when two candidates are measured against each other (the endpoints, the
+/// culprit and its parent): the rounds alternate between the two, so a drift of the host over
+/// the measurement lands on both sides instead of reading as a regression (docs/benchmarks.md,
+/// "Release bisection over Debian's 6.12.y").
+pub const ROUND_REPEATS: u32 = 2;
 
 /// What makes a commit bad.
 #[derive(Debug, Clone, PartialEq)]
@@ -141,8 +146,11 @@ pub fn log2_ceil(x: usize) -> u32 {
 impl Run<'_, '_> {
     fn bisect(&mut self) -> Result<(Option<EndpointCheck>, Conclusion), BisectError> {
         let last = self.b.candidates.len() - 1;
-        let good = self.test(0, ENDPOINT_REPEATS, Role::GoodEndpoint, 0)?;
-        let bad = self.test(last, ENDPOINT_REPEATS, Role::BadEndpoint, 0)?;
+        let (good, bad) = self.test_alternating(
+            (0, Role::GoodEndpoint),
+            (last, Role::BadEndpoint),
+            ENDPOINT_REPEATS,
+        )?;
         for (ev, which) in [(&good, "good"), (&bad, "bad")] {
             if let Some(why) = &ev.untestable {
                 return Ok((
@@ -269,8 +277,8 @@ impl Run<'_, '_> {
         } else {
             Role::Confirm
         };
-        let pe = self.test(parent, CONFIRM_REPEATS, p_role, 0)?;
-        let ce = self.test(index, CONFIRM_REPEATS, c_role, 0)?;
+        let (pe, ce) =
+            self.test_alternating((parent, p_role), (index, c_role), CONFIRM_REPEATS)?;
         let cand = &self.b.candidates[index];
         let suspicious = match (&ce.image_sha256, &pe.image_sha256) {
             (Some(a), Some(b)) if a == b => Some(format!(
@@ -318,6 +326,27 @@ impl Run<'_, '_> {
             change,
             suspicious,
         })
+    }
+
+    /// Runs two candidates to `repeats` cells each in alternating rounds of [`ROUND_REPEATS`]
+    /// (a first, then b, then a again...). One that cannot be tested ends the rounds: more
+    /// repeats would not change that, and the callers conclude from it.
+    fn test_alternating(
+        &mut self,
+        (a, a_role): (usize, Role),
+        (b, b_role): (usize, Role),
+        repeats: u32,
+    ) -> Result<(Evidence, Evidence), BisectError> {
+        let mut upto = 0;
+        loop {
+            upto = (upto + ROUND_REPEATS).min(repeats);
+            let ea = self.test(a, upto, a_role, 0)?;
+            let eb = self.test(b, upto, b_role, 0)?;
+            let untestable = ea.untestable.is_some() || eb.untestable.is_some();
+            if untestable || upto >= repeats {
+                return Ok((ea, eb));
+            }
+        }
     }
 
     /// Runs candidate `i` to `repeats` cells, records the step and prints its line.
