@@ -277,8 +277,7 @@ impl Run<'_, '_> {
         } else {
             Role::Confirm
         };
-        let (pe, ce) =
-            self.test_alternating((parent, p_role), (index, c_role), CONFIRM_REPEATS)?;
+        let (pe, ce) = self.test_alternating((parent, p_role), (index, c_role), CONFIRM_REPEATS)?;
         let cand = &self.b.candidates[index];
         let suspicious = match (&ce.image_sha256, &pe.image_sha256) {
             (Some(a), Some(b)) if a == b => Some(format!(
