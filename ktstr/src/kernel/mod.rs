@@ -10,11 +10,13 @@ pub mod build;
 pub mod cache;
 pub mod configure;
 pub mod extract;
+pub mod fetch;
 pub mod git_remote;
 pub mod image;
 pub mod locks;
 pub mod make;
 pub mod releases;
+pub mod signed_sums;
 pub mod source;
 pub mod spec;
 pub mod worktree;
@@ -60,6 +62,18 @@ pub enum KernelError {
     },
     #[error("download of {url} failed: {why}")]
     Download { url: String, why: String },
+    /// sha256sums.asc without a good signature by a key ktstr ships ([`signed_sums`]).
+    #[error(
+        "refusing {url}: {why}\nfix: use a mirror that serves kernel.org's own signed sha256sums.asc \
+         (the default https://cdn.kernel.org does), or pass a tarball you checked yourself as tar:PATH"
+    )]
+    UnverifiedSums { url: String, why: String },
+    /// A plain-http URL without the opt-in ([`fetch::allow_http`]).
+    #[error(
+        "refusing {url}: plain http:// can be altered in transit\nfix: use an https:// mirror, or set \
+         KTSTR_ALLOW_HTTP=1 to accept it (downloads are still checked against the signed sums)"
+    )]
+    InsecureUrl { url: String },
     #[error("git: {0}")]
     Git(String),
     #[error("git: cannot fetch {url}: {why}\nfix: {fix}")]
@@ -90,6 +104,7 @@ impl KernelError {
                 | Self::SourceNotFound { .. }
                 | Self::MissingDeps { .. }
                 | Self::Dropped { .. }
+                | Self::InsecureUrl { .. }
         )
     }
 }

@@ -336,7 +336,7 @@ fn kernel_org_releases(major: u32, minor: u32) -> Result<Vec<u32>, String> {
         "{}/v{major}.x/sha256sums.asc",
         super::source::kernel_org_url()
     );
-    let text = super::source::http_get_text(&url).map_err(|e| e.to_string())?;
+    let text = super::signed_sums::fetch(&url).map_err(|e| e.to_string())?;
     let prefix = format!("linux-{major}.{minor}.");
     let mut patches: Vec<u32> = text
         .lines()

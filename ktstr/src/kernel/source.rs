@@ -189,6 +189,12 @@ fn identify_version(
     } else {
         match download(major, &ver) {
             Ok(path) => return tarball_source(&path),
+            // Ctrl-C and refused input (a bad signature, plain http) are not "not found".
+            Err(
+                e @ (KernelError::Interrupted
+                | KernelError::UnverifiedSums { .. }
+                | KernelError::InsecureUrl { .. }),
+            ) => return Err(e),
             Err(e) => tried.push(format!("kernel.org: {e}")),
         }
     }
@@ -207,34 +213,8 @@ pub(super) fn offline_by_env() -> bool {
     std::env::var_os("KTSTR_OFFLINE").is_some_and(|v| v != "0")
 }
 
-/// A GET with connect and read timeouts, as text (small files: sums, listings).
-pub(super) fn http_get_text(url: &str) -> Result<String, KernelError> {
-    let dl_err = |why: String| KernelError::Download {
-        url: url.into(),
-        why,
-    };
-    agent()
-        .get(url)
-        .call()
-        .map_err(|e| dl_err(e.to_string()))?
-        .body_mut()
-        .with_config()
-        .limit(16 << 20)
-        .read_to_string()
-        .map_err(|e| dl_err(e.to_string()))
-}
-
-/// One agent for kernel.org: a stalled server ends in an error, not a hang.
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(15)))
-        .timeout_recv_response(Some(std::time::Duration::from_secs(60)))
-        .timeout_recv_body(Some(std::time::Duration::from_secs(60 * 60)))
-        .build()
-        .into()
-}
-
-/// Downloads linux-VER.tar.xz and checks it against kernel.org's sha256sums.asc.
+/// Downloads linux-VER.tar.xz and checks it against kernel.org's signed sha256sums.asc (see
+/// [`super::signed_sums`]); Ctrl-C stops it within [`super::fetch::POLL`], leaving nothing.
 fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
     let base = format!("{}/v{major}.x", kernel_org_url());
     let name = format!("linux-{ver}.tar.xz");
@@ -243,30 +223,18 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
         url: url.into(),
         why,
     };
-    let sums = http_get_text(&sums_url)?;
-    let expected = sums
-        .lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            let (sum, file) = (it.next()?, it.next()?);
-            (file == name && sum.len() == 64).then(|| sum.to_ascii_lowercase())
-        })
+    let sums = super::signed_sums::fetch(&sums_url)?;
+    let expected = super::signed_sums::lookup(&sums, &name)
         .ok_or_else(|| dl_err(&sums_url, format!("no checksum listed for {name}")))?;
     let url = format!("{base}/{name}");
     let dir = tarballs_dir();
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a temp file"))?;
-    let mut resp = agent()
-        .get(&url)
-        .call()
-        .map_err(|e| dl_err(&url, e.to_string()))?;
-    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut reader = super::fetch::get(&url)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| dl_err(&url, e.to_string()))?;
+        let n = reader.read(&mut buf).map_err(|e| reader.error(e))?;
         if n == 0 {
             break;
         }
