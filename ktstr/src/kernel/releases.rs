@@ -372,13 +372,28 @@ pub fn fetch_distro(package: &str, version: &str) -> Result<PathBuf, KernelError
         url: format!("apt-get download {package}={version}"),
         why,
     };
-    let out = Command::new("apt-get")
-        .args(["download", &format!("{package}={version}")])
-        .current_dir(tmp.path())
-        .output()
-        .map_err(|e| failed(format!("cannot run apt-get: {e}")))?;
-    if !out.status.success() {
-        return Err(failed(tail(&out.stderr)));
+    // apt's own connect/read timeouts bound a stalled mirror; Ctrl-C stops it at once.
+    let log = tmp.path().join("apt-get.log");
+    let log_file = std::fs::File::create(&log).map_err(io("creating the apt-get log"))?;
+    let mut cmd = Command::new("apt-get");
+    cmd.args([
+        "-o",
+        "Acquire::http::Timeout=30",
+        "-o",
+        "Acquire::https::Timeout=30",
+    ])
+    .args(["download", &format!("{package}={version}")])
+    .current_dir(tmp.path())
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(log_file);
+    use super::signed_sums::{RunError, run_bounded};
+    match run_bounded(&mut cmd, std::time::Duration::from_secs(60 * 60)) {
+        Ok(true) => {}
+        Ok(false) => return Err(failed(tail(&std::fs::read(&log).unwrap_or_default()))),
+        Err(RunError::Interrupted) => return Err(KernelError::Interrupted),
+        Err(RunError::Spawn(e)) => return Err(failed(format!("cannot run apt-get: {e}"))),
+        Err(RunError::TimedOut) => return Err(failed("still running after an hour".into())),
     }
     let deb = std::fs::read_dir(tmp.path())
         .map_err(io("listing the download"))?

@@ -117,7 +117,7 @@ pub fn verify(signed: &[u8], url: &str) -> Result<String, KernelError> {
         .stdin(Stdio::null())
         .stdout(file(&status_path)?)
         .stderr(file(&log_path)?);
-    let ok = run_bounded(&mut cmd).map_err(|e| match e {
+    let ok = run_bounded(&mut cmd, GPGV_TIMEOUT).map_err(|e| match e {
         RunError::Interrupted => KernelError::Interrupted,
         RunError::Spawn(e) => refuse(format!(
             "cannot run gpgv to check its signature ({e}); install it with `apt-get install gpgv`"
@@ -176,15 +176,15 @@ fn good_signer(status: &str) -> Option<String> {
     signer
 }
 
-enum RunError {
+pub(super) enum RunError {
     Spawn(std::io::Error),
     TimedOut,
     Interrupted,
 }
 
-/// Runs `cmd` contained (own process group, dies with ktstr), killed after [`GPGV_TIMEOUT`] or
-/// on Ctrl-C; true when it exited 0.
-fn run_bounded(cmd: &mut Command) -> Result<bool, RunError> {
+/// Runs `cmd` contained (own process group, dies with ktstr), killed after `timeout` or on
+/// Ctrl-C; true when it exited 0.
+pub(super) fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<bool, RunError> {
     let mut child = crate::cancel::contain(cmd)
         .spawn()
         .map_err(RunError::Spawn)?;
@@ -196,13 +196,14 @@ fn run_bounded(cmd: &mut Command) -> Result<bool, RunError> {
         }
         let stop = if crate::cancel::requested() {
             Some(RunError::Interrupted)
-        } else if started.elapsed() > GPGV_TIMEOUT {
+        } else if started.elapsed() > timeout {
             Some(RunError::TimedOut)
         } else {
             None
         };
         if let Some(e) = stop {
-            let _ = child.kill();
+            // SAFETY: kill(2) on the process group of a child not yet reaped.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
             return Err(e);
         }
