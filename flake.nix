@@ -18,6 +18,7 @@
         pkgsStatic.busybox
         gnumake gcc binutils flex bison bc elfutils openssl pahole cpio zstd xz perl python3
         clang_19 llvm_19 pkg-config zlib cargo rustc git
+        gnupg  # gpgv checks kernel.org's signed sha256sums.asc
       ];
 
       # ktstr looks for linux-source-X.Y.tar.xz (Debian's naming) in KTSTR_DEBIAN_SRC_DIR.

@@ -228,6 +228,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_key_is_the_pinned_autosigner() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = dir.path().join("ring.gpg");
+        std::fs::write(&ring, dearmor(AUTOSIGNER_KEY).unwrap()).unwrap();
+        let out = Command::new("gpg")
+            .args(["--batch", "--with-colons", "--show-keys"])
+            .arg(&ring)
+            .env("GNUPGHOME", dir.path())
+            .output()
+            .expect("running gpg (apt-get install gpg)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fprs: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("fpr:"))
+            .map(|l| l.trim_matches(':'))
+            .collect();
+        assert_eq!(fprs.first(), Some(&AUTOSIGNER_FINGERPRINT), "{text}");
+        assert!(text.contains("Kernel.org checksum autosigner"), "{text}");
+    }
+
+    #[test]
     fn good_signer_needs_validsig_and_no_bad_signature() {
         let fpr = AUTOSIGNER_FINGERPRINT;
         let good = format!(
