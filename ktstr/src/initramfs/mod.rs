@@ -21,6 +21,7 @@
 
 pub mod archive;
 pub mod elf;
+pub mod guest_paths;
 
 use crate::paths;
 use archive::{Node, Tree};
@@ -37,6 +38,12 @@ pub static GUEST_AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ktstr-
 
 /// Where Debian's busybox-static installs busybox.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+
+/// Directories of every image (mount points, and where `-i` files land by default).
+pub const MOUNT_DIRS: [&str; 7] = ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", FILES_DIR];
+
+/// Prefix of an image being written (a temp file in the initramfs cache).
+const TEMP_PREFIX: &str = ".initramfs-";
 
 /// zstd level: a low level compresses an image fast and the kernel unpacks it fast even under
 /// TCG; higher levels save little on binaries and cost seconds per cache miss.
@@ -127,8 +134,10 @@ pub fn build(spec: &InitramfsSpec) -> Result<PathBuf, InitramfsError> {
         source,
     };
     std::fs::create_dir_all(&dir).map_err(cache_err)?;
+    // Temp files of killed builds: an hour untouched means nobody writes them.
+    crate::scratch::sweep(&dir, &[TEMP_PREFIX]);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".initramfs-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(&dir)
         .map_err(cache_err)?;
     let compressed = zstd::bulk::compress(&cpio, ZSTD_LEVEL).map_err(cache_err)?;
@@ -165,7 +174,7 @@ pub fn assemble(spec: &InitramfsSpec) -> Result<Tree, InitramfsError> {
     )?;
     t.insert("/dev/console", Node::CharDev { major: 5, minor: 1 })?;
     t.insert("/dev/null", Node::CharDev { major: 1, minor: 3 })?;
-    for d in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", FILES_DIR] {
+    for d in MOUNT_DIRS {
         t.insert_if_absent(d, Node::Dir)?;
     }
 

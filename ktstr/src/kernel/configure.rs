@@ -16,17 +16,18 @@ pub struct Configured {
     /// The final .config reduced to its option lines (no header/comments): the key's input.
     pub normalized: String,
     pub version: String,
-    /// Owns the temp directory until the build takes it over.
-    tmp: Option<tempfile::TempDir>,
+    /// Owns the scratch directory until the build takes it over.
+    tmp: crate::scratch::ScratchDir,
 }
 
+/// Prefix of a configure run's scratch dir (in `kernels/builds`).
+pub const CFG_PREFIX: &str = ".cfg-";
+
 impl Configured {
-    /// Hands the directory over (it is no longer deleted on drop).
-    pub fn keep(mut self) -> PathBuf {
-        if let Some(t) = self.tmp.take() {
-            let _ = t.keep();
-        }
-        self.build_dir
+    /// Renames the configured directory to `dest` (the build's O= tree); on failure it is
+    /// removed with this value.
+    pub fn install_as(self, dest: &Path) -> std::io::Result<()> {
+        self.tmp.install_as(dest)
     }
     pub fn discard(self) {}
 }
@@ -39,9 +40,9 @@ pub fn configure(
 ) -> Result<Configured, KernelError> {
     let builds = super::cache::builds_root();
     std::fs::create_dir_all(&builds).map_err(io(format!("creating {}", builds.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".cfg-")
-        .tempdir_in(&builds)
+    // What killed configure runs left goes first.
+    crate::scratch::sweep(&builds, &[CFG_PREFIX]);
+    let tmp = crate::scratch::ScratchDir::new_in(&builds, CFG_PREFIX)
         .map_err(io("creating a temp build dir"))?;
     let dir = tmp.path().to_path_buf();
     let log = dir.join("configure.log");
@@ -132,7 +133,7 @@ pub fn configure(
         build_dir: dir,
         normalized,
         version,
-        tmp: Some(tmp),
+        tmp,
     })
 }
 
