@@ -24,7 +24,7 @@ pub mod matrix_runner;
 pub mod nested_l1;
 pub mod paths;
 pub mod progress;
-pub mod scratch;
 pub mod sched;
+pub mod scratch;
 pub mod topology;
 pub mod vm;

@@ -45,7 +45,10 @@ fn an_owner_in_another_process_keeps_its_dir_until_it_is_killed() {
         .expect("sh and flock(1) (util-linux) run");
     // Wait until the lock is held (polling the lock, not sleeping a guessed time).
     while FileLock::try_exclusive(&dir.join(OWNER)).is_some() {
-        assert!(holder.try_wait().unwrap().is_none(), "the lock holder exited");
+        assert!(
+            holder.try_wait().unwrap().is_none(),
+            "the lock holder exited"
+        );
         std::thread::yield_now();
     }
     assert_eq!(sweep(root.path(), &[".extract-"]).removed, 0);

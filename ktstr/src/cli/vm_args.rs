@@ -134,12 +134,8 @@ pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>
             Ok((host, guest))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    crate::initramfs::guest_paths::check(&files).map_err(|(i, e)| {
-        bad_input(format!(
-            "-i {}: {e} (give HOST:/ABSOLUTE/GUEST/PATH, or HOST alone for /ktstr/files/NAME)",
-            args[i]
-        ))
-    })?;
+    crate::initramfs::guest_paths::check(&files)
+        .map_err(|(i, e)| bad_input(format!("-i {}: {e}", args[i])))?;
     Ok(files)
 }
 

@@ -267,7 +267,10 @@ mod tests {
 
     #[test]
     fn origin_relative_libraries_land_under_the_root_normalised() {
-        assert_eq!(lexical_path("/opt/app/bin/../lib/libx.so"), "/opt/app/lib/libx.so");
+        assert_eq!(
+            lexical_path("/opt/app/bin/../lib/libx.so"),
+            "/opt/app/lib/libx.so"
+        );
         assert_eq!(lexical_path("/a/../../../../etc/libx.so"), "/etc/libx.so");
         assert_eq!(lexical_path("/a/./b//c"), "/a/b/c");
         let tmp = tempfile::tempdir().unwrap();

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 /// Why an `-i` guest path is refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum GuestPathError {
-    #[error("guest path {0:?} must be absolute and free of `.`/`..` components")]
+    #[error(
+        "guest path {0:?} must be absolute and free of `.`/`..` components: give HOST:/GUEST/PATH, or HOST alone for /ktstr/files/NAME"
+    )]
     NotPlain(String),
     #[error("guest path {path} is taken by {owner}; choose another guest path")]
     Taken { path: String, owner: String },
@@ -22,13 +24,17 @@ pub enum GuestPathError {
 /// What ktstr itself places in every image, as (guest path, what it is).
 fn reserved() -> Vec<(&'static str, &'static str)> {
     let mut v = vec![
-        ("/init", "the guest agent (PID 1)"),
-        (SPEC_PATH, "the cell spec"),
-        ("/dev/console", "the console device"),
-        ("/dev/null", "the null device"),
-        (DEFAULT_BUSYBOX, "busybox"),
+        ("/init", "ktstr's guest agent (PID 1)"),
+        (SPEC_PATH, "ktstr's cell spec"),
+        ("/dev/console", "ktstr's console device"),
+        ("/dev/null", "ktstr's null device"),
+        (DEFAULT_BUSYBOX, "ktstr's busybox"),
     ];
-    v.extend(MOUNT_DIRS.iter().map(|d| (*d, "a directory of every image")));
+    v.extend(
+        MOUNT_DIRS
+            .iter()
+            .map(|d| (*d, "a directory ktstr makes in every image")),
+    );
     v
 }
 
@@ -44,8 +50,9 @@ pub fn check(files: &[(PathBuf, String)]) -> Result<Vec<String>, (usize, GuestPa
         } else {
             Node::Symlink(format!("\u{1}{path}"))
         };
-        tree.insert(path, node).expect("the reserved paths do not conflict");
-        owners.insert(path.to_string(), format!("ktstr ({what})"));
+        tree.insert(path, node)
+            .expect("the reserved paths do not conflict");
+        owners.insert(path.to_string(), what.to_string());
     }
     let mut out = Vec::with_capacity(files.len());
     for (i, (host, guest)) in files.iter().enumerate() {

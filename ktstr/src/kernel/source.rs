@@ -671,7 +671,11 @@ fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
     super::worktree::full_export(&r, &tree, dest)?;
     if !tree_complete(dest) {
         return Err(KernelError::BadSpec {
-            spec: format!("git:{}#{}", src.location, src.reference.as_deref().unwrap_or("")),
+            spec: format!(
+                "git:{}#{}",
+                src.location,
+                src.reference.as_deref().unwrap_or("")
+            ),
             why: "not a kernel source tree (no top-level Makefile)".into(),
         });
     }
