@@ -110,3 +110,29 @@ fn a_damaged_source_tree_and_leftovers_are_healed_by_the_next_build() {
         "{kernels:?}"
     );
 }
+
+#[test]
+fn an_interrupted_gc_leaves_nothing_under_a_real_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let tarball = fake_kernel_tarball(tmp.path());
+    build(&cache, &tarball);
+    let trees = cache.join("sources/trees");
+    assert_eq!(names(&trees).len(), 1);
+    // A gc killed half-way through removing something it had moved aside, and a killed run.
+    abandoned_scratch(&trees.join(".trash-killed/old"));
+    abandoned_scratch(&cache.join("kernels/builds/.cfg-killed"));
+    let out = Command::new(ktstr_bin())
+        .args(["kernel", "gc", "--keep", "0"])
+        .env("KTSTR_CACHE_DIR", &cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No entry keeps the tree: it went, and so did the leftovers, with nothing moved aside left.
+    assert_eq!(names(&trees), Vec::<String>::new());
+    assert_eq!(names(&cache.join("kernels/builds")), Vec::<String>::new());
+}
