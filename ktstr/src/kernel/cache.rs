@@ -353,9 +353,9 @@ fn remove(p: &Path, report: &mut GcReport) -> bool {
 /// Prefix of a kernel entry being staged (in the kernels dir).
 pub const STAGE_PREFIX: &str = ".tmp-";
 
-/// Removes what killed kernel operations left in the kernel cache and the source trees: scratch
-/// dirs whose owner is gone and everything moved aside. Cheap when there is nothing (three
-/// directory reads); run at the start of every resolution and by gc.
+/// Removes what killed kernel operations left in the kernel cache and the sources: scratch dirs
+/// whose owner is gone, old temp files and everything moved aside. Cheap when there is nothing
+/// (five directory reads); run at the start of every resolution and by gc.
 pub fn sweep_leftovers() -> crate::scratch::Swept {
     let mut total = crate::scratch::Swept::default();
     for (dir, prefixes) in [
@@ -365,6 +365,10 @@ pub fn sweep_leftovers() -> crate::scratch::Swept {
             crate::paths::sources_dir().join("trees"),
             &[super::source::EXTRACT_PREFIX][..],
         ),
+        // Downloads and distro package fetches: temp names without an owner file, removed
+        // once an hour untouched (a download in progress keeps writing).
+        (super::releases::tarballs_dir(), &[".tmp"][..]),
+        (super::releases::distro_dir(), &[".fetch-", ".tmp"][..]),
     ] {
         let s = crate::scratch::sweep(&dir, prefixes);
         total.removed += s.removed;
