@@ -69,6 +69,18 @@ fn a_damaged_source_tree_and_leftovers_are_healed_by_the_next_build() {
         stderr.contains("tinyconfig"),
         "configure was reached: {stderr}"
     );
+    // The log a failed configure names outlives its scratch dir.
+    let log = stderr
+        .split("full log: ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .expect("the error names a log");
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("not a real kernel"),
+        "{log}"
+    );
     let trees = cache.join("sources/trees");
     let tree_names = names(&trees);
     assert_eq!(tree_names.len(), 1, "{tree_names:?}");
@@ -100,8 +112,14 @@ fn a_damaged_source_tree_and_leftovers_are_healed_by_the_next_build() {
         tree_names,
         "no copy or trash left beside the tree"
     );
+    // Only the logs of the two failed configures, no scratch dir.
     let builds = names(&cache.join("kernels/builds"));
-    assert!(builds.iter().all(|n| !n.starts_with('.')), "{builds:?}");
+    assert!(
+        builds
+            .iter()
+            .all(|n| !n.starts_with('.') || n.ends_with(".log")),
+        "{builds:?}"
+    );
     let kernels = names(&cache.join("kernels"));
     assert!(
         kernels
@@ -134,5 +152,6 @@ fn an_interrupted_gc_leaves_nothing_under_a_real_name() {
     );
     // No entry keeps the tree: it went, and so did the leftovers, with nothing moved aside left.
     assert_eq!(names(&trees), Vec::<String>::new());
-    assert_eq!(names(&cache.join("kernels/builds")), Vec::<String>::new());
+    let builds = names(&cache.join("kernels/builds"));
+    assert!(builds.iter().all(|n| n.ends_with(".log")), "{builds:?}");
 }

@@ -61,7 +61,8 @@ pub fn configure(
                 &log,
                 progress,
                 "make tinyconfig",
-            )?;
+            )
+            .map_err(|e| keep_log(e, &tmp, &builds))?;
         }
     }
     let wanted = effective_items(parts);
@@ -88,7 +89,8 @@ pub fn configure(
         &log,
         progress,
         "make olddefconfig",
-    )?;
+    )
+    .map_err(|e| keep_log(e, &tmp, &builds))?;
 
     let final_text = std::fs::read_to_string(&config).map_err(io("reading the final .config"))?;
     let values = parse_values(&final_text);
@@ -135,6 +137,36 @@ pub fn configure(
         version,
         tmp,
     })
+}
+
+/// The scratch dir goes with a failed configure, its log must not: it is copied beside it under
+/// the same name (`.cfg-XXXX.log`, removed by a sweep once an hour old) and the error names the copy.
+fn keep_log(e: KernelError, scratch: &crate::scratch::ScratchDir, builds: &Path) -> KernelError {
+    let KernelError::Command {
+        what,
+        code,
+        log,
+        tail,
+    } = e
+    else {
+        return e;
+    };
+    let name = scratch
+        .path()
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let kept = builds.join(format!("{name}.log"));
+    let log = match std::fs::copy(&log, &kept) {
+        Ok(_) => kept,
+        Err(_) => log,
+    };
+    KernelError::Command {
+        what,
+        code,
+        log,
+        tail,
+    }
 }
 
 /// Option lines only, in file order: comments and the header (which names the kernel version and
