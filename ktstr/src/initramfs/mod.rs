@@ -6,7 +6,10 @@
 //!   ... as `busybox --list-full` names them) for shells and `--exec` commands.
 //! - `/ktstr/cell.json`: the [`CellSpec`] (protocol::SPEC_PATH).
 //! - extra files (`-i host[:guest]`): at `guest` if given (absolute), else at
-//!   `/ktstr/files/<file name>` (protocol::FILES_DIR); executable bits are kept.
+//!   `/ktstr/files/<file name>` (protocol::FILES_DIR); executable bits are kept. A host symlink is
+//!   followed: the guest gets a regular file with the content of the file it names. Guest paths
+//!   are checked before anything is built ([`guest_paths`]); every path of the image is absolute
+//!   and free of `.`/`..`, and nothing is placed below a symlink of the image ([`archive::Tree`]).
 //! - the shared-library closure of every ELF among them (see [`elf`]), and `/etc/ld.so.cache` when a
 //!   library was found only through it.
 //! - `/dev/console` (5:1), since the kernel opens it for init's stdio before anything is mounted;
