@@ -25,5 +25,6 @@ pub mod nested_l1;
 pub mod paths;
 pub mod progress;
 pub mod sched;
+pub mod scratch;
 pub mod topology;
 pub mod vm;

@@ -558,4 +558,38 @@ fn bad_input_is_refused_before_a_kernel_build() {
         &[],
         "--kernel 6.12.x",
     );
+    // `-i` guest paths: one that climbs out of the image, one that takes ktstr's /init, and two
+    // inputs at one place are refused with the other inputs, not after the kernel build.
+    for (include, names) in [
+        (
+            "/bin/true:/opt/../../etc/x",
+            "-i /bin/true:/opt/../../etc/x",
+        ),
+        ("/bin/true:/init", "guest agent"),
+    ] {
+        refused(
+            &[
+                "shell", "--kernel", "6.12", "--config", unbuilt, "-i", include, "--exec", "true",
+            ],
+            &[],
+            names,
+        );
+    }
+    refused(
+        &[
+            "shell",
+            "--kernel",
+            "6.12",
+            "--config",
+            unbuilt,
+            "-i",
+            "/bin/true:/opt/t",
+            "-i",
+            "/bin/false:/opt/t",
+            "--exec",
+            "true",
+        ],
+        &[],
+        "-i /bin/true",
+    );
 }

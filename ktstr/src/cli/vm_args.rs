@@ -117,9 +117,12 @@ pub(crate) fn select_backend_with(
         .map_err(|e| bad_input(format!("--backend: {e}")))
 }
 
-/// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file.
+/// `-i HOST[:GUEST]` -> (host, guest); every host file must exist and be a regular file (a
+/// symlink is followed: the guest gets the file it names), and every guest path must stay under
+/// the image's root without taking one of ktstr's own ([`crate::initramfs::guest_paths`]).
 pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    args.iter()
+    let files = args
+        .iter()
         .map(|a| {
             let (host, guest) = crate::initramfs::parse_include(a);
             if !host.is_file() {
@@ -130,7 +133,10 @@ pub(crate) fn includes(args: &[String]) -> anyhow::Result<Vec<(PathBuf, String)>
             }
             Ok((host, guest))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    crate::initramfs::guest_paths::check(&files)
+        .map_err(|(i, e)| bad_input(format!("-i {}: {e}", args[i])))?;
+    Ok(files)
 }
 
 /// Every guest file the scenario needs (a `command`'s binary) is brought in by an `-i` file.

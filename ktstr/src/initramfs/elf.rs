@@ -146,7 +146,7 @@ fn find(
             let rest = &dir[o.len()..];
             let host = PathBuf::from(format!("{}{rest}", host_dir.display())).join(lib);
             if host.is_file() {
-                let guest = format!("{guest_dir}{rest}/{lib}");
+                let guest = lexical_path(&format!("{guest_dir}{rest}/{lib}"));
                 return Some((host, guest));
             }
             continue;
@@ -172,6 +172,23 @@ fn find(
         p.is_file()
             .then(|| (p.clone(), p.to_string_lossy().into_owned()))
     })
+}
+
+/// `/a/b/../c` as `/a/c`, `/..` as `/`: how the guest kernel resolves a path whose directories
+/// are all real directories (in an initramfs ktstr builds, they are). `$ORIGIN/../lib` then lands
+/// beside the binary's directory and never above the image's root.
+fn lexical_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for p in path.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
 }
 
 /// soname -> path for x86-64 libraries in the host's ld.so.cache (empty if ldconfig is absent).
@@ -246,6 +263,34 @@ mod tests {
         for p in &c.files {
             assert!(p.host.is_file(), "{}", p.host.display());
         }
+    }
+
+    #[test]
+    fn origin_relative_libraries_land_under_the_root_normalised() {
+        assert_eq!(
+            lexical_path("/opt/app/bin/../lib/libx.so"),
+            "/opt/app/lib/libx.so"
+        );
+        assert_eq!(lexical_path("/a/../../../../etc/libx.so"), "/etc/libx.so");
+        assert_eq!(lexical_path("/a/./b//c"), "/a/b/c");
+        let tmp = tempfile::tempdir().unwrap();
+        let bin_dir = tmp.path().join("app/bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        std::fs::create_dir_all(tmp.path().join("app/lib")).unwrap();
+        std::fs::write(tmp.path().join("app/lib/libx.so"), b"\x7fELF").unwrap();
+        let mut used = false;
+        let (host, guest) = find(
+            "libx.so",
+            &["$ORIGIN/../lib"],
+            &bin_dir,
+            "/ktstr/files",
+            &mut used,
+        )
+        .unwrap();
+        assert_eq!(host, bin_dir.join("../lib/libx.so"));
+        // `/ktstr/files/../lib`: one level up, not a `..` the image builder refuses.
+        assert_eq!(guest, "/ktstr/lib/libx.so");
+        assert!(super::super::archive::Tree::normalise(&guest).is_ok());
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //!   ... as `busybox --list-full` names them) for shells and `--exec` commands.
 //! - `/ktstr/cell.json`: the [`CellSpec`] (protocol::SPEC_PATH).
 //! - extra files (`-i host[:guest]`): at `guest` if given (absolute), else at
-//!   `/ktstr/files/<file name>` (protocol::FILES_DIR); executable bits are kept.
+//!   `/ktstr/files/<file name>` (protocol::FILES_DIR); executable bits are kept. A host symlink is
+//!   followed: the guest gets a regular file with the content of the file it names. Guest paths
+//!   are checked before anything is built ([`guest_paths`]); every path of the image is absolute
+//!   and free of `.`/`..`, and nothing is placed below a symlink of the image ([`archive::Tree`]).
 //! - the shared-library closure of every ELF among them (see [`elf`]), and `/etc/ld.so.cache` when a
 //!   library was found only through it.
 //! - `/dev/console` (5:1), since the kernel opens it for init's stdio before anything is mounted;
@@ -21,6 +24,7 @@
 
 pub mod archive;
 pub mod elf;
+pub mod guest_paths;
 
 use crate::paths;
 use archive::{Node, Tree};
@@ -37,6 +41,12 @@ pub static GUEST_AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ktstr-
 
 /// Where Debian's busybox-static installs busybox.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+
+/// Directories of every image (mount points, and where `-i` files land by default).
+pub const MOUNT_DIRS: [&str; 7] = ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", FILES_DIR];
+
+/// Prefix of an image being written (a temp file in the initramfs cache).
+const TEMP_PREFIX: &str = ".initramfs-";
 
 /// zstd level: a low level compresses an image fast and the kernel unpacks it fast even under
 /// TCG; higher levels save little on binaries and cost seconds per cache miss.
@@ -116,22 +126,49 @@ pub fn build(spec: &InitramfsSpec) -> Result<PathBuf, InitramfsError> {
         path: PathBuf::from("<memory>"),
         source: e,
     })?;
-    let key = hex::encode(Sha256::digest(&cpio));
-    let dir = paths::initramfs_dir();
+    install(&paths::initramfs_dir(), &cpio)
+}
+
+/// True when the cached image at `path` is one whole zstd frame of `cpio_len` bytes (what a
+/// truncated or overwritten file is not); cheap: frame headers only, nothing is decompressed.
+fn image_intact(path: &Path, cpio_len: usize) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    matches!(zstd::zstd_safe::find_frame_compressed_size(&bytes), Ok(n) if n == bytes.len())
+        && matches!(
+            zstd::zstd_safe::get_frame_content_size(&bytes),
+            Ok(Some(n)) if n == cpio_len as u64
+        )
+}
+
+/// The image of `cpio` in the cache `dir`, compressed and written there unless an intact one is
+/// already; a damaged one is replaced with a notice.
+fn install(dir: &Path, cpio: &[u8]) -> Result<PathBuf, InitramfsError> {
+    let key = hex::encode(Sha256::digest(cpio));
     let out = dir.join(format!("{key}.cpio.zst"));
     if out.is_file() {
-        return Ok(out);
+        if image_intact(&out, cpio.len()) {
+            return Ok(out);
+        }
+        eprintln!(
+            "notice: cached initramfs {} is damaged (not one whole zstd frame of the image); rebuilding it",
+            out.display()
+        );
     }
+    let dir = dir.to_path_buf();
     let cache_err = |source| InitramfsError::Cache {
         path: dir.clone(),
         source,
     };
     std::fs::create_dir_all(&dir).map_err(cache_err)?;
+    // Temp files of killed builds: an hour untouched means nobody writes them.
+    crate::scratch::sweep(&dir, &[TEMP_PREFIX]);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".initramfs-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(&dir)
         .map_err(cache_err)?;
-    let compressed = zstd::bulk::compress(&cpio, ZSTD_LEVEL).map_err(cache_err)?;
+    let compressed = zstd::bulk::compress(cpio, ZSTD_LEVEL).map_err(cache_err)?;
     tmp.write_all(&compressed).map_err(cache_err)?;
     tmp.as_file().sync_all().map_err(cache_err)?;
     // Readable by everyone: the image holds no secrets and other users' VMs may share the cache.
@@ -165,7 +202,7 @@ pub fn assemble(spec: &InitramfsSpec) -> Result<Tree, InitramfsError> {
     )?;
     t.insert("/dev/console", Node::CharDev { major: 5, minor: 1 })?;
     t.insert("/dev/null", Node::CharDev { major: 1, minor: 3 })?;
-    for d in ["/proc", "/sys", "/dev", "/tmp", "/run", "/root", FILES_DIR] {
+    for d in MOUNT_DIRS {
         t.insert_if_absent(d, Node::Dir)?;
     }
 
@@ -345,6 +382,36 @@ mod tests {
         let mut s = spec(vec![]);
         s.busybox = Some(PathBuf::from("/nonexistent/busybox"));
         assert!(matches!(assemble(&s), Err(InitramfsError::NoBusybox(_))));
+    }
+
+    #[test]
+    fn a_damaged_cached_image_is_rebuilt_and_temp_leftovers_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let cpio = assemble(&spec(vec![])).unwrap().to_cpio().unwrap();
+        let out = install(dir.path(), &cpio).unwrap();
+        let good = std::fs::read(&out).unwrap();
+        // Truncated (a disk that filled, a copy cut short): the next build writes it again.
+        std::fs::write(&out, &good[..good.len() / 2]).unwrap();
+        assert_eq!(install(dir.path(), &cpio).unwrap(), out);
+        assert_eq!(std::fs::read(&out).unwrap(), good);
+        // Another image's bytes under this name.
+        let other = zstd::bulk::compress(b"other", ZSTD_LEVEL).unwrap();
+        std::fs::write(&out, other).unwrap();
+        install(dir.path(), &cpio).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), good);
+        // A killed build's temp file, untouched for longer than anyone writes one.
+        let stale = dir.path().join(format!("{TEMP_PREFIX}killed"));
+        std::fs::write(&stale, b"partial").unwrap();
+        let old = std::time::SystemTime::now() - crate::scratch::UNOWNED_GRACE * 2;
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::remove_file(&out).unwrap();
+        install(dir.path(), &cpio).unwrap();
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -200,11 +200,17 @@ pub fn build_and_install(
     if incremental {
         conf.discard();
     } else {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(format!("removing {}", dir.display())))?;
+        if std::fs::symlink_metadata(&dir).is_ok() {
+            // A build tree without its .config is what an interrupted removal left.
+            eprintln!(
+                "notice: build tree {} is incomplete (no .config); moving it aside",
+                dir.display()
+            );
+            crate::scratch::move_aside(&dir)
+                .map_err(io(format!("moving {} aside", dir.display())))?;
         }
-        let tmp = conf.keep();
-        std::fs::rename(&tmp, &dir).map_err(io(format!(
+        let tmp = conf.build_dir.clone();
+        conf.install_as(&dir).map_err(io(format!(
             "renaming {} to {}",
             tmp.display(),
             dir.display()
@@ -269,9 +275,7 @@ pub fn make_and_install(
 
     progress.phase("install");
     let t = Instant::now();
-    let stage = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempdir_in(&root)
+    let stage = crate::scratch::ScratchDir::new_in(&root, cache::STAGE_PREFIX)
         .map_err(io("creating a staging dir"))?;
     let s = stage.path();
     std::fs::copy(dir.join("arch/x86/boot/bzImage"), s.join(cache::IMAGE))

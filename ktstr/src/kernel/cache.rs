@@ -279,7 +279,11 @@ pub fn record_recipe(recipe: &str, key: &str) -> Result<(), KernelError> {
 }
 
 /// Renames a fully written staging dir into place (replacing a corrupt entry).
-pub fn install(key: &str, stage: tempfile::TempDir, meta: &Metadata) -> Result<Entry, KernelError> {
+pub fn install(
+    key: &str,
+    stage: crate::scratch::ScratchDir,
+    meta: &Metadata,
+) -> Result<Entry, KernelError> {
     let json = serde_json::to_vec_pretty(meta).map_err(|e| KernelError::Io {
         what: "serializing metadata.json".into(),
         source: std::io::Error::other(e),
@@ -287,17 +291,14 @@ pub fn install(key: &str, stage: tempfile::TempDir, meta: &Metadata) -> Result<E
     std::fs::write(stage.path().join(METADATA), json).map_err(io("writing metadata.json"))?;
     let root = crate::paths::kernels_dir();
     let dest = root.join(key);
-    if dest.exists() {
-        // A corrupt entry: move it aside first so the rename below stays atomic for readers.
-        let trash = tempfile::Builder::new()
-            .prefix(".trash-")
-            .tempdir_in(&root)
-            .map_err(io("trash dir"))?;
-        std::fs::rename(&dest, trash.path().join("old"))
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        // A corrupt entry: moved aside first so the rename below stays atomic for readers.
+        crate::scratch::move_aside(&dest)
             .map_err(io(format!("moving {} aside", dest.display())))?;
     }
-    let stage = stage.keep();
-    std::fs::rename(&stage, &dest).map_err(io(format!("installing {}", dest.display())))?;
+    stage
+        .install_as(&dest)
+        .map_err(io(format!("installing {}", dest.display())))?;
     Entry::open(key).ok_or_else(|| KernelError::Io {
         what: format!("installing {}", dest.display()),
         source: std::io::Error::other("metadata.json missing after rename"),
@@ -336,29 +337,44 @@ pub struct GcReport {
     pub freed_bytes: u64,
 }
 
-fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![p.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => stack.push(e.path()),
-                Ok(_) => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                Err(_) => {}
-            }
-        }
-    }
-    total
-}
-
+/// Removes a cache directory the way nothing can see half of: moved aside first, so an
+/// interrupted gc leaves a `.trash-*` dir (swept by the next operation), never a partial entry
+/// or tree under its real name.
 fn remove(p: &Path, report: &mut GcReport) -> bool {
-    let size = dir_size(p);
-    if std::fs::remove_dir_all(p).is_ok() {
+    let size = crate::scratch::size_of(p);
+    if crate::scratch::move_aside(p).is_ok() {
         report.freed_bytes += size;
         true
     } else {
         false
     }
+}
+
+/// Prefix of a kernel entry being staged (in the kernels dir).
+pub const STAGE_PREFIX: &str = ".tmp-";
+
+/// Removes what killed kernel operations left in the kernel cache and the sources: scratch dirs
+/// whose owner is gone, old temp files and everything moved aside. Cheap when there is nothing
+/// (five directory reads); run at the start of every resolution and by gc.
+pub fn sweep_leftovers() -> crate::scratch::Swept {
+    let mut total = crate::scratch::Swept::default();
+    for (dir, prefixes) in [
+        (crate::paths::kernels_dir(), &[STAGE_PREFIX][..]),
+        (builds_root(), &[super::configure::CFG_PREFIX][..]),
+        (
+            crate::paths::sources_dir().join("trees"),
+            &[super::source::EXTRACT_PREFIX][..],
+        ),
+        // Downloads and distro package fetches: temp names without an owner file, removed
+        // once an hour untouched (a download in progress keeps writing).
+        (super::releases::tarballs_dir(), &[".tmp"][..]),
+        (super::releases::distro_dir(), &[".fetch-", ".tmp"][..]),
+    ] {
+        let s = crate::scratch::sweep(&dir, prefixes);
+        total.removed += s.removed;
+        total.bytes += s.bytes;
+    }
+    total
 }
 
 /// Keeps the `keep` most recently used entries; removes the others, the build trees and extracted
@@ -398,23 +414,16 @@ pub fn gc(keep: usize, drop_build_trees: bool) -> GcReport {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let day = std::time::Duration::from_secs(24 * 3600);
-    let stale_tmp = |p: &Path| {
-        std::fs::metadata(p)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().unwrap_or_default() > day)
-    };
+    let swept = sweep_leftovers();
+    report.freed_bytes += swept.bytes;
     for e in std::fs::read_dir(builds_root())
         .into_iter()
         .flatten()
         .flatten()
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        let drop = if name.starts_with('.') {
-            stale_tmp(&e.path())
-        } else {
-            drop_build_trees || !kept_keys.contains(&name)
-        };
+        // Scratch dirs are the sweep's: in use, or too young to judge.
+        let drop = !name.starts_with('.') && (drop_build_trees || !kept_keys.contains(&name));
         if drop && try_lock(&name).is_some() && remove(&e.path(), &mut report) {
             report.removed_build_trees += 1;
         }
@@ -422,11 +431,7 @@ pub fn gc(keep: usize, drop_build_trees: bool) -> GcReport {
     let trees = crate::paths::sources_dir().join("trees");
     for e in std::fs::read_dir(&trees).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let drop = if name.starts_with('.') {
-            stale_tmp(&e.path())
-        } else {
-            !kept_sources.contains(&name)
-        };
+        let drop = !name.starts_with('.') && !kept_sources.contains(&name);
         if drop && try_lock(&format!("tree-{name}")).is_some() && remove(&e.path(), &mut report) {
             report.removed_source_trees += 1;
         }
@@ -440,13 +445,6 @@ pub fn gc(keep: usize, drop_build_trees: bool) -> GcReport {
         let name = e.file_name().to_string_lossy().into_owned();
         if !kept_keys.iter().any(|k| name.starts_with(k.as_str())) {
             let _ = std::fs::remove_file(e.path());
-        }
-    }
-    let root = crate::paths::kernels_dir();
-    for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if (name.starts_with(".tmp-") && stale_tmp(&e.path())) || name.starts_with(".trash-") {
-            remove(&e.path(), &mut report);
         }
     }
     report

@@ -16,17 +16,18 @@ pub struct Configured {
     /// The final .config reduced to its option lines (no header/comments): the key's input.
     pub normalized: String,
     pub version: String,
-    /// Owns the temp directory until the build takes it over.
-    tmp: Option<tempfile::TempDir>,
+    /// Owns the scratch directory until the build takes it over.
+    tmp: crate::scratch::ScratchDir,
 }
 
+/// Prefix of a configure run's scratch dir (in `kernels/builds`).
+pub const CFG_PREFIX: &str = ".cfg-";
+
 impl Configured {
-    /// Hands the directory over (it is no longer deleted on drop).
-    pub fn keep(mut self) -> PathBuf {
-        if let Some(t) = self.tmp.take() {
-            let _ = t.keep();
-        }
-        self.build_dir
+    /// Renames the configured directory to `dest` (the build's O= tree); on failure it is
+    /// removed with this value.
+    pub fn install_as(self, dest: &Path) -> std::io::Result<()> {
+        self.tmp.install_as(dest)
     }
     pub fn discard(self) {}
 }
@@ -39,9 +40,9 @@ pub fn configure(
 ) -> Result<Configured, KernelError> {
     let builds = super::cache::builds_root();
     std::fs::create_dir_all(&builds).map_err(io(format!("creating {}", builds.display())))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".cfg-")
-        .tempdir_in(&builds)
+    // What killed configure runs left goes first.
+    crate::scratch::sweep(&builds, &[CFG_PREFIX]);
+    let tmp = crate::scratch::ScratchDir::new_in(&builds, CFG_PREFIX)
         .map_err(io("creating a temp build dir"))?;
     let dir = tmp.path().to_path_buf();
     let log = dir.join("configure.log");
@@ -60,7 +61,8 @@ pub fn configure(
                 &log,
                 progress,
                 "make tinyconfig",
-            )?;
+            )
+            .map_err(|e| keep_log(e, &tmp, &builds))?;
         }
     }
     let wanted = effective_items(parts);
@@ -87,7 +89,8 @@ pub fn configure(
         &log,
         progress,
         "make olddefconfig",
-    )?;
+    )
+    .map_err(|e| keep_log(e, &tmp, &builds))?;
 
     let final_text = std::fs::read_to_string(&config).map_err(io("reading the final .config"))?;
     let values = parse_values(&final_text);
@@ -132,8 +135,38 @@ pub fn configure(
         build_dir: dir,
         normalized,
         version,
-        tmp: Some(tmp),
+        tmp,
     })
+}
+
+/// The scratch dir goes with a failed configure, its log must not: it is copied beside it under
+/// the same name (`.cfg-XXXX.log`, removed by a sweep once an hour old) and the error names the copy.
+fn keep_log(e: KernelError, scratch: &crate::scratch::ScratchDir, builds: &Path) -> KernelError {
+    let KernelError::Command {
+        what,
+        code,
+        log,
+        tail,
+    } = e
+    else {
+        return e;
+    };
+    let name = scratch
+        .path()
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    let kept = builds.join(format!("{name}.log"));
+    let log = match std::fs::copy(&log, &kept) {
+        Ok(_) => kept,
+        Err(_) => log,
+    };
+    KernelError::Command {
+        what,
+        code,
+        log,
+        tail,
+    }
 }
 
 /// Option lines only, in file order: comments and the header (which names the kernel version and

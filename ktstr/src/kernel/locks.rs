@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub type Lock = crate::lock::FileLock;
 
 /// The lock file for `name` in the kernel cache's `.locks` dir.
-fn lock_path(name: &str) -> PathBuf {
+pub(super) fn lock_path(name: &str) -> PathBuf {
     crate::paths::kernels_dir()
         .join(".locks")
         .join(format!("{name}.lock"))
@@ -16,8 +16,13 @@ fn lock_path(name: &str) -> PathBuf {
 
 /// Exclusive lock on `name`, waiting (with a notice) if another process holds it.
 pub fn lock(name: &str) -> Result<Lock, KernelError> {
-    let path = lock_path(name);
-    Lock::exclusive(&path, || {
+    lock_file(&lock_path(name))
+}
+
+/// Exclusive lock on the lock file `path`, waiting (with a notice) if another process holds it.
+pub(super) fn lock_file(path: &std::path::Path) -> Result<Lock, KernelError> {
+    let name = path.file_stem().unwrap_or_default().to_string_lossy();
+    Lock::exclusive(path, || {
         eprintln!("notice: another ktstr holds {name}; waiting for it (its result will be reused)")
     })
     .map_err(io(format!("locking {}", path.display())))

@@ -264,6 +264,8 @@ fn resolve_or_plan(
         });
     }
     let started = Instant::now();
+    // What killed builds left (scratch dirs, half-removed trees) goes before anything new.
+    cache::sweep_leftovers();
     let src = source::identify(&spec, spec_str, opts.offline)?;
     let toolchain = build::toolchain_identity();
     let recipe = cache::recipe_hash(

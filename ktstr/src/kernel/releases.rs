@@ -326,7 +326,7 @@ pub(super) fn tarballs_dir() -> PathBuf {
 }
 
 /// Where fetched distro source packages' tarballs live.
-fn distro_dir() -> PathBuf {
+pub(super) fn distro_dir() -> PathBuf {
     crate::paths::sources_dir().join("distro")
 }
 

@@ -538,32 +538,59 @@ pub fn materialize_in_use(
         let tree = materialize(src, progress)?;
         let guard = super::locks::lock_shared(&tree_lock_name(src))?;
         // gc may have removed it between extraction and the shared lock.
-        if tree.join("Makefile").is_file() {
+        if tree_complete(&tree) {
             return Ok((tree, Some(guard)));
         }
     }
 }
 
-/// The extracted tree of a source (extracting or exporting it on first use).
+/// Prefix of a tree being extracted or exported (a [`crate::scratch::ScratchDir`]).
+pub(super) const EXTRACT_PREFIX: &str = ".extract-";
+
+/// An installed tree is complete: it is renamed into place only once whole, and removed only
+/// after being moved aside. A tree without its Makefile is what an older, interrupted `gc` left.
+fn tree_complete(dest: &Path) -> bool {
+    dest.join("Makefile").is_file()
+}
+
+/// The extracted tree of a source (extracting or exporting it on first use). A damaged tree is
+/// moved aside and extracted again; what killed extractions left is removed first.
 pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, KernelError> {
     if src.kind == "path" {
         return Ok(PathBuf::from(&src.location));
     }
-    let dest = trees_dir().join(src.identity.replace(':', "-"));
-    if dest.join("Makefile").is_file() {
+    let lock = super::locks::lock_path(&tree_lock_name(src));
+    materialize_in(&trees_dir(), &lock, src, progress)
+}
+
+/// [`materialize`] into `parent`, serialised by the lock file `lock`.
+fn materialize_in(
+    parent: &Path,
+    lock: &Path,
+    src: &Source,
+    progress: &mut Progress,
+) -> Result<PathBuf, KernelError> {
+    crate::scratch::sweep(parent, &[EXTRACT_PREFIX]);
+    let dest = parent.join(src.identity.replace(':', "-"));
+    if tree_complete(&dest) {
         return Ok(dest);
     }
-    let parent = trees_dir();
-    std::fs::create_dir_all(&parent).map_err(io(format!("creating {}", parent.display())))?;
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     // One extraction per identity even with concurrent resolutions.
-    let _lock = super::locks::lock(&tree_lock_name(src))?;
-    if dest.join("Makefile").is_file() {
+    let _lock = super::locks::lock_file(lock)?;
+    if tree_complete(&dest) {
         return Ok(dest);
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".extract-")
-        .tempdir_in(&parent)
-        .map_err(io("creating a temp dir"))?;
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        eprintln!(
+            "notice: source tree {} is incomplete (no Makefile: an interrupted removal); moving it aside and extracting it again",
+            dest.display()
+        );
+        crate::scratch::move_aside(&dest)
+            .map_err(io(format!("moving {} aside", dest.display())))?;
+    }
+    let tmp = crate::scratch::ScratchDir::new_in(parent, EXTRACT_PREFIX)
+        .map_err(io(format!("creating a temp dir in {}", parent.display())))?;
     match src.kind.as_str() {
         "tarball" => {
             progress.phase(&format!("extract {}", src.location));
@@ -582,8 +609,8 @@ pub fn materialize(src: &Source, progress: &mut Progress) -> Result<PathBuf, Ker
     if crate::cancel::requested() {
         return Err(KernelError::Interrupted);
     }
-    let tmp = tmp.keep();
-    std::fs::rename(&tmp, &dest).map_err(io(format!("installing {}", dest.display())))?;
+    tmp.install_as(&dest)
+        .map_err(io(format!("installing {}", dest.display())))?;
     Ok(dest)
 }
 
@@ -609,5 +636,20 @@ pub(crate) fn open_git_source(src: &Source) -> Result<(git2::Repository, git2::O
 fn export_git(src: &Source, dest: &Path) -> Result<(), KernelError> {
     let (r, oid) = open_git_source(src)?;
     let tree = r.find_tree(oid).map_err(git_err)?;
-    super::worktree::full_export(&r, &tree, dest).map(|_| ())
+    super::worktree::full_export(&r, &tree, dest)?;
+    if !tree_complete(dest) {
+        return Err(KernelError::BadSpec {
+            spec: format!(
+                "git:{}#{}",
+                src.location,
+                src.reference.as_deref().unwrap_or("")
+            ),
+            why: "not a kernel source tree (no top-level Makefile)".into(),
+        });
+    }
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "materialize_tests.rs"]
+mod materialize_tests;

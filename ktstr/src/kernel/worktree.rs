@@ -7,9 +7,10 @@
 //! is recorded only once a sync has completed; a missing or unreadable record (first use, an
 //! interrupted sync, a tree from another repository) means a full export from scratch.
 //!
-//! Every path written stays under `<dir>/src`: a path with `..`, `.` or a root component is
-//! refused, symlinks are created (never followed), and a symlink or file met where a directory
-//! must be is replaced, not traversed.
+//! Every path written stays under `<dir>/src`: a path with `..`, `.` or a root component, and a
+//! tree entry whose name is not one plain component (`a/f`, `..`, `.git`), are refused; symlinks
+//! are created (never followed), and a symlink or file met where a directory must be is replaced,
+//! not traversed. Submodule (gitlink) entries name another repository's commit: they are skipped.
 
 use super::build::{BuildSite, make_and_install};
 use super::cache::{Entry, Inputs};
@@ -109,7 +110,11 @@ impl Worktree {
         // From here on `src` is in flux: without the record, an interruption means a full export.
         remove_if_exists(&self.root.join(SYNCED))?;
         let report = match old {
-            Some(old) if self.src().is_dir() => sync_diff(repo, &old, &new, &self.src())?,
+            Some(old) if self.src().is_dir() => {
+                // The diff names paths, not entries: check the entry names first.
+                check_entry_names(&new, &self.src())?;
+                sync_diff(repo, &old, &new, &self.src())?
+            }
             _ => full_export(repo, &new, &self.src())?,
         };
         let record = self.root.join(SYNCED);
@@ -226,6 +231,48 @@ pub fn checked_path(root: &Path, rel: &Path) -> Result<PathBuf, KernelError> {
     Ok(root.join(rel))
 }
 
+/// One tree entry's name, if it is a single plain path component. A crafted tree can name an
+/// entry `a/f` after a symlink `a -> /outside`: joined as a path it would be written through
+/// the link, so such a name is refused rather than split.
+fn entry_name<'t>(
+    dir: &str,
+    e: &'t git2::TreeEntry,
+    root: &Path,
+) -> Result<&'t std::ffi::OsStr, KernelError> {
+    let name = e.name_bytes();
+    let plain = !name.is_empty()
+        && name != b"."
+        && name != b".."
+        && name != b".git"
+        && !name.contains(&b'/')
+        && !name.contains(&0);
+    if !plain {
+        return Err(KernelError::Worktree(WorktreeError::UnsafePath {
+            path: format!("{dir}{}", String::from_utf8_lossy(name)),
+            root: root.to_path_buf(),
+        }));
+    }
+    Ok(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name))
+}
+
+/// Checks every entry name of `tree` ([`entry_name`]) without writing anything.
+fn check_entry_names(tree: &git2::Tree, root: &Path) -> Result<(), KernelError> {
+    let mut failure = None;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
+        match entry_name(dir, e, root) {
+            Ok(_) => git2::TreeWalkResult::Ok,
+            Err(err) => {
+                failure = Some(err);
+                git2::TreeWalkResult::Abort
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    walked.map_err(git_err)
+}
+
 /// Exports the whole tree into a fresh `dest` (whatever was there is removed first); every
 /// path is checked to stay under `dest` ([`checked_path`]).
 pub(super) fn full_export(
@@ -249,7 +296,7 @@ pub(super) fn full_export(
             if count % 4096 == 0 && crate::cancel::requested() {
                 return Err(KernelError::Interrupted);
             }
-            let rel = Path::new(dir).join(e.name().unwrap_or(""));
+            let rel = Path::new(dir).join(entry_name(dir, e, dest)?);
             let out = checked_path(dest, &rel)?;
             match e.kind() {
                 // Pre-order: a directory comes before its entries, in a fresh tree.

@@ -348,3 +348,119 @@ fn a_second_user_waits_for_the_lock() {
     let lock = f.wt.root.join(LOCK);
     assert!(FileLock::try_exclusive(&lock).is_none());
 }
+
+/// A tree object written raw, entries in the given order: (git mode, name, object id). Lets a
+/// test hold what TreeBuilder refuses (`/` in a name, duplicate names) and a crafted repository
+/// can still carry.
+fn raw_tree(repo: &git2::Repository, entries: &[(&str, &str, git2::Oid)]) -> git2::Oid {
+    let mut raw = Vec::new();
+    for (mode, name, id) in entries {
+        raw.extend_from_slice(format!("{mode} {name}\0").as_bytes());
+        raw.extend_from_slice(id.as_bytes());
+    }
+    repo.odb()
+        .unwrap()
+        .write(git2::ObjectType::Tree, &raw)
+        .unwrap()
+}
+
+/// Every file below `dir`, as paths relative to it (symlinks listed, not followed).
+fn all_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path().strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Syncs `evil` both ways (first export, and a diff from a good tree) and checks nothing was
+/// written outside `src` and the sync was refused.
+fn refused_both_ways(f: &Fixture, evil: git2::Oid) {
+    let good = make_tree(&f.repo, &[("ok.c", 0o100644, "ok\n")]);
+    for from in [None, Some(good)] {
+        if let Some(g) = from {
+            f.wt.sync(&f.repo, g).unwrap();
+        }
+        let res = f.wt.sync(&f.repo, evil);
+        assert!(
+            all_files(&f.outside).is_empty(),
+            "written outside (from {from:?}): {:?}",
+            all_files(&f.outside)
+        );
+        let err = res.expect_err("a hostile tree must be refused");
+        assert!(
+            matches!(err, KernelError::Worktree(WorktreeError::UnsafePath { .. })),
+            "from {from:?}: {err}"
+        );
+        assert_eq!(f.wt.synced_tree(), None);
+    }
+}
+
+#[test]
+fn a_slash_in_an_entry_name_cannot_write_through_a_symlink() {
+    let f = fixture();
+    let outside = f.outside.display().to_string();
+    let link = f.repo.blob(outside.as_bytes()).unwrap();
+    let payload = f.repo.blob(b"escaped\n").unwrap();
+    // `a -> /outside`, then an entry named `a/f`: written as `src/a/f` it lands in /outside/f.
+    let evil = raw_tree(
+        &f.repo,
+        &[("120000", "a", link), ("100644", "a/f", payload)],
+    );
+    refused_both_ways(&f, evil);
+}
+
+#[test]
+fn a_symlink_and_a_directory_of_one_name_cannot_write_through_the_link() {
+    let f = fixture();
+    let outside = f.outside.display().to_string();
+    let link = f.repo.blob(outside.as_bytes()).unwrap();
+    let payload = f.repo.blob(b"escaped\n").unwrap();
+    let sub = raw_tree(&f.repo, &[("100644", "f", payload)]);
+    // `a -> /outside` and a directory `a` holding `f`.
+    let evil = raw_tree(&f.repo, &[("120000", "a", link), ("40000", "a", sub)]);
+    let good = make_tree(&f.repo, &[("ok.c", 0o100644, "ok\n")]);
+    for from in [None, Some(good)] {
+        if let Some(g) = from {
+            f.wt.sync(&f.repo, g).unwrap();
+        }
+        // Refused or written inside: either way nothing lands outside.
+        let _ = f.wt.sync(&f.repo, evil);
+        assert!(all_files(&f.outside).is_empty(), "from {from:?}");
+    }
+}
+
+#[test]
+fn dot_and_dotgit_entry_names_are_refused() {
+    let f = fixture();
+    let payload = f.repo.blob(b"x\n").unwrap();
+    for name in [".", ".git", "..", ""] {
+        let evil = raw_tree(&f.repo, &[("100644", name, payload)]);
+        let err = f.wt.sync(&f.repo, evil);
+        assert!(err.is_err(), "{name:?} accepted");
+        assert!(all_files(&f.outside).is_empty());
+    }
+}
+
+#[test]
+fn submodule_entries_are_skipped() {
+    let f = fixture();
+    let payload = f.repo.blob(b"x\n").unwrap();
+    // A gitlink names a commit of another repository: there is nothing to write.
+    let commit = git2::Oid::from_str("1234567890123456789012345678901234567890").unwrap();
+    let t = raw_tree(
+        &f.repo,
+        &[("100644", "a.c", payload), ("160000", "sub", commit)],
+    );
+    let r = f.wt.sync(&f.repo, t).unwrap();
+    assert_eq!(r.written, 1);
+    assert_eq!(all_files(&f.wt.src()), ["a.c"]);
+}

@@ -104,6 +104,8 @@ impl Cache {
         let dest = dir.join(name);
         if !dest.is_file() {
             fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+            // Copies a killed ktstr left (an hour untouched: nobody writes them any more).
+            crate::scratch::sweep(&dir, &[&format!(".{name}.tmp")]);
             let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
             fs::copy(bin, &tmp).map_err(|e| io_err(bin, e))?;
             fs::rename(&tmp, &dest).map_err(|e| io_err(&dest, e))?;
@@ -116,6 +118,7 @@ impl Cache {
             build_s,
         };
         let idx = self.dir("index")?;
+        crate::scratch::sweep(&idx, &[&format!(".{key}.json.tmp")]);
         let tmp = idx.join(format!(".{key}.json.tmp{}", std::process::id()));
         let json = serde_json::to_string_pretty(&entry).expect("Entry serialises");
         fs::write(&tmp, json).map_err(|e| io_err(&tmp, e))?;
@@ -161,5 +164,30 @@ mod tests {
         // A store entry that vanished invalidates the index entry instead of returning a dead path.
         fs::remove_file(&e.path).unwrap();
         assert!(cache.lookup("cargo-x@1.0.0").is_none());
+    }
+
+    #[test]
+    fn copies_a_killed_insert_left_are_removed_by_the_next_insert() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::new(tmp.path().join("scheds"));
+        let bin = tmp.path().join("b");
+        fs::write(&bin, b"\x7fELF pretend").unwrap();
+        let sha = sha256_file(&bin).unwrap();
+        let store = tmp.path().join("scheds/store").join(&sha);
+        fs::create_dir_all(&store).unwrap();
+        let stale = store.join(".x.tmp4242");
+        let fresh = store.join(".x.tmp4243");
+        fs::write(&stale, b"half").unwrap();
+        fs::write(&fresh, b"half").unwrap();
+        let old = std::time::SystemTime::now() - crate::scratch::UNOWNED_GRACE * 2;
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        cache.insert("k", "x", &bin, "test").unwrap();
+        assert!(!stale.exists(), "an hour-old partial copy stays");
+        assert!(fresh.exists(), "a copy that may be in progress was removed");
     }
 }
