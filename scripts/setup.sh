@@ -11,6 +11,7 @@ PKGS=(
   nix-bin                                   # only to check that flake.nix parses (no nixpkgs offline)
   rt-tests linux-perf stress-ng             # packaged benchmark scenarios (hackbench, perf bench, stress-ng)
   slurm-wlm munge                           # the Slurm end-to-end test's single-node cluster
+  chromium                                  # report.html opened headless (matrix/tests/html_browser.rs, scripts/screenshots.sh)
 )
 
 SUDO=""
