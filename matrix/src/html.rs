@@ -8,13 +8,18 @@
 //! ([`crate::evidence`]).
 
 use crate::render::{
-    config_values, detail_groups, fmt_num, host_line, kernel_line, legend, metric_note,
-    outcome_name, sched_lines, summary_line, test_line, verdict_line, xml_escape,
+    DetailGroup, config_values, detail_entry_with, detail_groups, fmt_num, host_line, kernel_line,
+    legend, metric_note, metric_row_label, outcome_name, sched_lines, summary_line, test_line,
+    verdict_line, xml_escape,
 };
 use crate::report::{Comparison, MetricTable, Report, Stat};
 use crate::summary::{self, Mark};
 use std::fmt::Write;
 
+/// Past this many rows the regressions table starts folded.
+pub const FOLD_ROWS_OVER: usize = 50;
+/// Past this many cells the cell table and sections start folded.
+pub const FOLD_CELLS_OVER: usize = 100;
 /// Up to this many metric tables every metric gets a plot; past it, only headline metrics.
 pub const PLOT_EVERY_METRIC_UP_TO: usize = 30;
 
@@ -23,6 +28,10 @@ const PAGE_CSS: &str = "body{font-family:sans-serif;max-width:1200px;margin:1em 
 /// Sorts a `table.sortable` by the clicked header: numerically when both cells start with a
 /// number, else as text; a second click reverses.
 const SORT_SCRIPT: &str = "document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',function(){var t=th.closest('table'),b=t.tBodies[0],i=th.cellIndex,asc=th.dataset.dir!=='asc';th.dataset.dir=asc?'asc':'desc';var key=function(r){var s=r.cells[i].textContent.trim(),n=parseFloat(s);return isNaN(n)?s:n};var rows=Array.prototype.slice.call(b.rows);rows.sort(function(x,y){var a=key(x),c=key(y),d=(typeof a==='number'&&typeof c==='number')?a-c:String(a).localeCompare(String(c));return asc?d:-d});rows.forEach(function(r){b.appendChild(r)})})});";
+
+/// Opens the folded `<details>` around the target of a link (from the grid, the failures, the
+/// address bar) and scrolls to it.
+const OPEN_TARGET_SCRIPT: &str = "function ktstrOpen(){var t=location.hash&&document.getElementById(decodeURIComponent(location.hash.slice(1)));for(var e=t;e;e=e.parentElement){if(e.tagName==='DETAILS')e.open=true}if(t)t.scrollIntoView()}window.addEventListener('hashchange',ktstrOpen);ktstrOpen();";
 
 fn sortable_head(cols: &[&str]) -> String {
     let mut s = String::from("<table class=\"sortable\"><thead><tr>");
@@ -101,6 +110,42 @@ fn metric_block(r: &Report, t: &MetricTable, with_plot: bool) -> String {
     out
 }
 
+/// A large report's other metrics of one scenario x topology: a row per metric, a column per
+/// scheduler x column lane, each entry `median n=N ±spread` and any better/worse: a tenth of the
+/// table cells the per-metric tables would take.
+fn compact_table(r: &Report, g: &DetailGroup) -> String {
+    let others: Vec<&&MetricTable> = g.tables.iter().filter(|t| !t.headline).collect();
+    if others.is_empty() {
+        return String::new();
+    }
+    let lanes: Vec<String> = g
+        .lanes
+        .iter()
+        .map(|(sched, col)| xml_escape(&format!("{sched} @ {}", r.label(col))))
+        .collect();
+    let mut cols = vec!["other metric"];
+    cols.extend(lanes.iter().map(String::as_str));
+    let mut out = String::from("<h4>Other metrics</h4>\n");
+    out.push_str(&sortable_head(&cols));
+    for t in others {
+        let _ = write!(out, "<tr><td>{}</td>", xml_escape(&metric_row_label(t)));
+        for (sched, col) in &g.lanes {
+            let stat = t
+                .rows
+                .iter()
+                .find(|row| row.sched == *sched)
+                .and_then(|row| row.stats.iter().find(|s| s.column == *col));
+            let text = stat.map_or("-".to_string(), |s| {
+                detail_entry_with(s, &crate::html_grid::mark_span)
+            });
+            let _ = write!(out, "<td>{text}</td>");
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+    out
+}
+
 fn metrics(r: &Report) -> String {
     let groups = detail_groups(r);
     if groups.is_empty() {
@@ -108,12 +153,12 @@ fn metrics(r: &Report) -> String {
     }
     let every = r.tables.len() <= PLOT_EVERY_METRIC_UP_TO;
     let mut out = String::from(
-        "<h2 id=\"metrics\">Metrics</h2>\n<p>Each box spans the middle half of the repeats with whiskers to the extremes; each dot is one repeat. Red: worse than the baseline column or eevdf by the test, green: better.",
+        "<h2 id=\"metrics\">Metrics</h2>\n<p>Each box spans the middle half of the repeats (a line at the median), its whiskers reach 1.5 box widths past it (Tukey's fences); each dot is one repeat. Red: worse than the baseline column or eevdf by the test, green: better.",
     );
     if !every {
         let _ = write!(
             out,
-            " {} tables: plots for headline metrics only (every metric is plotted up to {PLOT_EVERY_METRIC_UP_TO} tables), each scenario / topology folded: click to open.",
+            " {} tables: headline metrics get a plot and a table, the others one table per scenario / topology (every metric gets its own up to {PLOT_EVERY_METRIC_UP_TO} tables); each scenario / topology is folded: click to open.",
             r.tables.len()
         );
     }
@@ -138,8 +183,11 @@ fn metrics(r: &Report) -> String {
             xml_escape(g.topology),
             g.tables.len()
         );
-        for t in g.tables {
-            out.push_str(&metric_block(r, t, every || t.headline));
+        for t in g.tables.iter().filter(|t| every || t.headline) {
+            out.push_str(&metric_block(r, t, true));
+        }
+        if !every {
+            out.push_str(&compact_table(r, &g));
         }
         out.push_str("</details>\n");
     }
@@ -150,7 +198,15 @@ fn regressions(r: &Report) -> String {
     if r.regressions.is_empty() {
         return String::new();
     }
-    let mut out = String::from("<h2 id=\"regressions\">Regressions</h2>\n");
+    let open = if r.regressions.len() <= FOLD_ROWS_OVER {
+        " open"
+    } else {
+        ""
+    };
+    let mut out = format!(
+        "<h2 id=\"regressions\">Regressions</h2>\n<details{open}><summary>{} regression(s) in a sortable table</summary>\n",
+        r.regressions.len()
+    );
     out.push_str(&sortable_head(&[
         "scenario",
         "topology",
@@ -180,7 +236,7 @@ fn regressions(r: &Report) -> String {
             c.p_worse.map_or("-".to_string(), |p| format!("{p:.4}"))
         );
     }
-    out.push_str("</tbody></table>\n");
+    out.push_str("</tbody></table></details>\n");
     out
 }
 
@@ -289,8 +345,23 @@ pub fn html(r: &Report) -> String {
     }
     out.push_str(&compared(r));
     out.push_str(&metrics(r));
-    out.push_str(&crate::html_cells::cells_table(r));
-    out.push_str(&crate::html_cells::cell_sections(r));
-    let _ = writeln!(out, "<script>{SORT_SCRIPT}</script>\n</body></html>");
+    // A large report folds its cells: the browser lays out only what is opened (a link into a
+    // folded part opens it, see OPEN_TARGET_SCRIPT).
+    let open = if r.cells.len() <= FOLD_CELLS_OVER {
+        " open"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "<h2 id=\"cells\">Cells</h2>\n<details{open}><summary>all {} cells in a sortable table</summary>{}</details>\n<details{open}><summary>each cell: outcome, reason, scheduler output, console tail, full log</summary>{}</details>",
+        r.cells.len(),
+        crate::html_cells::cells_table(r),
+        crate::html_cells::cell_sections(r)
+    );
+    let _ = writeln!(
+        out,
+        "<script>{SORT_SCRIPT}{OPEN_TARGET_SCRIPT}</script>\n</body></html>"
+    );
     out
 }

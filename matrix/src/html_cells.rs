@@ -59,7 +59,7 @@ pub fn cells_table(r: &Report) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "<h2 id=\"cells\">Cells</h2>\n<p>Click a column header to sort.</p>\n<table class=\"sortable\"><thead><tr><th>cell</th><th>scheduler</th><th>column</th><th>scenario</th><th>topology</th><th>repeat</th><th>outcome</th><th>wall s</th><th>reason</th></tr></thead><tbody>\n",
+        "<p>Click a column header to sort.</p>\n<table class=\"sortable\" id=\"cell-table\"><thead><tr><th>cell</th><th>scheduler</th><th>column</th><th>scenario</th><th>topology</th><th>repeat</th><th>outcome</th><th>wall s</th><th>reason</th></tr></thead><tbody>\n",
     );
     for c in &r.cells {
         let _ = writeln!(

@@ -50,7 +50,7 @@ fn heat(e: &GridEntry) -> (Option<String>, &'static str) {
         .filter(|c| Mark::of(c) == of)
         .filter_map(|c| c.delta_pct)
         .fold(0.0f64, |m, d| m.max(d.abs()));
-    let alpha = 0.2 + 0.5 * (biggest / FULL_COLOUR_PCT).min(1.0);
+    let alpha = 0.12 + 0.33 * (biggest / FULL_COLOUR_PCT).min(1.0);
     let (r, g, b) = rgb;
     (Some(format!("rgba({r},{g},{b},{alpha:.2})")), class)
 }
@@ -85,7 +85,8 @@ fn entry_title(e: &GridEntry) -> String {
     lines.join("\n")
 }
 
-fn mark_span(c: &Comparison) -> String {
+/// A comparison's word, coloured, with its p-value on hover.
+pub(crate) fn mark_span(c: &Comparison) -> String {
     let m = Mark::of(c);
     let p = c
         .p_worse

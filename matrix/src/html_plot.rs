@@ -34,12 +34,18 @@ fn lane_color(s: &Stat) -> RGBColor {
     }
 }
 
-/// The x range of `lanes`' samples, widened a little so no dot sits on the frame; `None`
-/// without finite samples.
-fn x_range(lanes: &[(String, &Stat)]) -> Option<(f32, f32)> {
+/// The x range of `lanes`' samples and whiskers (Tukey's fences, 1.5 box widths past the box,
+/// can reach past the samples), widened a little so nothing sits on the frame; `None` without
+/// finite samples.
+fn x_range(lanes: &[(String, &Stat)]) -> Option<(f64, f64)> {
+    let fences = lanes.iter().flat_map(|(_, s)| {
+        let q = Quartiles::new(&s.samples).values();
+        [q[0] as f64, q[4] as f64]
+    });
     let (lo, hi) = lanes
         .iter()
         .flat_map(|(_, s)| s.samples.iter().copied())
+        .chain(fences)
         .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
@@ -52,7 +58,7 @@ fn x_range(lanes: &[(String, &Stat)]) -> Option<(f32, f32)> {
     } else {
         lo.abs().max(1.0) * 0.05
     };
-    Some(((lo - pad) as f32, (hi + pad) as f32))
+    Some((lo - pad, hi + pad))
 }
 
 /// The plot of `t` as an `<img>` with the SVG inline in its `data:` URL; empty when it has no
@@ -98,7 +104,7 @@ pub fn box_plot(t: &MetricTable, label: &dyn Fn(&str) -> String) -> String {
     };
     let height = FRAME_H + LANE_H * lanes.len() as u32;
     let mut svg = String::new();
-    let drawn = draw(&mut svg, (WIDTH, height), &lanes, (lo, hi), t);
+    let drawn = draw(&mut svg, (WIDTH, height), &lanes, (lo as f32, hi as f32), t);
     match drawn {
         // The backend's own XML declaration is not allowed inside an HTML document.
         Ok(()) => svg

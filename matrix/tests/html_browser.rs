@@ -186,7 +186,7 @@ f.onload = function () {
   var d = f.contentDocument;
   var height = d.documentElement.scrollHeight;
   var ms = performance.now() - t0;
-  var table = d.querySelector('#cells + p + table');
+  var table = d.getElementById('cell-table');
   var th = table.tHead.rows[0].cells[7];
   th.click(); th.click();
   var first = parseFloat(table.tBodies[0].rows[0].cells[7].textContent);
