@@ -1,6 +1,7 @@
 //! report.html of a 1,000+-cell stored run, opened in Debian's headless chromium: it loads (parse,
 //! script, layout) in under 2 s, the file stays under 5 MB, and the page's DOM holds the heatmap,
-//! a section for every cell, and tables that sort when a header is clicked.
+//! a section for every cell, tables that sort when a header is clicked, and a grid link that
+//! opens the folded section it points into.
 //!
 //! The stored run is a fixture: results.jsonl written through the store with the scenario
 //! catalogue's own metrics, console tails of the length real cells produce, and a few failures.
@@ -194,13 +195,22 @@ f.onload = function () {
   Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
     max = Math.max(max, parseFloat(r.cells[7].textContent));
   });
+  // A link into a folded part opens it: follow the first grid entry's link.
+  var target = d.querySelector('#summary td.h a').getAttribute('href');
+  f.contentWindow.location.hash = target;
+  f.contentWindow.ktstrOpen();
+  var opened = true;
+  for (var e = d.getElementById(target.slice(1)); e; e = e.parentElement) {
+    if (e.tagName === 'DETAILS' && !e.open) opened = false;
+  }
   document.getElementById('probe').textContent = [
     'load_ms=' + ms.toFixed(1),
     'height=' + height,
     'heatmap_entries=' + d.querySelectorAll('#summary td.h').length,
     'cell_blocks=' + d.querySelectorAll('section.cell details').length,
     'plots=' + d.querySelectorAll('img.plot').length,
-    'sorted_desc=' + (first === max)
+    'sorted_desc=' + (first === max),
+    'link_opens_fold=' + opened
   ].join(' ');
 };
 f.src = 'report.html';
@@ -269,4 +279,5 @@ fn a_thousand_cell_report_loads_in_chromium_under_2_s_and_5_mb() {
     assert_eq!(probe_value(&dom, "cell_blocks"), cells.to_string());
     assert_ne!(probe_value(&dom, "plots"), "0");
     assert_eq!(probe_value(&dom, "sorted_desc"), "true");
+    assert_eq!(probe_value(&dom, "link_opens_fold"), "true");
 }
