@@ -12,6 +12,7 @@ PKGS=(
   rt-tests linux-perf stress-ng             # packaged benchmark scenarios (hackbench, perf bench, stress-ng)
   slurm-wlm munge                           # the Slurm end-to-end test's single-node cluster
   gpgv gpg                                  # sha256sums.asc signatures (gpgv); test keys (gpg)
+  chromium                                  # report.html opened headless (matrix/tests/html_browser.rs, scripts/screenshots.sh)
 )
 
 SUDO=""

@@ -5,8 +5,11 @@
 
 pub mod bisect;
 pub mod engine;
+pub mod evidence;
 pub mod html;
+pub mod html_cells;
 pub mod html_grid;
+pub mod html_plot;
 pub mod labels;
 pub mod markdown;
 pub mod merge;

@@ -257,6 +257,12 @@ pub struct CellStatus {
     pub reason: Option<String>,
     pub backend: String,
     pub wall_ms: f64,
+    /// Console log path and output tails, for report.html's cell sections.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::evidence::CellEvidence::is_empty"
+    )]
+    pub evidence: crate::evidence::CellEvidence,
 }
 
 impl CellStatus {
@@ -506,6 +512,7 @@ fn gather(inputs: &[Input]) -> Gathered {
                 reason: r.result.reason.clone(),
                 backend: r.result.backend.clone(),
                 wall_ms: r.result.timings.wall_ms,
+                evidence: crate::evidence::of(&r.key, &r.result),
             });
             if !matches!(o, Outcome::Pass | Outcome::Fail) {
                 continue;

@@ -137,7 +137,12 @@ fn report_renders_from_the_stored_file() {
     check_golden("report-detail.txt", &render::terminal_with(&r, detail));
     check_golden("report.html", &html::html(&r));
     let page = html::html(&r);
-    assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("http://cdn"));
+    // Self-contained: the one script is inline, nothing is fetched.
+    assert!(
+        page.contains("data:image/svg+xml,<svg")
+            && !page.contains("<script src")
+            && !page.contains("http://cdn")
+    );
 }
 
 #[test]

@@ -116,6 +116,19 @@ fn real_matrix_end_to_end() {
             .unwrap();
     assert_eq!(json["format_version"], 1);
     assert_eq!(json["summary"]["skipped"], 1);
+    // report.html links each booted cell's console log: every link names a file that exists.
+    let html = std::fs::read_to_string(out.path().join("report.html")).unwrap();
+    let logs: Vec<&str> = json["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["evidence"]["log"].as_str())
+        .collect();
+    assert_eq!(logs.len(), 3, "the three cells that ran have a log");
+    for log in logs {
+        assert!(out.path().join(log).is_file(), "{log}");
+        assert!(html.contains(&format!("<a href=\"{log}\">")), "{log}");
+    }
     let again = Command::new(ktstr_bin())
         .arg("report")
         .arg(out.path())

@@ -29,34 +29,10 @@ const KERNEL_BUILD_ESTIMATE: Duration = Duration::from_secs(630);
 const KERNEL_TOOLS_ESTIMATE: Duration = Duration::from_secs(15);
 const CRATE_BUILD_ESTIMATE: Duration = Duration::from_secs(400);
 
-/// The cell's console log file name: its label plus its scenario parameters (two cells that
-/// differ only in parameters must not share a log), as a plain file name.
+/// The cell's console log file name; the report links it, so the matrix crate owns the rule.
 pub fn log_name(key: &ktstr_matrix::plan::CellKey) -> String {
-    let mut name = key.label();
-    for (k, v) in &key.scenario.params {
-        name.push_str(&format!(" {k}={v}"));
-    }
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-=+,".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    // Long parameters (a `command`'s patterns) would pass the file system's 255-byte name limit:
-    // keep a readable prefix and a hash of the whole name, which stays unique.
-    if safe.len() > MAX_LOG_STEM {
-        let hash = crate::digest::sha256_hex(name.as_bytes());
-        return format!("{}-{}.log", &safe[..MAX_LOG_STEM - 17], &hash[..16]);
-    }
-    format!("{safe}.log")
+    ktstr_matrix::evidence::log_name(key)
 }
-
-/// The longest log file name stem kept as is (file names are at most 255 bytes).
-const MAX_LOG_STEM: usize = 200;
 
 pub(crate) fn json_params(p: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
     p.iter()
