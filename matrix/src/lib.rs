@@ -6,6 +6,8 @@
 pub mod bisect;
 pub mod changepoint;
 pub mod engine;
+pub mod history;
+pub mod history_render;
 pub mod html;
 pub mod html_grid;
 pub mod labels;

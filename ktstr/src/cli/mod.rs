@@ -13,6 +13,7 @@ mod matrix_progress;
 mod matrix_shard;
 mod merge;
 mod report;
+mod report_history;
 mod run;
 mod shell;
 mod view;
