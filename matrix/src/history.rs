@@ -97,6 +97,14 @@ pub struct Series {
     pub change: Option<ChangePoint>,
 }
 
+/// A kernel/configs column met in the runs, with the short label renderings show
+/// ([`crate::labels`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryColumn {
+    pub id: String,
+    pub label: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MissingCell {
     pub cell: CellIdentity,
@@ -126,6 +134,7 @@ pub struct History {
     pub format_version: u32,
     pub ktstr_version: String,
     pub runs: Vec<HistoryRun>,
+    pub columns: Vec<HistoryColumn>,
     pub test: HistoryTest,
     pub summary: HistorySummary,
     /// Headline metrics first within each cell.
@@ -140,6 +149,16 @@ impl History {
     /// Exit status 1 when true: some series got worse at a change point.
     pub fn worse(&self) -> bool {
         self.summary.worse > 0
+    }
+
+    /// The cell's label with its column abbreviated.
+    pub fn cell_label(&self, c: &CellIdentity) -> String {
+        let column = self
+            .columns
+            .iter()
+            .find(|col| col.id == c.column)
+            .map_or(c.column.as_str(), |col| col.label.as_str());
+        format!("{} @ {column} {} {}", c.sched, c.topology, c.scenario)
     }
 }
 
@@ -157,6 +176,8 @@ struct Gathered {
     samples: BTreeMap<SeriesKey, Vec<Vec<f64>>>,
     treatments: BTreeMap<SeriesKey, MetricTreatment>,
     present: BTreeMap<CellIdentity, BTreeSet<usize>>,
+    /// (column id, kernel spec) in the order met.
+    columns: Vec<(String, String)>,
 }
 
 fn gather(runs: &[RunInput]) -> Gathered {
@@ -172,6 +193,9 @@ fn gather(runs: &[RunInput]) -> Gathered {
                 sched: r.key.sched.clone(),
                 column: r.key.column().label(),
             };
+            if !g.columns.iter().any(|(id, _)| *id == cell.column) {
+                g.columns.push((cell.column.clone(), r.key.kernel.clone()));
+            }
             g.present.entry(cell.clone()).or_default().insert(ri);
             if !matches!(r.result.outcome, Outcome::Pass | Outcome::Fail) {
                 continue;
@@ -292,10 +316,24 @@ pub fn history(runs: &[RunInput], alpha: f64, min_effect: f64) -> History {
         worse: changes().filter(|c| c.kind == ChangeKind::Worse).count(),
         better: changes().filter(|c| c.kind == ChangeKind::Better).count(),
     };
+    let ids: Vec<(&str, &str)> = g
+        .columns
+        .iter()
+        .map(|(id, kernel)| (id.as_str(), kernel.as_str()))
+        .collect();
+    let columns = ids
+        .iter()
+        .zip(crate::labels::abbreviate(&ids))
+        .map(|((id, _), label)| HistoryColumn {
+            id: id.to_string(),
+            label,
+        })
+        .collect();
     History {
         format_version: HISTORY_FORMAT_VERSION,
         ktstr_version: env!("CARGO_PKG_VERSION").to_string(),
         runs: labels,
+        columns,
         test: HistoryTest {
             name: "single change point: max |z| of Mann-Whitney U over splits".into(),
             method: format!(

@@ -13,25 +13,31 @@ const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█']
 /// Marks a run without a value in a sparkline.
 const GAP: char = '·';
 
-/// One character per run, scaled from the smallest to the largest median of the row.
+/// The smallest range a sparkline spans, relative to the row's middle: run-to-run noise below
+/// it draws a flat row instead of filling all eight heights.
+const MIN_SPAN: f64 = 0.10;
+
+/// One character per run: the row's medians scaled over their range (at least [`MIN_SPAN`]
+/// of its middle, centred), a gap as `·`.
 pub fn sparkline(s: &Series) -> String {
     let medians: Vec<f64> = s.points.iter().flatten().map(|p| p.median).collect();
     let lo = medians.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = medians.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mid = (lo + hi) / 2.0;
+    let span = (hi - lo).max(MIN_SPAN * mid.abs());
+    let base = mid - span / 2.0;
+    let top = (BARS.len() - 1) as f64;
     s.points
         .iter()
         .map(|p| match p {
             None => GAP,
-            Some(_) if hi <= lo => BARS[3],
-            Some(p) => {
-                let at = (p.median - lo) / (hi - lo) * (BARS.len() - 1) as f64;
-                BARS[at.round() as usize]
-            }
+            Some(_) if span <= 0.0 => BARS[3],
+            Some(p) => BARS[((p.median - base) / span * top).round().clamp(0.0, top) as usize],
         })
         .collect()
 }
 
-/// `worse from R4: 10.2 -> 15.1 ms (+48.0 %, p=0.001)`
+/// `worse from R4: 10.2 → 15.1 ms (+48.0 %, p=0.001)`
 pub fn change_text(c: &ChangePoint, unit: Option<&str>) -> String {
     let word = match (c.kind, c.up) {
         (ChangeKind::Worse, _) => "worse",
@@ -45,7 +51,7 @@ pub fn change_text(c: &ChangePoint, unit: Option<&str>) -> String {
         .map(|d| format!("{d:+.1} %, "))
         .unwrap_or_default();
     format!(
-        "{word} from {}: {} -> {}{unit} ({delta}p={:.3})",
+        "{word} from {}: {} → {}{unit} ({delta}p={:.3})",
         c.run_label,
         fmt_num(c.before_median),
         fmt_num(c.after_median),
@@ -98,13 +104,23 @@ fn test_line(h: &History) -> String {
     )
 }
 
+/// `linux#5edbb0c/sched_ext = git:/path/to/linux#5edbb0c.../sched_ext` for every abbreviated
+/// column.
+fn legend_lines(h: &History) -> Vec<String> {
+    h.columns
+        .iter()
+        .filter(|c| c.label != c.id)
+        .map(|c| format!("{} = {}", c.label, c.id))
+        .collect()
+}
+
 fn missing_lines(h: &History) -> Vec<String> {
     h.missing
         .iter()
         .map(|m| {
             format!(
                 "{}: absent from {}",
-                m.cell.label(),
+                h.cell_label(&m.cell),
                 m.absent_from.join(", ")
             )
         })
@@ -153,6 +169,9 @@ pub fn terminal(h: &History, opts: TerminalOptions) -> String {
     for r in &h.runs {
         let _ = writeln!(out, "  {} {} ({})", r.label, r.dir, utc_time(r.started_at));
     }
+    for l in legend_lines(h) {
+        let _ = writeln!(out, "  {l}");
+    }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -182,7 +201,7 @@ pub fn terminal(h: &History, opts: TerminalOptions) -> String {
             }
         };
         t.add_row(vec![
-            Cell::new(s.cell.label()),
+            Cell::new(h.cell_label(&s.cell)),
             Cell::new(metric_label(s)),
             Cell::new(sparkline(s)),
             Cell::new(first),
@@ -225,7 +244,7 @@ fn md_table(h: &History, series: &[&Series]) -> String {
     out += &md_row(&vec!["---".to_string(); head.len()]);
     for s in series {
         let mut row = vec![
-            md_escape(&s.cell.label()),
+            md_escape(&h.cell_label(&s.cell)),
             md_escape(&metric_label(s)),
             sparkline(s),
         ];
@@ -258,6 +277,9 @@ pub fn markdown(h: &History) -> String {
     out += "| --- | --- | --- |\n";
     for r in &h.runs {
         out += &md_row(&[r.label.clone(), md_escape(&r.dir), utc_time(r.started_at)]);
+    }
+    for l in legend_lines(h) {
+        let _ = writeln!(out, "\nColumn {}", md_escape(&l));
     }
     let (main, rest): (Vec<&Series>, Vec<&Series>) =
         h.series.iter().partition(|s| shown(s, false));
@@ -305,7 +327,7 @@ fn html_table(h: &History, series: &[&Series]) -> String {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td class=\"spark\">{}</td>",
-            xml_escape(&s.cell.label()),
+            xml_escape(&h.cell_label(&s.cell)),
             xml_escape(&metric_label(s)),
             sparkline(s)
         );
