@@ -10,10 +10,7 @@ fn golden() -> PathBuf {
 }
 
 fn run_dir(i: usize) -> String {
-    golden()
-        .join(format!("history/r{i}"))
-        .display()
-        .to_string()
+    golden().join(format!("history/r{i}")).display().to_string()
 }
 
 fn ktstr(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -99,7 +96,10 @@ fn a_real_run_three_times_has_no_change_point() {
 
 #[test]
 fn two_runs_keep_the_pairwise_comparison() {
-    let o = ktstr(&["report", &run_dir(1), &run_dir(4), "--color", "never"], &[]);
+    let o = ktstr(
+        &["report", &run_dir(1), &run_dir(4), "--color", "never"],
+        &[],
+    );
     let text = stdout(&o);
     assert!(!text.contains("ktstr history"), "{text}");
     // R4's 30 % worse max_gap_ms of scx_simple on 6.12 is a regression of b against a.
@@ -114,7 +114,13 @@ fn bad_input_exits_2_before_any_work() {
     let out_arg = out.display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec![run_dir(1), empty_dir.clone(), run_dir(3), "--out".into(), out_arg],
+            vec![
+                run_dir(1),
+                empty_dir.clone(),
+                run_dir(3),
+                "--out".into(),
+                out_arg,
+            ],
             "has no results.jsonl",
         ),
         (
@@ -122,11 +128,23 @@ fn bad_input_exits_2_before_any_work() {
             "--sort applies to a history: give 3 or more run directories",
         ),
         (
-            vec![run_dir(1), run_dir(2), run_dir(3), "--alpha".into(), "1.5".into()],
+            vec![
+                run_dir(1),
+                run_dir(2),
+                run_dir(3),
+                "--alpha".into(),
+                "1.5".into(),
+            ],
             "--alpha 1.5",
         ),
         (
-            vec![run_dir(1), run_dir(2), run_dir(3), "--baseline".into(), "6.1".into()],
+            vec![
+                run_dir(1),
+                run_dir(2),
+                run_dir(3),
+                "--baseline".into(),
+                "6.1".into(),
+            ],
             "--baseline applies to one run",
         ),
         (

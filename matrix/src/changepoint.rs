@@ -171,7 +171,12 @@ mod tests {
     }
 
     /// `runs` runs of `repeats` samples around `level(run)` with +-`spread` noise.
-    fn series(runs: usize, repeats: usize, spread: f64, level: impl Fn(usize) -> f64) -> Vec<Vec<f64>> {
+    fn series(
+        runs: usize,
+        repeats: usize,
+        spread: f64,
+        level: impl Fn(usize) -> f64,
+    ) -> Vec<Vec<f64>> {
         (0..runs)
             .map(|r| {
                 noise(r as u64 + 1, repeats)
@@ -234,7 +239,10 @@ mod tests {
     #[test]
     fn too_few_runs_or_constant_values() {
         assert_eq!(best_split(&[vec![1.0], vec![2.0]], 10), None);
-        assert_eq!(best_split(&[vec![1.0], vec![], vec![2.0], vec![]], 10), None);
+        assert_eq!(
+            best_split(&[vec![1.0], vec![], vec![2.0], vec![]], 10),
+            None
+        );
         let flat = best_split(&vec![vec![5.0; 3]; 4], 99).unwrap();
         assert_eq!((flat.z, flat.p), (0.0, 1.0));
         assert!(!flat.is_change(0.05, 0.0));

@@ -206,12 +206,20 @@ fn gather(runs: &[RunInput]) -> Gathered {
             for (metric, v) in &sc.metrics {
                 let key = (cell.clone(), metric.clone());
                 let treat = g.treatments.entry(key.clone()).or_insert_with(|| {
-                    treatment(&catalogue, &r.key.scenario.name, &r.key.scenario.params, metric)
+                    treatment(
+                        &catalogue,
+                        &r.key.scenario.name,
+                        &r.key.scenario.params,
+                        metric,
+                    )
                 });
                 if *treat == MetricTreatment::Counter || !v.is_finite() {
                     continue;
                 }
-                g.samples.entry(key).or_insert_with(|| vec![Vec::new(); runs.len()])[ri].push(*v);
+                g.samples
+                    .entry(key)
+                    .or_insert_with(|| vec![Vec::new(); runs.len()])[ri]
+                    .push(*v);
             }
         }
     }
@@ -262,41 +270,41 @@ pub fn history(runs: &[RunInput], alpha: f64, min_effect: f64) -> History {
         .collect();
     let g = gather(runs);
     let shared = |c: &CellIdentity| g.present.get(c).is_some_and(|p| p.len() >= 2);
-    let candidates: Vec<(&SeriesKey, &Vec<Vec<f64>>, Direction, Option<String>, bool)> = g
+    let candidates: Vec<(&SeriesKey, &Vec<Vec<f64>>)> = g
         .samples
         .iter()
         .filter(|((cell, _), _)| shared(cell))
-        .filter_map(|(key, samples)| match g.treatments[key].clone() {
-            MetricTreatment::Table {
-                direction,
-                unit,
-                headline,
-            } => Some((key, samples, direction, unit, headline)),
-            MetricTreatment::Counter => None,
-        })
         .collect();
     // The permutation tests dominate the time of a large history: one series per task.
     let mut series: Vec<Series> = candidates
         .into_par_iter()
-        .map(|((cell, metric), samples, direction, unit, headline)| Series {
-            cell: cell.clone(),
-            metric: metric.clone(),
-            direction,
-            unit,
-            headline,
-            points: samples
-                .iter()
-                .map(|xs| {
-                    median(xs).map(|m| Point {
-                        median: m,
-                        samples: xs.clone(),
+        .filter_map(|(key, samples)| match &g.treatments[key] {
+            MetricTreatment::Table {
+                direction,
+                unit,
+                headline,
+            } => Some(Series {
+                cell: key.0.clone(),
+                metric: key.1.clone(),
+                direction: *direction,
+                unit: unit.clone(),
+                headline: *headline,
+                points: samples
+                    .iter()
+                    .map(|xs| {
+                        median(xs).map(|m| Point {
+                            median: m,
+                            samples: xs.clone(),
+                        })
                     })
-                })
-                .collect(),
-            change: change_point(samples, direction, &labels, alpha, min_effect),
+                    .collect(),
+                change: change_point(samples, *direction, &labels, alpha, min_effect),
+            }),
+            MetricTreatment::Counter => None,
         })
         .collect();
-    series.sort_by(|a, b| (&a.cell, !a.headline, &a.metric).cmp(&(&b.cell, !b.headline, &b.metric)));
+    series
+        .sort_by(|a, b| (&a.cell, !a.headline, &a.metric).cmp(&(&b.cell, !b.headline, &b.metric)));
     let missing = g
         .present
         .iter()
@@ -346,6 +354,9 @@ pub fn history(runs: &[RunInput], alpha: f64, min_effect: f64) -> History {
         summary,
         series,
         missing,
-        notices: runs.iter().filter_map(|r| r.loaded.notice.clone()).collect(),
+        notices: runs
+            .iter()
+            .filter_map(|r| r.loaded.notice.clone())
+            .collect(),
     }
 }

@@ -281,8 +281,7 @@ pub fn markdown(h: &History) -> String {
     for l in legend_lines(h) {
         let _ = writeln!(out, "\nColumn {}", md_escape(&l));
     }
-    let (main, rest): (Vec<&Series>, Vec<&Series>) =
-        h.series.iter().partition(|s| shown(s, false));
+    let (main, rest): (Vec<&Series>, Vec<&Series>) = h.series.iter().partition(|s| shown(s, false));
     if !main.is_empty() {
         let _ = write!(
             out,
@@ -355,11 +354,7 @@ fn html_table(h: &History, series: &[&Series]) -> String {
             ),
             None => ("", "-".into()),
         };
-        let _ = writeln!(
-            out,
-            "<td class=\"{class}\">{}</td></tr>",
-            xml_escape(&text)
-        );
+        let _ = writeln!(out, "<td class=\"{class}\">{}</td></tr>", xml_escape(&text));
     }
     out + "</tbody></table>\n"
 }

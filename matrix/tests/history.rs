@@ -136,7 +136,12 @@ fn history_finds_the_changes_and_lists_missing_cells() {
         .iter()
         .filter_map(|s| {
             let c = s.change.as_ref()?;
-            Some((s.cell.label(), s.metric.as_str(), c.run_label.as_str(), c.kind))
+            Some((
+                s.cell.label(),
+                s.metric.as_str(),
+                c.run_label.as_str(),
+                c.kind,
+            ))
         })
         .collect();
     assert_eq!(
@@ -202,7 +207,10 @@ fn history_renderings_match_golden() {
     assert!(coloured.contains("\x1b["), "{coloured}");
     // history.json reads back (floats to the last digit aside).
     let back: History = serde_json::from_str(&serde_json::to_string(&h).unwrap()).unwrap();
-    assert_eq!((&back.summary, &back.missing, &back.runs), (&h.summary, &h.missing, &h.runs));
+    assert_eq!(
+        (&back.summary, &back.missing, &back.runs),
+        (&h.summary, &h.missing, &h.runs)
+    );
     let html = history_render::html(&h);
     assert!(html.contains("class=\"worse\"") && html.contains("class=\"better\""));
 }

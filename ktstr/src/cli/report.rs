@@ -28,7 +28,7 @@ pub struct Args {
     /// Significance level of the history's change-point test.
     #[arg(long)]
     pub alpha: Option<f64>,
-    /// Minimum relative median change for a regression (0.05 = 5 %).
+    /// Minimum relative median change for a regression or a history's change point (0.05 = 5 %).
     #[arg(long, default_value_t = 0.05)]
     pub min_effect: f64,
     #[command(flatten)]
