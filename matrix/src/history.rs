@@ -255,6 +255,36 @@ fn change_point(
     })
 }
 
+/// Cells absent from some runs, with the labels of those runs.
+fn missing_cells(
+    present: &BTreeMap<CellIdentity, BTreeSet<usize>>,
+    runs: &[HistoryRun],
+) -> Vec<MissingCell> {
+    present
+        .iter()
+        .filter(|(_, p)| p.len() < runs.len())
+        .map(|(cell, p)| MissingCell {
+            cell: cell.clone(),
+            absent_from: (0..runs.len())
+                .filter(|i| !p.contains(i))
+                .map(|i| runs[i].label.clone())
+                .collect(),
+        })
+        .collect()
+}
+
+impl HistorySummary {
+    fn of(series: &[Series]) -> HistorySummary {
+        let changes = || series.iter().filter_map(|s| s.change.as_ref());
+        HistorySummary {
+            series: series.len(),
+            changes: changes().count(),
+            worse: changes().filter(|c| c.kind == ChangeKind::Worse).count(),
+            better: changes().filter(|c| c.kind == ChangeKind::Better).count(),
+        }
+    }
+}
+
 /// The history of `runs` in the order given. Cells present in fewer than two runs have no
 /// series (they are listed as missing).
 pub fn history(runs: &[RunInput], alpha: f64, min_effect: f64) -> History {
@@ -305,25 +335,8 @@ pub fn history(runs: &[RunInput], alpha: f64, min_effect: f64) -> History {
         .collect();
     series
         .sort_by(|a, b| (&a.cell, !a.headline, &a.metric).cmp(&(&b.cell, !b.headline, &b.metric)));
-    let missing = g
-        .present
-        .iter()
-        .filter(|(_, p)| p.len() < runs.len())
-        .map(|(cell, p)| MissingCell {
-            cell: cell.clone(),
-            absent_from: (0..runs.len())
-                .filter(|i| !p.contains(i))
-                .map(|i| labels[i].label.clone())
-                .collect(),
-        })
-        .collect();
-    let changes = || series.iter().filter_map(|s| s.change.as_ref());
-    let summary = HistorySummary {
-        series: series.len(),
-        changes: changes().count(),
-        worse: changes().filter(|c| c.kind == ChangeKind::Worse).count(),
-        better: changes().filter(|c| c.kind == ChangeKind::Better).count(),
-    };
+    let missing = missing_cells(&g.present, &labels);
+    let summary = HistorySummary::of(&series);
     let ids: Vec<(&str, &str)> = g
         .columns
         .iter()
