@@ -35,7 +35,7 @@ pub struct Args {
     pub view: ViewArgs,
 }
 
-pub(crate) fn check_dir(d: &Path) -> anyhow::Result<()> {
+fn check_dir(d: &Path) -> anyhow::Result<()> {
     if !d.join(store::RESULTS_FILE).is_file() {
         return Err(bad_input(format!(
             "{} has no {}: pass the --out directory of a `ktstr matrix` run",
