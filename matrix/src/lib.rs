@@ -4,8 +4,11 @@
 //! `ktstr` crate implements, so the engine is testable with a mock runner.
 
 pub mod bisect;
+pub mod changepoint;
 pub mod engine;
 pub mod evidence;
+pub mod history;
+pub mod history_render;
 pub mod html;
 pub mod html_cells;
 pub mod html_grid;

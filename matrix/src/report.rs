@@ -49,7 +49,7 @@ pub fn metric_treatment(scenario: &str, metric: &str) -> MetricTreatment {
 
 /// `params` are the cell's scenario parameters (JSON text): they give a `command` metric its
 /// meaning (`direction.NAME`, `unit.NAME`), which travels with every result in its cell key.
-fn treatment(
+pub(crate) fn treatment(
     catalogue: &[ScenarioInfo],
     scenario: &str,
     params: &BTreeMap<String, String>,
@@ -439,7 +439,7 @@ pub fn compare(a_dir: &str, a: &Loaded, b_dir: &str, b: &Loaded, t: &Thresholds)
 
 /// One record per cell key (the last stored): a cell re-run with rebuilt inputs (a new id) replaces
 /// the earlier one instead of adding a second sample for the same repeat.
-fn latest_per_key(l: &Loaded) -> Vec<&CellRecord> {
+pub(crate) fn latest_per_key(l: &Loaded) -> Vec<&CellRecord> {
     let mut idx: std::collections::HashMap<&CellKey, usize> = Default::default();
     let mut out: Vec<&CellRecord> = Vec::new();
     for r in &l.cells {

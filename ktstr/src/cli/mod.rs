@@ -13,6 +13,7 @@ mod matrix_progress;
 mod matrix_shard;
 mod merge;
 mod report;
+mod report_history;
 mod run;
 mod shell;
 mod view;
@@ -48,7 +49,7 @@ enum Command {
     Matrix(matrix::Args),
     /// Find the kernel commit that made a cell worse (a metric, or its outcome).
     Bisect(bisect::Args),
-    /// Re-render a report from results.jsonl, or compare two runs.
+    /// Re-render a report from results.jsonl, compare two runs, or show the history of 3+ runs.
     Report(report::Args),
     /// Combine the outputs of `ktstr matrix --shard K/N` runs into one run and its reports.
     Merge(merge::Args),

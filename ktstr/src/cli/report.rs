@@ -1,5 +1,6 @@
 //! `ktstr report DIR` re-renders a run's reports from its results.jsonl; `ktstr report A B`
-//! compares two runs (every column of B against the same column of A).
+//! compares two runs (every column of B against the same column of A); `ktstr report R1 R2 R3
+//! ...` shows each cell's metrics across the runs with change points ([`super::report_history`]).
 
 use super::bad_input;
 use super::view::ViewArgs;
@@ -12,15 +13,22 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// A `ktstr matrix` output directory (with results.jsonl).
     pub dir: PathBuf,
-    /// A second run to compare with the first.
-    pub other: Option<PathBuf>,
+    /// A second run to compare with the first; with three or more runs in all, their history
+    /// (each cell's metrics across the runs, in the order given, with change points).
+    pub others: Vec<PathBuf>,
     /// Baseline column (single run only): a kernel, or KERNEL/CONFIGS.
     #[arg(long)]
     pub baseline: Option<String>,
-    /// Where to write the comparison's files (compare mode; default: print only).
+    /// Where to write the comparison's or the history's files (default: print only).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Minimum relative median change for a regression (0.05 = 5 %).
+    /// Order of the runs in a history: as given on the command line, or by each run's start.
+    #[arg(long, value_enum)]
+    pub sort: Option<super::report_history::RunOrder>,
+    /// Significance level of the history's change-point test.
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Minimum relative median change for a regression or a history's change point (0.05 = 5 %).
     #[arg(long, default_value_t = 0.05)]
     pub min_effect: f64,
     #[command(flatten)]
@@ -40,10 +48,14 @@ fn check_dir(d: &Path) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     check_dir(&args.dir)?;
-    if let Some(b) = &args.other {
-        check_dir(b)?;
+    for d in &args.others {
+        check_dir(d)?;
     }
-    match &args.other {
+    if args.others.len() >= 2 {
+        return super::report_history::run(&args);
+    }
+    super::report_history::refuse_history_options(&args)?;
+    match args.others.first() {
         None => render_dir(
             &args.dir,
             args.baseline.as_deref(),
