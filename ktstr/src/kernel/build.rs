@@ -256,6 +256,7 @@ pub fn make_and_install(
         log.display()
     ));
     let t = Instant::now();
+    progress.start_build(&site.version, incremental);
     run_make(
         site.tree,
         dir,
@@ -265,6 +266,7 @@ pub fn make_and_install(
         progress,
         "kernel build",
     )?;
+    progress.finish_build();
     let build_s = t.elapsed().as_secs_f64();
 
     progress.phase("install");

@@ -260,7 +260,9 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
         .get(&url)
         .call()
         .map_err(|e| dl_err(&url, e.to_string()))?;
-    let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let total = resp.body().content_length();
+    let reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+    let mut reader = crate::progress::download::ProgressReader::new(reader, total, &name, true);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

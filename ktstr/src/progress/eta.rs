@@ -1,0 +1,121 @@
+//! Time-left estimators shared by the kernel build, download and matrix displays, and the compact
+//! duration format their lines use.
+
+use std::time::Duration;
+
+/// `45s`, `3m50s`, `1h02m`: short enough for a progress line.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Time left when `done` of `total` units took `elapsed`, assuming the rate so far holds.
+pub fn rate_eta(done: u64, total: u64, elapsed: Duration) -> Option<Duration> {
+    if done == 0 || total == 0 {
+        return None;
+    }
+    let left = total.saturating_sub(done) as f64;
+    Some(elapsed.mul_f64(left / done as f64))
+}
+
+/// Time left in a kernel build at `done` of `expected` objects, `elapsed` in.
+///
+/// Two guesses, blended by how far the build is: the previous build's duration scaled to the
+/// fraction left (trusted early, when the rate so far is dominated by make's start-up and the host
+/// tools), and the rate so far (trusted late, when it reflects this host's load). A build past its
+/// expected count is about to link: the estimate then says so rather than going negative.
+pub fn build_eta(
+    done: u64,
+    expected: u64,
+    elapsed: Duration,
+    previous: Duration,
+) -> Option<Duration> {
+    if expected == 0 {
+        return None;
+    }
+    let frac = (done as f64 / expected as f64).min(0.99);
+    let from_history = previous.as_secs_f64() * (1.0 - frac);
+    let from_rate = if done == 0 {
+        from_history
+    } else {
+        elapsed.as_secs_f64() * (1.0 - frac) / frac
+    };
+    let eta = (1.0 - frac) * from_history + frac * from_rate;
+    Some(Duration::from_secs_f64(eta.max(0.0)))
+}
+
+/// Time left in a matrix: the mean duration of the cells finished so far, times the cells left,
+/// divided by how many cells run at once (the most seen in flight).
+pub fn matrix_eta(
+    finished_total: Duration,
+    finished: usize,
+    remaining: usize,
+    parallel: usize,
+) -> Option<Duration> {
+    if finished == 0 {
+        return None;
+    }
+    let mean = finished_total.as_secs_f64() / finished as f64;
+    let waves = remaining as f64 / parallel.max(1) as f64;
+    Some(Duration::from_secs_f64(mean * waves))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn durations_are_compact() {
+        assert_eq!(fmt_duration(secs(7)), "7s");
+        assert_eq!(fmt_duration(secs(230)), "3m50s");
+        assert_eq!(fmt_duration(secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn rate_eta_extrapolates_the_rate_so_far() {
+        assert_eq!(rate_eta(25, 100, secs(10)), Some(secs(30)));
+        assert_eq!(rate_eta(0, 100, secs(10)), None);
+        assert_eq!(rate_eta(100, 100, secs(10)), Some(secs(0)));
+    }
+
+    /// At the start only the previous build speaks; at the end only the rate so far.
+    #[test]
+    fn build_eta_moves_from_history_to_the_observed_rate() {
+        // Previous build: 600 s. Nothing done yet: the whole previous duration is left.
+        assert_eq!(build_eta(0, 8800, secs(0), secs(600)), Some(secs(600)));
+        // Halfway, at the previous pace (300 s): 300 s left by both guesses.
+        let half = build_eta(4400, 8800, secs(300), secs(600)).unwrap();
+        assert!((half.as_secs_f64() - 300.0).abs() < 1e-6, "{half:?}");
+        // Halfway but twice as slow as last time: between the two guesses (300 and 600 s).
+        let slow = build_eta(4400, 8800, secs(600), secs(600)).unwrap();
+        assert!(slow > secs(300) && slow < secs(600), "{slow:?}");
+        // Past the expected count: small, never negative.
+        let over = build_eta(9000, 8800, secs(700), secs(600)).unwrap();
+        assert!(over < secs(10), "{over:?}");
+        assert_eq!(build_eta(10, 0, secs(1), secs(600)), None);
+    }
+
+    /// An incremental rebuild recorded as a few objects: a few objects in, most of it is left.
+    #[test]
+    fn build_eta_for_an_incremental_rebuild() {
+        let eta = build_eta(1, 12, secs(3), secs(31)).unwrap();
+        assert!(eta > secs(20) && eta < secs(35), "{eta:?}");
+    }
+
+    #[test]
+    fn matrix_eta_divides_by_parallelism() {
+        // 4 cells done in 40 s of cell time (10 s each), 6 left, 2 at a time: 3 waves of 10 s.
+        assert_eq!(matrix_eta(secs(40), 4, 6, 2), Some(secs(30)));
+        assert_eq!(matrix_eta(secs(40), 4, 6, 0), Some(secs(60)));
+        assert_eq!(matrix_eta(secs(0), 0, 6, 2), None);
+        assert_eq!(matrix_eta(secs(40), 4, 0, 2), Some(secs(0)));
+    }
+}
