@@ -7,6 +7,7 @@
 pub mod download;
 pub mod eta;
 pub mod kbuild;
+pub mod log_watch;
 pub mod plain;
 
 use std::path::Path;
