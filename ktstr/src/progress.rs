@@ -35,6 +35,8 @@ struct BuildCount {
     series: String,
     incremental: bool,
     steps: u64,
+    /// Seconds since the start at each step, for the curve the next build is estimated from.
+    marks: Vec<f64>,
     started: Instant,
     expected: Option<kbuild::BuildRecord>,
     rate: plain::RateLimit,
@@ -43,7 +45,9 @@ struct BuildCount {
 impl BuildCount {
     fn eta(&self) -> Option<Duration> {
         let e = self.expected.as_ref()?;
-        eta::build_eta(self.steps, e.steps, self.started.elapsed(), e.duration())
+        let elapsed = self.started.elapsed();
+        eta::curve_eta(self.steps, e.steps, elapsed, &e.curve)
+            .or_else(|| eta::build_eta(self.steps, e.steps, elapsed, e.duration()))
     }
 
     /// `kernel 6.12 build: 4210/8800 objects (48 %), ETA 3m50s`, or the count and the time so far
@@ -123,6 +127,7 @@ impl Progress {
             series,
             incremental,
             steps: 0,
+            marks: Vec::new(),
             started: now,
             expected,
             rate: plain::RateLimit::new(now),
@@ -136,12 +141,14 @@ impl Progress {
             b.set_style(spinner_style());
         }
         if let Some(b) = taken {
+            let seconds = b.started.elapsed().as_secs_f64();
             self.history.record(&kbuild::BuildRecord {
                 recipe: b.recipe,
                 series: b.series,
                 incremental: b.incremental,
                 steps: b.steps,
-                seconds: b.started.elapsed().as_secs_f64(),
+                seconds,
+                curve: eta::curve_of(&b.marks, seconds, 101),
             });
         }
     }
@@ -176,6 +183,7 @@ impl Progress {
         };
         if kbuild::is_step(line) {
             count.steps += 1;
+            count.marks.push(count.started.elapsed().as_secs_f64());
         }
         if let Some(b) = &self.bar {
             match (&count.expected, count.eta()) {

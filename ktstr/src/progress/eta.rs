@@ -48,6 +48,49 @@ pub fn build_eta(
     Some(Duration::from_secs_f64(eta.max(0.0)))
 }
 
+/// Time left in a kernel build from the previous build's time curve: `curve[i]` is when that
+/// build had done `i / (len-1)` of its steps. Steps cost very different times (the compiles of an
+/// incremental rebuild are quick, `LD vmlinux` is long), so the curve says where the time goes;
+/// the ratio of this build's elapsed time to the previous build's at the same point scales it to
+/// today's host load.
+pub fn curve_eta(done: u64, expected: u64, elapsed: Duration, curve: &[f64]) -> Option<Duration> {
+    let (first, last) = (*curve.first()?, *curve.last()?);
+    if expected == 0 || curve.len() < 2 || !(last > first) {
+        return None;
+    }
+    let frac = (done as f64 / expected as f64).min(1.0);
+    let pos = frac * (curve.len() - 1) as f64;
+    let i = (pos.floor() as usize).min(curve.len() - 2);
+    let prev_at = curve[i] + (curve[i + 1] - curve[i]) * (pos - i as f64);
+    // The pace so far is noise in the first seconds (make's start-up steps are quick whatever the
+    // load): trust it in proportion to how much of the previous build's time it covers.
+    let speed = if prev_at >= 1.0 && done > 0 {
+        let observed = (elapsed.as_secs_f64() / prev_at).clamp(0.25, 4.0);
+        let weight = (prev_at / last).min(1.0);
+        1.0 + (observed - 1.0) * weight
+    } else {
+        1.0
+    };
+    Some(Duration::from_secs_f64((last - prev_at).max(0.0) * speed))
+}
+
+/// The time curve of a finished build: `points` evenly spaced fractions of its steps, each the
+/// elapsed seconds when that fraction was done (from `marks`, the time of every step), ending at
+/// `total` seconds (make's exit, after the last step).
+pub fn curve_of(marks: &[f64], total: f64, points: usize) -> Vec<f64> {
+    if marks.is_empty() || points < 2 {
+        return Vec::new();
+    }
+    let mut curve: Vec<f64> = (0..points - 1)
+        .map(|i| {
+            let k = i * marks.len() / (points - 1);
+            if k == 0 { 0.0 } else { marks[k - 1] }
+        })
+        .collect();
+    curve.push(total);
+    curve
+}
+
 /// Time left in a matrix: the mean duration of the cells finished so far, times the cells left,
 /// divided by how many cells run at once (the most seen in flight).
 pub fn matrix_eta(
@@ -108,6 +151,38 @@ mod tests {
     fn build_eta_for_an_incremental_rebuild() {
         let eta = build_eta(1, 12, secs(3), secs(31)).unwrap();
         assert!(eta > secs(20) && eta < secs(35), "{eta:?}");
+    }
+
+    /// The previous build spent 90 % of its 100 s in the first half of its steps: at half the
+    /// steps only 10 s are left, scaled by how much slower this build is at the same point.
+    #[test]
+    fn curve_eta_follows_where_the_previous_build_spent_its_time() {
+        let marks: Vec<f64> = (1..=10)
+            .map(|s| {
+                if s <= 5 {
+                    s as f64 * 18.0
+                } else {
+                    90.0 + (s - 5) as f64 * 2.0
+                }
+            })
+            .collect();
+        let curve = curve_of(&marks, 100.0, 11);
+        assert_eq!(curve.len(), 11);
+        assert_eq!((curve[0], curve[5], curve[10]), (0.0, 90.0, 100.0));
+        let eta = curve_eta(5, 10, secs(90), &curve).unwrap();
+        assert!((eta.as_secs_f64() - 10.0).abs() < 1e-6, "{eta:?}");
+        // Twice as slow as last time at the same point (90 % of its time): nearly twice the time
+        // left (the pace counts by the share of the previous build's time it covers).
+        let eta = curve_eta(5, 10, secs(180), &curve).unwrap();
+        assert!((eta.as_secs_f64() - 19.0).abs() < 1e-6, "{eta:?}");
+        // The same slowdown seen a tenth of the way in moves the estimate only a little.
+        let early = curve_eta(1, 100, secs(4), &curve_of(&[2.0; 100], 100.0, 101)).unwrap();
+        assert!(early > secs(98) && early < secs(110), "{early:?}");
+        // Nothing done yet: the whole previous duration.
+        assert_eq!(curve_eta(0, 10, secs(0), &curve), Some(secs(100)));
+        // All steps done: nothing left to extrapolate.
+        assert_eq!(curve_eta(10, 10, secs(99), &curve), Some(secs(0)));
+        assert_eq!(curve_eta(1, 10, secs(1), &[]), None);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct BuildRecord {
     pub incremental: bool,
     pub steps: u64,
     pub seconds: f64,
+    /// Elapsed seconds at each hundredth of the steps (101 points; empty in older records).
+    #[serde(default)]
+    pub curve: Vec<f64>,
 }
 
 impl BuildRecord {
@@ -170,6 +173,7 @@ make: Leaving directory '/root/.cache/ktstr/sources/trees/tarball-sha256-c93391b
             incremental,
             steps,
             seconds: steps as f64 / 10.0,
+            curve: Vec::new(),
         }
     }
 
