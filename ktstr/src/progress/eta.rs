@@ -55,7 +55,11 @@ pub fn build_eta(
 /// today's host load.
 pub fn curve_eta(done: u64, expected: u64, elapsed: Duration, curve: &[f64]) -> Option<Duration> {
     let (first, last) = (*curve.first()?, *curve.last()?);
-    if expected == 0 || curve.len() < 2 || !(last > first) {
+    // A NaN or flat curve (a build that took no time) says nothing about where time goes.
+    if expected == 0
+        || curve.len() < 2
+        || last.partial_cmp(&first) != Some(std::cmp::Ordering::Greater)
+    {
         return None;
     }
     let frac = (done as f64 / expected as f64).min(1.0);
