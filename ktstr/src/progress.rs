@@ -35,6 +35,7 @@ struct BuildCount {
     series: String,
     incremental: bool,
     steps: u64,
+    last_line: String,
     /// Seconds since the start at each step, for the curve the next build is estimated from.
     marks: Vec<f64>,
     started: Instant,
@@ -46,7 +47,9 @@ impl BuildCount {
     fn eta(&self) -> Option<Duration> {
         let e = self.expected.as_ref()?;
         let elapsed = self.started.elapsed();
-        eta::curve_eta(self.steps, e.steps, elapsed, &e.curve)
+        let at_last_step = Duration::from_secs_f64(self.marks.last().copied().unwrap_or(0.0));
+        let since = elapsed.saturating_sub(at_last_step);
+        eta::curve_eta(self.steps, e.steps, at_last_step, since, &e.curve)
             .or_else(|| eta::build_eta(self.steps, e.steps, elapsed, e.duration()))
     }
 
@@ -127,6 +130,7 @@ impl Progress {
             series,
             incremental,
             steps: 0,
+            last_line: String::new(),
             marks: Vec::new(),
             started: now,
             expected,
@@ -185,14 +189,28 @@ impl Progress {
             count.steps += 1;
             count.marks.push(count.started.elapsed().as_secs_f64());
         }
+        count.last_line = line.trim().to_string();
+        self.show(count);
+    }
+
+    /// Refreshes the ETA while make prints nothing (a link runs for tens of seconds); off a
+    /// terminal this is what keeps a line coming every half minute.
+    pub fn tick(&self) {
+        let mut g = self.build.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = g.as_mut() {
+            self.show(count);
+        }
+    }
+
+    fn show(&self, count: &mut BuildCount) {
         if let Some(b) = &self.bar {
             match (&count.expected, count.eta()) {
                 (Some(e), Some(eta)) => {
                     b.set_length(e.steps.max(count.steps + 1));
                     b.set_position(count.steps);
-                    b.set_message(format!("{} | {}", eta::fmt_duration(eta), line.trim()));
+                    b.set_message(format!("{} | {}", eta::fmt_duration(eta), count.last_line));
                 }
-                _ => b.set_message(format!("{} | {}", self.phase, line.trim())),
+                _ => b.set_message(format!("{} | {}", self.phase, count.last_line)),
             }
         } else if self.lines {
             let fraction = count

@@ -52,8 +52,15 @@ pub fn build_eta(
 /// build had done `i / (len-1)` of its steps. Steps cost very different times (the compiles of an
 /// incremental rebuild are quick, `LD vmlinux` is long), so the curve says where the time goes;
 /// the ratio of this build's elapsed time to the previous build's at the same point scales it to
-/// today's host load.
-pub fn curve_eta(done: u64, expected: u64, elapsed: Duration, curve: &[f64]) -> Option<Duration> {
+/// today's host load. `elapsed` is the time at the last step, `since` the time since: within a
+/// long step (a link) the estimate moves on as far as the previous build's next step.
+pub fn curve_eta(
+    done: u64,
+    expected: u64,
+    elapsed: Duration,
+    since: Duration,
+    curve: &[f64],
+) -> Option<Duration> {
     let (first, last) = (*curve.first()?, *curve.last()?);
     // A NaN or flat curve (a build that took no time) says nothing about where time goes.
     if expected == 0
@@ -66,6 +73,11 @@ pub fn curve_eta(done: u64, expected: u64, elapsed: Duration, curve: &[f64]) -> 
     let pos = frac * (curve.len() - 1) as f64;
     let i = (pos.floor() as usize).min(curve.len() - 2);
     let prev_at = curve[i] + (curve[i + 1] - curve[i]) * (pos - i as f64);
+    // Where the previous build did its next step: a step counts as done by then at the latest.
+    let next_frac = ((done + 1) as f64 / expected as f64).min(1.0);
+    let next_pos = next_frac * (curve.len() - 1) as f64;
+    let j = (next_pos.floor() as usize).min(curve.len() - 2);
+    let next_at = curve[j] + (curve[j + 1] - curve[j]) * (next_pos - j as f64);
     // The pace so far is noise in the first seconds (make's start-up steps are quick whatever the
     // load): trust it in proportion to how much of the previous build's time it covers.
     let speed = if prev_at >= 1.0 && done > 0 {
@@ -75,7 +87,8 @@ pub fn curve_eta(done: u64, expected: u64, elapsed: Duration, curve: &[f64]) -> 
     } else {
         1.0
     };
-    Some(Duration::from_secs_f64((last - prev_at).max(0.0) * speed))
+    let now_at = (prev_at + since.as_secs_f64() / speed).min(next_at.max(prev_at));
+    Some(Duration::from_secs_f64((last - now_at).max(0.0) * speed))
 }
 
 /// The time curve of a finished build: `points` evenly spaced fractions of its steps, each the
@@ -173,20 +186,35 @@ mod tests {
         let curve = curve_of(&marks, 100.0, 11);
         assert_eq!(curve.len(), 11);
         assert_eq!((curve[0], curve[5], curve[10]), (0.0, 90.0, 100.0));
-        let eta = curve_eta(5, 10, secs(90), &curve).unwrap();
+        let eta = curve_eta(5, 10, secs(90), secs(0), &curve).unwrap();
         assert!((eta.as_secs_f64() - 10.0).abs() < 1e-6, "{eta:?}");
         // Twice as slow as last time at the same point (90 % of its time): nearly twice the time
         // left (the pace counts by the share of the previous build's time it covers).
-        let eta = curve_eta(5, 10, secs(180), &curve).unwrap();
+        let eta = curve_eta(5, 10, secs(180), secs(0), &curve).unwrap();
         assert!((eta.as_secs_f64() - 19.0).abs() < 1e-6, "{eta:?}");
         // The same slowdown seen a tenth of the way in moves the estimate only a little.
-        let early = curve_eta(1, 100, secs(4), &curve_of(&[2.0; 100], 100.0, 101)).unwrap();
+        let early =
+            curve_eta(1, 100, secs(4), secs(0), &curve_of(&[2.0; 100], 100.0, 101)).unwrap();
         assert!(early > secs(98) && early < secs(110), "{early:?}");
         // Nothing done yet: the whole previous duration.
-        assert_eq!(curve_eta(0, 10, secs(0), &curve), Some(secs(100)));
+        assert_eq!(curve_eta(0, 10, secs(0), secs(0), &curve), Some(secs(100)));
         // All steps done: nothing left to extrapolate.
-        assert_eq!(curve_eta(10, 10, secs(99), &curve), Some(secs(0)));
-        assert_eq!(curve_eta(1, 10, secs(1), &[]), None);
+        assert_eq!(curve_eta(10, 10, secs(99), secs(0), &curve), Some(secs(0)));
+        assert_eq!(curve_eta(1, 10, secs(1), secs(0), &[]), None);
+    }
+
+    /// A long step (make prints a link's line when it starts) counts down while it runs, up to
+    /// where the previous build's next step came (here the end), then holds.
+    #[test]
+    fn curve_eta_counts_down_within_a_long_step() {
+        // Steps at 1, 2, 3 s, then a 21 s link to the end (the curve's last point is make's exit).
+        let curve = curve_of(&[1.0, 2.0, 3.0, 23.0], 24.0, 5);
+        let at_start = curve_eta(3, 4, secs(3), secs(0), &curve).unwrap();
+        let midway = curve_eta(3, 4, secs(3), secs(10), &curve).unwrap();
+        let stalled = curve_eta(3, 4, secs(3), secs(60), &curve).unwrap();
+        assert_eq!(at_start, secs(21));
+        assert_eq!(midway, secs(11));
+        assert_eq!(stalled, secs(0));
     }
 
     #[test]
