@@ -55,6 +55,17 @@ fn real_matrix_end_to_end() {
     let code = run.status.code();
     assert!(matches!(code, Some(0) | Some(1)), "exit {code:?}\n{stderr}");
     assert!(stderr.contains("plan: 4 cells"), "{stderr}");
+    // stderr is a pipe here, as in CI: progress comes as plain lines (cells done/total with an
+    // ETA from the cells finished so far), never as bar redraws.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("cells ")).collect();
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.starts_with("cells 1/4 (25 %), ETA ") && l.ends_with('s')),
+        "{stderr}"
+    );
+    assert_eq!(progress.last(), Some(&"cells 4/4 (100 %)"), "{stderr}");
+    assert!(!stderr.contains('\r'), "bar redraws in a log: {stderr}");
     let loaded = load(out.path());
     assert_eq!(loaded.cells.len(), 4, "{stderr}");
     let cell = |kernel_is_image: bool, sched: &str| {

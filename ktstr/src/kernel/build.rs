@@ -262,6 +262,7 @@ pub fn make_and_install(
         log.display()
     ));
     let t = Instant::now();
+    progress.start_build(&site.version, incremental);
     run_make(
         site.tree,
         dir,
@@ -271,6 +272,7 @@ pub fn make_and_install(
         progress,
         "kernel build",
     )?;
+    progress.finish_build();
     let build_s = t.elapsed().as_secs_f64();
 
     progress.phase("install");

@@ -127,7 +127,7 @@ pub fn run_make(
                 let _ = writeln!(logf, "{line}");
                 progress.line(&line);
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => progress.tick(),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if crate::cancel::requested() {

@@ -306,6 +306,7 @@ fn resolve_or_plan(
         return Ok(Outcome::Kernel(entry.resolved(true)));
     }
     let mut progress = crate::progress::Progress::new(opts.progress, spec_str);
+    progress.set_recipe(&recipe);
     let worktree = match (&opts.worktree, &spec) {
         (Some(dir), KernelSpec::Git { .. }) => Some(worktree::Worktree::open(dir)?),
         _ => None,

@@ -230,11 +230,13 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
     let dir = tarballs_dir();
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io("creating a temp file"))?;
-    let mut reader = super::fetch::get(&url)?;
+    let reader = super::fetch::get(&url)?;
+    let total = reader.content_length();
+    let mut reader = crate::progress::download::ProgressReader::new(reader, total, &name, true);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| reader.error(e))?;
+        let n = reader.read(&mut buf).map_err(|e| reader.get_ref().error(e))?;
         if n == 0 {
             break;
         }

@@ -42,6 +42,14 @@ pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedEr
             log.display()
         );
         let t0 = Instant::now();
+        // Crates compiled, against the previous install of this package (any version: their
+        // dependency trees are close).
+        let record = cache.dir("progress")?.join(format!("cargo-{name}.json"));
+        let watch = crate::progress::log_watch::LogWatch::start(
+            log.clone(),
+            format!("cargo {name} {version}"),
+            crate::progress::log_watch::load(&record),
+        );
         let status = crate::cancel::run_contained(
             Command::new("cargo")
                 .args([
@@ -63,6 +71,10 @@ pub fn ensure(cache: &Cache, name: &str, version: &str) -> Result<Entry, SchedEr
                 .stderr(log_err),
         )
         .map_err(|e| io_err(std::path::Path::new("cargo"), e))?;
+        let counted = watch.finish();
+        if status.success() {
+            crate::progress::log_watch::store(&record, counted);
+        }
         if !status.success() {
             let _ = fs::remove_dir_all(&tmp_root);
             return Err(SchedError::Build {
