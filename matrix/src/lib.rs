@@ -4,6 +4,7 @@
 //! `ktstr` crate implements, so the engine is testable with a mock runner.
 
 pub mod bisect;
+pub mod budget;
 pub mod engine;
 pub mod html;
 pub mod html_grid;

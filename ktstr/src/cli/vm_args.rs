@@ -105,7 +105,13 @@ pub fn parse_topology(s: &str) -> anyhow::Result<Topology> {
 /// `--memory-mib` against the topology, by the cell pipeline's rule.
 pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
     crate::cell::pipeline::check_memory(mib, topology)
-        .map_err(|e| bad_input(format!("--memory-mib: {e}")))
+        .map_err(|e| bad_input(format!("--memory-mib: {e}")))?;
+    match crate::host_memory::HostMemory::read() {
+        Some(host) => host
+            .check_cell(mib)
+            .map_err(|e| bad_input(format!("--memory-mib {mib}: {e}"))),
+        None => Ok(()),
+    }
 }
 
 /// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
