@@ -53,6 +53,7 @@ impl VmArgs {
     /// printed by [`announce`] once every input (the kernel too) has been accepted, so bad input
     /// stays one line on stderr.
     pub fn preflight(&self, console_log: Option<&Path>) -> anyhow::Result<select::Selected> {
+        super::ranges::cpu_budget(self.cpu_budget, super::matrix::host_cores())?;
         check_cache_writable()?;
         check_console_log(console_log)?;
         select_backend_with(self.backend, !self.no_perf_mode)
