@@ -141,6 +141,13 @@ pub fn host_cores() -> u32 {
 pub fn load_spec(args: &Args, shard: Option<Shard>) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
     let base = match &args.file {
         Some(path) => {
+            // A FIFO would block the read until someone writes to it.
+            if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                return Err(bad_input(format!(
+                    "--file {}: not a regular file; give a matrix.toml",
+                    path.display()
+                )));
+            }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad_input(format!("--file {}: {e}", path.display())))?;
             spec::parse_file(&text, &path.display().to_string())
