@@ -78,10 +78,26 @@ fn a_fifo_is_refused_not_read() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Nobody ever writes to the FIFO: reading it would block forever.
     let cases: [&[&str]; 4] = [
-        &["run", "--kernel", "6.12", "--config", "sched_ext", "--sched", "./fifo"],
+        &[
+            "run",
+            "--kernel",
+            "6.12",
+            "--config",
+            "sched_ext",
+            "--sched",
+            "./fifo",
+        ],
         &["matrix", "--dry-run", "--scheds", "./fifo"],
         &["matrix", "--file", "fifo"],
-        &["run", "--kernel", "6.12", "--config", "sched_ext", "-i", "fifo"],
+        &[
+            "run",
+            "--kernel",
+            "6.12",
+            "--config",
+            "sched_ext",
+            "-i",
+            "fifo",
+        ],
     ];
     for args in cases {
         let o = ktstr_bounded(dir.path(), args, Duration::from_secs(60));
@@ -161,4 +177,77 @@ fn one_ctrl_c_ends_a_wait_for_a_kernel_cache_lock() {
     assert_eq!(status.code(), Some(130));
     assert!(took < Duration::from_secs(2), "stopped after {took:?}");
     drop(held);
+}
+
+/// Every numeric flag out of its range: exit 2 naming the flag, before anything is built (no
+/// case here gets as far as resolving a kernel).
+#[test]
+fn out_of_range_numbers_are_refused_naming_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ["run", "--kernel", "6.12", "--config", "sched_ext"];
+    let with = |base: &[&'static str], more: &[&'static str]| -> Vec<&'static str> {
+        base.iter().chain(more).copied().collect()
+    };
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (with(&run, &["--duration", "1e23s"]), "--duration"),
+        (with(&run, &["--duration", "nan"]), "--duration"),
+        (with(&run, &["--timeout", "0s"]), "--timeout"),
+        (with(&run, &["--cpu-budget", "0"]), "--cpu-budget 0"),
+        (with(&run, &["--cpu-budget", "4000000"]), "--cpu-budget"),
+        (with(&run, &["--memory-mib", "0"]), "--memory-mib"),
+        (with(&run, &["--memory-mib", "4000000"]), "--memory-mib"),
+        (with(&run, &["--memory-mib", "1000000"]), "--memory-mib"),
+        (
+            with(&run, &["--scenario", "steady", "--param", "workers=nan"]),
+            "workers",
+        ),
+        (
+            vec!["matrix", "--dry-run", "--min-effect", "nan"],
+            "--min-effect",
+        ),
+        (
+            vec!["matrix", "--dry-run", "--min-effect", "1e23"],
+            "--min-effect",
+        ),
+        (
+            vec!["matrix", "--dry-run", "--repeats", "4000000"],
+            "repeats",
+        ),
+        (vec!["matrix", "--dry-run", "--jobs", "0"], "jobs"),
+        (vec!["matrix", "--dry-run", "--jobs", "4000000"], "jobs"),
+        (
+            vec!["matrix", "--dry-run", "--duration", "1e23s"],
+            "duration",
+        ),
+        (vec!["matrix", "--dry-run", "--shard", "3/2"], "--shard"),
+        (
+            vec!["matrix", "--emit", "slurm", "--shards", "4000000"],
+            "--shards",
+        ),
+        (
+            vec!["kernel", "build", "6.12", "--jobs", "4000000"],
+            "--jobs",
+        ),
+        (
+            vec![
+                "bisect",
+                "--kernels",
+                "6.12,6.12",
+                "--scenario",
+                "steady",
+                "--metric",
+                "x",
+                "--threshold",
+                "nan",
+            ],
+            "--threshold",
+        ),
+    ];
+    for (args, names) in cases {
+        let o = ktstr_bounded(dir.path(), &args, Duration::from_secs(60));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {e}");
+        assert!(e.contains(names), "{args:?} names {names}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
 }
