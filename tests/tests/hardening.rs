@@ -77,7 +77,7 @@ fn a_fifo_is_refused_not_read() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // Nobody ever writes to the FIFO: reading it would block forever.
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &[
             "run",
             "--kernel",

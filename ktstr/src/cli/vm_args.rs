@@ -185,6 +185,16 @@ pub(crate) fn parent_dir(p: &Path) -> &Path {
 /// `--console-log` must be creatable before anything boots (else the run ends as an error).
 pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
     let Some(p) = path else { return Ok(()) };
+    // Opening a FIFO for writing blocks until a reader comes, where Ctrl-C cannot reach it.
+    if std::fs::metadata(p).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo() || m.file_type().is_socket()
+    }) {
+        return Err(bad_input(format!(
+            "--console-log {}: a FIFO or socket; give a regular file",
+            p.display()
+        )));
+    }
     let dir = parent_dir(p);
     std::fs::create_dir_all(dir)
         .and_then(|()| {
