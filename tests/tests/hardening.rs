@@ -98,6 +98,16 @@ fn a_fifo_is_refused_not_read() {
             "-i",
             "fifo",
         ],
+        // Opening a FIFO for writing blocks too.
+        &[
+            "run",
+            "--kernel",
+            "6.12",
+            "--config",
+            "sched_ext",
+            "--console-log",
+            "fifo",
+        ],
     ];
     for args in cases {
         let o = ktstr_bounded(dir.path(), args, Duration::from_secs(60));
