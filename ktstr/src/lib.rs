@@ -16,6 +16,7 @@ pub mod cli;
 pub mod digest;
 pub mod exit;
 pub mod host_info;
+pub mod host_memory;
 pub mod initramfs;
 pub mod job_templates;
 pub mod kernel;

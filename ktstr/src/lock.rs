@@ -19,12 +19,13 @@ impl FileLock {
     }
 
     /// Exclusive lock on `path` (created if missing, with its directory). When another process
-    /// holds it, `on_wait` is called once before blocking, so the user learns why nothing moves.
+    /// holds it, `on_wait` is called once before waiting, so the user learns why nothing moves.
+    /// The wait ends with `ErrorKind::Interrupted` on Ctrl-C ([`crate::cancel`]).
     pub fn exclusive(path: &Path, on_wait: impl FnOnce()) -> std::io::Result<FileLock> {
         let file = open(path)?;
         if fs4::FileExt::try_lock(&file).is_err() {
             on_wait();
-            fs4::FileExt::lock(&file)?;
+            wait_for(|| fs4::FileExt::try_lock(&file).is_ok(), path)?;
         }
         Ok(FileLock {
             _file: file,
@@ -33,10 +34,10 @@ impl FileLock {
     }
 
     /// Shared lock on `path`: readers mark something as in use; an exclusive holder (e.g. `gc`)
-    /// waits for them or skips it.
+    /// waits for them or skips it. Ctrl-C ends the wait as in [`FileLock::exclusive`].
     pub fn shared(path: &Path) -> std::io::Result<FileLock> {
         let file = open(path)?;
-        fs4::FileExt::lock_shared(&file)?;
+        wait_for(|| fs4::FileExt::try_lock_shared(&file).is_ok(), path)?;
         Ok(FileLock {
             _file: file,
             path: path.to_path_buf(),
@@ -51,6 +52,25 @@ impl FileLock {
             _file: file,
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// How often a waiter retries: a blocking flock(2) cannot be woken by Ctrl-C (the handler runs
+/// on its own thread), so the wait polls and checks for cancellation between tries.
+const POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
+fn wait_for(mut try_lock: impl FnMut() -> bool, path: &Path) -> std::io::Result<()> {
+    loop {
+        if try_lock() {
+            return Ok(());
+        }
+        if crate::cancel::requested() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                format!("interrupted while waiting for {}", path.display()),
+            ));
+        }
+        std::thread::sleep(POLL);
     }
 }
 

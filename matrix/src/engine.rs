@@ -1,11 +1,13 @@
-//! The engine: plan -> prepare (through the runner) -> run cells in parallel under a CPU budget.
+//! The engine: plan -> prepare (through the runner) -> run cells in parallel under a CPU and
+//! memory budget ([`crate::budget`]).
 //! It emits [`Event`]s; the terminal progress and the result store are subscribers.
 
+use crate::budget::{Demand, SlotBudget};
 use crate::plan::{CellInputs, CellKey, Plan, PlannedCell, cell_id};
 use crate::result::{CellResult, Outcome};
 use crate::store::{CellRecord, Record, STORE_FORMAT_VERSION, unix_now};
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// One thing to build or fetch before the cells run, as shown in the plan.
@@ -80,54 +82,15 @@ pub trait Subscriber: Sync {
     fn on_event(&self, ev: &Event);
 }
 
-/// Limits the sum of vCPUs in flight. A cell larger than the whole budget runs alone.
-pub struct CpuBudget {
-    limit: u32,
-    in_flight: Mutex<u32>,
-    cv: Condvar,
-}
-
-impl CpuBudget {
-    pub fn new(limit: u32) -> Self {
-        CpuBudget {
-            limit: limit.max(1),
-            in_flight: Mutex::new(0),
-            cv: Condvar::new(),
-        }
-    }
-    pub fn acquire(&self, n: u32) -> BudgetGuard<'_> {
-        let mut cur = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        while *cur != 0 && *cur + n > self.limit {
-            cur = self.cv.wait(cur).unwrap_or_else(|p| p.into_inner());
-        }
-        *cur += n;
-        BudgetGuard { budget: self, n }
-    }
-}
-
-pub struct BudgetGuard<'a> {
-    budget: &'a CpuBudget,
-    n: u32,
-}
-
-impl Drop for BudgetGuard<'_> {
-    fn drop(&mut self) {
-        let mut cur = self
-            .budget
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *cur -= self.n;
-        self.budget.cv.notify_all();
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Worker threads (cells in flight at most).
     pub jobs: usize,
     /// Sum of vCPUs in flight; `None` = unlimited (`--overcommit`).
     pub cpu_budget: Option<u32>,
+    /// Sum of guest memory (MiB) in flight; `None` = unlimited. Every cell of a plan asks
+    /// `spec.memory_mib`.
+    pub memory_budget_mib: Option<u64>,
     /// Cell ids already in the store (`--resume`).
     pub done_ids: HashSet<String>,
     pub ktstr_version: String,
@@ -167,7 +130,8 @@ pub fn run<R: CellRunner>(
     }
     let total = plan.cells.len();
     emit(Event::Start { total, resumed });
-    let budget = CpuBudget::new(opts.cpu_budget.unwrap_or(u32::MAX));
+    let budget = SlotBudget::new(opts.cpu_budget, opts.memory_budget_mib);
+    let memory_mib = u64::from(plan.spec.memory_mib);
     let done = Mutex::new((resumed, Vec::new()));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
@@ -179,8 +143,13 @@ pub fn run<R: CellRunner>(
         for (cell, inputs, id) in todo {
             let (budget, done, emit, cancel_seen) = (&budget, &done, &emit, &cancel_seen);
             s.spawn(move |_| {
-                // A skipped cell boots nothing, so it takes no CPU budget.
-                let _slot = inputs.skip.is_none().then(|| budget.acquire(cell.vcpus));
+                // A skipped cell boots nothing, so it takes no slot.
+                let _slot = inputs.skip.is_none().then(|| {
+                    budget.acquire(Demand {
+                        vcpus: cell.vcpus,
+                        memory_mib,
+                    })
+                });
                 if cancelled() {
                     if !cancel_seen.swap(true, std::sync::atomic::Ordering::SeqCst) {
                         emit(Event::Cancelled);

@@ -4,6 +4,7 @@
 //! `ktstr` crate implements, so the engine is testable with a mock runner.
 
 pub mod bisect;
+pub mod budget;
 pub mod changepoint;
 pub mod engine;
 pub mod evidence;

@@ -18,9 +18,11 @@ pub const MD_LIMIT_BYTES: usize = 1024 * 1024;
 const CUT_NOTE_RESERVE: usize = 512;
 
 /// Text for a markdown table cell or a line: a `|` would end the cell, a newline the row, and
-/// `<`/`>` could open or close the HTML of a `<details>` block.
+/// `<`/`>` could open or close the HTML of a `<details>` block, and a backtick a code span (in
+/// which GitHub shows the other escapes verbatim).
 pub fn md_escape(s: &str) -> String {
     s.replace('&', "&amp;")
+        .replace('`', "\\`")
         .replace('|', "\\|")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -182,6 +182,12 @@ pub fn config_set_label(set: &[String]) -> String {
     }
 }
 
+/// Repeats of one cell: beyond this a plan is a typing error (and its expansion would take the
+/// host's memory before anything ran).
+pub const MAX_REPEATS: u32 = 1000;
+/// Cells in flight (and make jobs): beyond this it is a typing error, not a machine.
+pub const MAX_JOBS: u32 = 1024;
+
 /// The longest duration anything accepts: a scenario or a watchdog longer than a week is a typo.
 pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
@@ -330,16 +336,22 @@ impl SpecFile {
             }
         }
         let repeats = self.repeats.or(d.repeats).unwrap_or(1);
-        if repeats == 0 {
-            errs.push("repeats: must be at least 1".into());
+        if !(1..=MAX_REPEATS).contains(&repeats) {
+            errs.push(format!(
+                "repeats = {repeats}: give 1 to {MAX_REPEATS} (e.g. 5); more belongs in several runs"
+            ));
         }
         let duration = self.duration.or(d.duration).unwrap_or_else(|| "2s".into());
         let duration_ms = parse_duration_ms(&duration).unwrap_or_else(|e| {
             errs.push(format!("duration: {e}"));
             0
         });
-        if self.jobs == Some(0) {
-            errs.push("jobs: must be at least 1".into());
+        if let Some(jobs) = self.jobs
+            && !(1..=MAX_JOBS as usize).contains(&jobs)
+        {
+            errs.push(format!(
+                "jobs = {jobs}: give 1 to {MAX_JOBS} cells in flight (default: the host's cores)"
+            ));
         }
         for (what, v) in [
             ("kernels", &kernels),
@@ -489,6 +501,36 @@ workers = 2
             panic!()
         };
         assert_eq!(msg.lines().count(), 3, "{msg}");
+    }
+
+    #[test]
+    fn numeric_fields_are_range_checked_naming_the_field() {
+        let text =
+            "kernels = [\"6.12\"]\nrepeats = 4000000\njobs = 4000000\nduration = \"1e23s\"\n";
+        let SpecError::Invalid(msg) = parse_file(text, "m.toml").unwrap().resolve().unwrap_err()
+        else {
+            panic!()
+        };
+        assert!(msg.contains("repeats = 4000000: give 1 to 1000"), "{msg}");
+        assert!(msg.contains("jobs = 4000000: give 1 to 1024"), "{msg}");
+        assert!(msg.contains("duration:"), "{msg}");
+        let ok = "kernels = [\"6.12\"]\nrepeats = 1000\njobs = 1024\nduration = \"168h\"\n";
+        parse_file(ok, "m.toml").unwrap().resolve().unwrap();
+        for bad in [
+            "1e23s",
+            "nan",
+            "inf",
+            "-1s",
+            "0",
+            "169h",
+            "99999999999999999999999h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // A negative or fractional count is a parse error that names the line, not a panic.
+        assert!(parse_file("repeats = -1\n", "m.toml").is_err());
+        assert!(parse_file("memory_mib = 1e9\n", "m.toml").is_err());
+        assert!(parse_file("memory_mib = 99999999999\n", "m.toml").is_err());
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn opts(jobs: usize, budget: Option<u32>, done: HashSet<String>) -> RunOptions {
     RunOptions {
         jobs,
         cpu_budget: budget,
+        memory_budget_mib: None,
         done_ids: done,
         ktstr_version: "0.1.0".into(),
     }
@@ -119,6 +120,26 @@ fn cpu_budget_bounds_vcpus_in_flight_and_allows_overlap() {
     assert_eq!(s.ran.len(), 8);
     let g = m.in_flight.lock().unwrap();
     assert_eq!(g.1, 4, "max vCPUs in flight");
+    assert_eq!(g.2, 2, "max cells in flight");
+}
+
+#[test]
+fn memory_budget_bounds_cells_in_flight_when_cpus_are_unlimited() {
+    // 8 cells of 256 MiB, 3 cells' worth of memory less one MiB: two at a time, never three.
+    let p = make_plan(&spec(
+        &["6.12"],
+        &["eevdf", "kernel:scx_simple"],
+        &["1n1l2c1t"],
+        4,
+    ));
+    assert_eq!(p.spec.memory_mib, 256);
+    let m = Mock::new(2, None);
+    let never = || false;
+    let mut o = opts(8, None, HashSet::new());
+    o.memory_budget_mib = Some(3 * 256 - 1);
+    let s = engine::run(&m, &(), &p, &o, &[], &never);
+    assert_eq!(s.ran.len(), 8);
+    let g = m.in_flight.lock().unwrap();
     assert_eq!(g.2, 2, "max cells in flight");
 }
 

@@ -258,13 +258,13 @@ fn a_long_git_column_is_abbreviated_with_its_spec_once_in_a_legend() {
 fn markdown_escapes_what_it_prints() {
     let (run, mut cells) = default_matrix_run("path:/src/a|b<c>");
     cells[0].result.outcome = ktstr_matrix::result::Outcome::Fail;
-    cells[0].result.reason = Some("worker 1 | stalled <5 ms>\nsecond line".into());
+    cells[0].result.reason = Some("worker 1 | stalled <5 ms> `x`\nsecond line".into());
     let dir = tempfile::tempdir().unwrap();
     let loaded = store_run(dir.path(), run, cells);
     let r = report::single("out", &loaded, None, &Thresholds::default());
     let md = render::markdown(&r);
     assert!(
-        md.contains("worker 1 \\| stalled &lt;5 ms&gt; second line"),
+        md.contains("worker 1 \\| stalled &lt;5 ms&gt; \\`x\\` second line"),
         "{md}"
     );
     assert!(!md.contains("<c>") && !md.contains("<5"), "{md}");

@@ -64,6 +64,7 @@ fn opts() -> RunOptions {
     RunOptions {
         jobs: 2,
         cpu_budget: Some(2),
+        memory_budget_mib: None,
         done_ids: Default::default(),
         ktstr_version: "test".into(),
     }

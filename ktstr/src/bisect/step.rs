@@ -122,6 +122,7 @@ pub fn run(
     let opts = RunOptions {
         jobs: ctx.jobs,
         cpu_budget: ctx.cpu_budget,
+        memory_budget_mib: crate::host_memory::guest_budget_mib(),
         done_ids: Default::default(),
         ktstr_version: env!("CARGO_PKG_VERSION").into(),
     };

@@ -224,6 +224,10 @@ fn template(args: &Args) -> anyhow::Result<CellTemplate> {
         .collect();
     let duration_ms = ktstr_matrix::spec::parse_duration_ms(&args.duration)
         .map_err(|e| bad_input(format!("--duration: {e}")))?;
+    if let Some(host) = crate::host_memory::HostMemory::read() {
+        host.check_cell(args.memory_mib)
+            .map_err(|e| bad_input(format!("--memory-mib {}: {e}", args.memory_mib)))?;
+    }
     Ok(CellTemplate {
         configs: args.configs.clone(),
         sched: args.sched.clone(),

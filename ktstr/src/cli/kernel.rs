@@ -94,6 +94,7 @@ pub fn run(cmd: Command) -> anyhow::Result<i32> {
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<i32> {
+    super::ranges::build_jobs("--jobs", a.jobs)?;
     let opts = ResolveOptions {
         base_config: a.base_config.clone(),
         jobs: a.jobs,

@@ -141,6 +141,13 @@ pub fn host_cores() -> u32 {
 pub fn load_spec(args: &Args, shard: Option<Shard>) -> anyhow::Result<(spec::MatrixSpec, PathBuf)> {
     let base = match &args.file {
         Some(path) => {
+            // A FIFO would block the read until someone writes to it.
+            if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                return Err(bad_input(format!(
+                    "--file {}: not a regular file; give a matrix.toml",
+                    path.display()
+                )));
+            }
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad_input(format!("--file {}: {e}", path.display())))?;
             spec::parse_file(&text, &path.display().to_string())
@@ -182,6 +189,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             errs.join("\n  ")
         ))
     })?;
+    let host_memory = crate::host_memory::HostMemory::read();
+    check_host_memory(&args, spec.memory_mib, host_memory)?;
     let files = super::vm_args::includes(&args.include)?;
     for s in &spec.scenarios {
         let params = crate::matrix_runner::json_params(&s.params);
@@ -226,6 +235,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         kernel_opts: Default::default(),
     };
     print_plan(&runner, &plan, shard, cores, budget);
+    if let Some(m) = host_memory {
+        eprintln!(
+            "  memory budget: {} MiB of guest memory in flight ({} MiB per cell; MemAvailable {} MiB minus {} MiB headroom)",
+            m.guest_budget_mib(),
+            spec.memory_mib,
+            m.available_mib,
+            m.headroom_mib()
+        );
+    }
     if args.build_only {
         return matrix_shard::build_only(&runner, &plan);
     }
@@ -236,6 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let opts = RunOptions {
         jobs: spec.jobs.unwrap_or(cores as usize),
         cpu_budget: budget,
+        memory_budget_mib: host_memory.map(|m| m.guest_budget_mib()),
         done_ids: Default::default(),
         ktstr_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -258,6 +277,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(crate::exit::INTERRUPTED);
     }
     Ok(code)
+}
+
+/// `memory_mib` against what this host can give one guest, before anything is built.
+fn check_host_memory(
+    args: &Args,
+    mib: u32,
+    host: Option<crate::host_memory::HostMemory>,
+) -> anyhow::Result<()> {
+    let Some(host) = host else { return Ok(()) };
+    host.check_cell(mib).map_err(|e| {
+        let origin = args.file.as_ref().map_or_else(
+            || "the default matrix".to_string(),
+            |f| format!("--file {}", f.display()),
+        );
+        bad_input(format!("memory_mib = {mib} ({origin}): {e}"))
+    })
 }
 
 fn print_plan<R: CellRunner>(

@@ -15,8 +15,13 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         .parse()
         .map_err(|e: job_templates::UnknownEngine| bad_input(e.to_string()))?;
     let shards = match args.shards {
-        Some(n) if n >= 1 => n,
-        _ => return Err(bad_input("--shards: give the number of shards, 1 or more")),
+        Some(n) if (1..=ktstr_matrix::shard::MAX_SHARDS).contains(&n) => n,
+        _ => {
+            return Err(bad_input(format!(
+                "--shards: give the number of shards, 1 to {}",
+                ktstr_matrix::shard::MAX_SHARDS
+            )));
+        }
     };
     for (flag, given) in [
         ("--out", args.out.is_some()),

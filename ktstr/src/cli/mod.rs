@@ -12,6 +12,7 @@ mod matrix_emit;
 mod matrix_progress;
 mod matrix_shard;
 mod merge;
+mod ranges;
 mod report;
 mod report_history;
 mod run;

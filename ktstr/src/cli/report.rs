@@ -122,10 +122,6 @@ pub fn render_dir(
 
 /// `--min-effect`: NaN or a negative effect would silently disable regression detection.
 pub(crate) fn thresholds(min_effect: f64) -> anyhow::Result<Thresholds> {
-    if !min_effect.is_finite() || min_effect < 0.0 {
-        return Err(bad_input(format!(
-            "--min-effect {min_effect}: give a relative change >= 0, e.g. 0.05 for 5 %"
-        )));
-    }
+    super::ranges::min_effect(min_effect)?;
     Ok(Thresholds::with_min_effect(min_effect))
 }

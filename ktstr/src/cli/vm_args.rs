@@ -53,6 +53,7 @@ impl VmArgs {
     /// printed by [`announce`] once every input (the kernel too) has been accepted, so bad input
     /// stays one line on stderr.
     pub fn preflight(&self, console_log: Option<&Path>) -> anyhow::Result<select::Selected> {
+        super::ranges::cpu_budget(self.cpu_budget, super::matrix::host_cores())?;
         check_cache_writable()?;
         check_console_log(console_log)?;
         select_backend_with(self.backend, !self.no_perf_mode)
@@ -105,7 +106,13 @@ pub fn parse_topology(s: &str) -> anyhow::Result<Topology> {
 /// `--memory-mib` against the topology, by the cell pipeline's rule.
 pub(crate) fn check_memory(mib: u32, topology: &Topology) -> anyhow::Result<()> {
     crate::cell::pipeline::check_memory(mib, topology)
-        .map_err(|e| bad_input(format!("--memory-mib: {e}")))
+        .map_err(|e| bad_input(format!("--memory-mib: {e}")))?;
+    match crate::host_memory::HostMemory::read() {
+        Some(host) => host
+            .check_cell(mib)
+            .map_err(|e| bad_input(format!("--memory-mib {mib}: {e}"))),
+        None => Ok(()),
+    }
 }
 
 /// `perf_mode`: false for `--no-perf-mode` (kvm backend only).
@@ -184,6 +191,16 @@ pub(crate) fn parent_dir(p: &Path) -> &Path {
 /// `--console-log` must be creatable before anything boots (else the run ends as an error).
 pub(crate) fn check_console_log(path: Option<&Path>) -> anyhow::Result<()> {
     let Some(p) = path else { return Ok(()) };
+    // Opening a FIFO for writing blocks until a reader comes, where Ctrl-C cannot reach it.
+    if std::fs::metadata(p).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo() || m.file_type().is_socket()
+    }) {
+        return Err(bad_input(format!(
+            "--console-log {}: a FIFO or socket; give a regular file",
+            p.display()
+        )));
+    }
     let dir = parent_dir(p);
     std::fs::create_dir_all(dir)
         .and_then(|()| {

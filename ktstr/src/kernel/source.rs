@@ -236,7 +236,9 @@ fn download(major: u32, ver: &str) -> Result<PathBuf, KernelError> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| reader.get_ref().error(e))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| reader.get_ref().error(e))?;
         if n == 0 {
             break;
         }

@@ -77,4 +77,19 @@ mod tests {
             "{errs:?}"
         );
     }
+
+    /// `memory_mib` 0 and absurd sizes are refused by validation, naming the field.
+    #[test]
+    fn memory_mib_out_of_range_in_a_matrix_toml() {
+        for (mib, says) in [(0, "give at least"), (4_000_000, "not a guest size")] {
+            let errs =
+                validate_toml(&format!("kernels = [\"6.12\"]\nmemory_mib = {mib}\n")).unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("memory_mib") && e.contains(says)),
+                "{errs:?}"
+            );
+        }
+        validate_toml("kernels = [\"6.12\"]\nmemory_mib = 512\n").unwrap();
+    }
 }

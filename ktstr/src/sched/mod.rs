@@ -133,6 +133,12 @@ pub fn check_elf_executable(p: &Path) -> Result<(), SchedError> {
         path: p.to_path_buf(),
         why,
     };
+    // A FIFO or a device would block the read (or never end it): only regular files are read.
+    if std::fs::metadata(p).is_ok_and(|m| !m.is_file()) {
+        return Err(not(
+            "not a regular file (a FIFO, device or directory); give the path of a built scheduler binary".into(),
+        ));
+    }
     let bytes = std::fs::read(p)
         .map_err(|e| not(format!("{e}; give the path of a built scheduler binary")))?;
     if !toolchain::is_executable_file(p) {

@@ -205,7 +205,9 @@ impl CargoBuild<'_> {
         if std::env::var_os("KTSTR_OFFLINE").is_some_and(|v| v != "0") {
             cmd.arg("--offline");
         }
-        let status = cmd.status().map_err(|e| io_err(Path::new("cargo"), e))?;
+        // Contained: Ctrl-C stops the build at once, and it dies with ktstr.
+        let status =
+            crate::cancel::run_contained(&mut cmd).map_err(|e| io_err(Path::new("cargo"), e))?;
         let what = format!("{name} from {origin} (cargo build)");
         if !status.success() {
             return Err(SchedError::Build {

@@ -7,7 +7,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 
 /// Lines kept for the evidence tail (a panic with its stack trace fits).
@@ -196,7 +195,7 @@ fn message(line: &str) -> &str {
 /// A console log file plus its [`Evidence`] (the qemu backend's console).
 #[derive(Debug)]
 pub struct Console {
-    log: Option<BufWriter<File>>,
+    log: Option<super::capped_log::CappedLog>,
     evidence: Evidence,
     bytes: u64,
 }
@@ -209,7 +208,7 @@ impl Console {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                Some(BufWriter::new(File::create(p)?))
+                Some(super::capped_log::CappedLog::new(File::create(p)?))
             }
             None => None,
         };
@@ -225,8 +224,8 @@ impl Console {
         self.bytes += bytes.len() as u64;
         if let Some(log) = &mut self.log {
             // The log is evidence, not the result: a full disk must not fail the run.
-            let _ = log.write_all(bytes);
-            // Flushed per chunk so the file is complete up to the moment the VM dies.
+            let _ = log.write_bytes(bytes);
+            // Flushed per chunk so the file's head is complete up to the moment the VM dies.
             let _ = log.flush();
         }
         self.evidence.feed(bytes)

@@ -2,6 +2,7 @@
 //! (COM1 = kernel console, COM2 = framed results from the guest agent) and returns a [`VmRun`];
 //! turning that into a pass/fail result is `cell`'s job, not the backend's.
 
+pub mod capped_log;
 pub mod cmdline;
 pub mod console;
 pub mod kvm;

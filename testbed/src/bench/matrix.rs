@@ -95,6 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         let opts = RunOptions {
             jobs,
             cpu_budget: Some(cores),
+            memory_budget_mib: None,
             done_ids: HashSet::new(),
             ktstr_version: env!("CARGO_PKG_VERSION").into(),
         };

@@ -9,7 +9,7 @@ use super::mmio_console::{self, WriteDecoder};
 use crate::vm::console::Evidence;
 use crate::vm::result_channel::ResultChannel;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use vm_superio::{Serial, Trigger};
@@ -38,7 +38,7 @@ impl Trigger for IrqTrigger {
 /// nested TCG). [`ConsoleSink::finish`] writes out a trailing partial line when the VM ends.
 #[derive(Debug)]
 pub struct ConsoleSink {
-    log: Option<BufWriter<File>>,
+    log: Option<crate::vm::capped_log::CappedLog>,
     echo: bool,
     pub evidence: Evidence,
     /// Host arrival times of a few boot milestones, when profiling (`KTSTR_KVM_TIMINGS`).
@@ -48,7 +48,7 @@ pub struct ConsoleSink {
 impl ConsoleSink {
     pub fn new(log: Option<File>, echo: bool) -> Self {
         ConsoleSink {
-            log: log.map(BufWriter::new),
+            log: log.map(crate::vm::capped_log::CappedLog::new),
             echo,
             evidence: Evidence::default(),
             milestones: None,
@@ -58,7 +58,7 @@ impl ConsoleSink {
     /// Writes what is buffered to the log file (called when the VM has ended).
     pub fn finish(&mut self) {
         if let Some(f) = self.log.as_mut() {
-            let _ = f.flush();
+            let _ = f.finish();
         }
     }
 }
@@ -67,7 +67,7 @@ impl Write for ConsoleSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if let Some(f) = self.log.as_mut() {
             // A full disk must not kill the VM; the evidence still has the tail.
-            let _ = f.write_all(buf);
+            let _ = f.write_bytes(buf);
             if buf.contains(&b'\n') {
                 let _ = f.flush();
             }
