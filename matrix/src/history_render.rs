@@ -5,7 +5,7 @@
 use crate::history::{ChangeKind, ChangePoint, HISTORY_FILES, History, Series};
 use crate::markdown::md_escape;
 use crate::render::{TerminalOptions, fmt_num, xml_escape};
-use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{Cell, Color};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -73,25 +73,12 @@ pub fn summary_line(h: &History) -> String {
     )
 }
 
-/// `2026-12-07 23:33 UTC` from Unix seconds (days to civil date: the proleptic Gregorian
-/// calendar counted in 400-year eras).
+/// `2026-12-07 23:33 UTC` from Unix seconds.
 pub fn utc_time(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    // RFC 3339 is `YYYY-MM-DDTHH:MM:SSZ`: keep the date and the minute.
+    let stamp = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} {} UTC", &stamp[..10], &stamp[11..16])
 }
 
 fn test_line(h: &History) -> String {
@@ -172,15 +159,7 @@ pub fn terminal(h: &History, opts: TerminalOptions) -> String {
     for l in legend_lines(h) {
         let _ = writeln!(out, "  {l}");
     }
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    if !opts.tty {
-        t.force_no_tty();
-    }
-    if opts.color {
-        t.enforce_styling();
-    }
+    let mut t = crate::terminal::new_table(opts);
     t.set_header(["cell", "metric", "trend", "first", "last", "change"]);
     let mut hidden = 0;
     for s in &h.series {

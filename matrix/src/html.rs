@@ -253,13 +253,7 @@ fn failures(r: &Report) -> String {
             "<tr><td class=\"o-bad\">{}</td><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
             outcome_name(f.outcome),
             crate::html_cells::entry_anchor(&f.sched, &f.column, &f.scenario, &f.topology),
-            xml_escape(&format!(
-                "{} @ {} {} {}",
-                f.sched,
-                r.label(&f.column),
-                f.topology,
-                f.scenario
-            )),
+            xml_escape(&f.cell_text(r)),
             f.repeats_text(),
             xml_escape(&f.reason)
         );

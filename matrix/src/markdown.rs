@@ -160,13 +160,7 @@ fn failures(r: &Report, b: &mut Budget) {
     for f in &groups {
         b.push(&table_row(&[
             outcome_name(f.outcome).to_string(),
-            md_escape(&format!(
-                "{} @ {} {} {}",
-                f.sched,
-                r.label(&f.column),
-                f.topology,
-                f.scenario
-            )),
+            md_escape(&f.cell_text(r)),
             f.repeats_text(),
             md_escape(&f.reason),
         ]));

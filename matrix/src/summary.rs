@@ -240,6 +240,17 @@ pub struct FailureGroup {
 }
 
 impl FailureGroup {
+    /// `SCHED @ COLUMN TOPOLOGY SCENARIO`, the column by its short label.
+    pub fn cell_text(&self, r: &Report) -> String {
+        format!(
+            "{} @ {} {} {}",
+            self.sched,
+            r.label(&self.column),
+            self.topology,
+            self.scenario
+        )
+    }
+
     /// `#0-2`, `#1`, `#0,2`.
     pub fn repeats_text(&self) -> String {
         let r = &self.repeats;

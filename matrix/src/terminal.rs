@@ -50,7 +50,7 @@ impl Painter {
     }
 }
 
-fn new_table(opts: TerminalOptions) -> Table {
+pub(crate) fn new_table(opts: TerminalOptions) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -258,11 +258,8 @@ pub fn terminal_with(r: &Report, opts: TerminalOptions) -> String {
         };
         let _ = writeln!(
             out,
-            "{word} {} @ {} {} {} {}: {}",
-            f.sched,
-            r.label(&f.column),
-            f.topology,
-            f.scenario,
+            "{word} {} {}: {}",
+            f.cell_text(r),
             f.repeats_text(),
             f.reason
         );
