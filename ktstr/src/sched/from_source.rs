@@ -132,6 +132,21 @@ pub(super) fn open_at(
     Ok((repository, commit))
 }
 
+/// [`open_at`], plus the id of the commit's tree (what a build from it is keyed by).
+pub(super) fn open_tree_at(
+    spec: &str,
+    repo: &str,
+    reference: Option<&str>,
+) -> Result<(git2::Repository, git2::Oid, git2::Oid), SchedError> {
+    let (r, commit) = open_at(spec, repo, reference)?;
+    let tree = r
+        .find_commit(commit)
+        .and_then(|c| c.tree())
+        .map_err(|e| bad(spec, format!("reading {repo}: {}", e.message())))?
+        .id();
+    Ok((r, commit, tree))
+}
+
 /// Checks what a from-source spec names: the repository and ref exist (or DIR is a directory),
 /// and a Cargo.toml in it declares package `name`.
 pub(super) fn validate(spec: &str, source: &Source) -> Result<(), SchedError> {
@@ -141,10 +156,9 @@ pub(super) fn validate(spec: &str, source: &Source) -> Result<(), SchedError> {
             repo,
             reference,
         } => {
-            let (r, commit) = open_at(spec, repo, reference.as_deref())?;
+            let (r, _, tree) = open_tree_at(spec, repo, reference.as_deref())?;
             let tree = r
-                .find_commit(commit)
-                .and_then(|c| c.tree())
+                .find_tree(tree)
                 .map_err(|e| bad(spec, format!("reading {repo}: {}", e.message())))?;
             (name, git_tree_has_package(&r, &tree, name))
         }

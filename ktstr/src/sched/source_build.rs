@@ -10,7 +10,7 @@
 
 use super::SchedError;
 use super::cache::{Cache, Entry, io_err};
-use super::from_source::{open_at, skipped_dir};
+use super::from_source::{open_tree_at, skipped_dir};
 use super::spec::Source;
 use super::toolchain::{self, BuildKind};
 use sha2::{Digest, Sha256};
@@ -64,12 +64,7 @@ fn identify(spec: &str, source: &Source, clang: &str) -> Result<Identified, Sche
             repo,
             reference,
         } => {
-            let (r, commit) = open_at(spec, repo, reference.as_deref())?;
-            let tree = r
-                .find_commit(commit)
-                .and_then(|c| c.tree())
-                .map_err(|e| SchedError::Kernel(format!("reading {repo}: {}", e.message())))?
-                .id();
+            let (r, commit, tree) = open_tree_at(spec, repo, reference.as_deref())?;
             Ok(Identified {
                 name: name.clone(),
                 key: format!("git-{name}-{tree}-{tc}"),
