@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         chunked_items.extend(chunked.push(&stream[at..end]));
         at = end;
     }
-    assert_eq!(whole_items, chunked_items, "chunking changed the decoded frames");
+    assert_eq!(
+        whole_items, chunked_items,
+        "chunking changed the decoded frames"
+    );
     assert_eq!(whole.garbage_bytes, chunked.garbage_bytes);
     assert_eq!(msgs.len() + errs.len(), whole_items.len());
 });

@@ -15,7 +15,9 @@ struct PureValidator;
 
 impl Validator for PureValidator {
     fn kernel(&self, spec: &str) -> Result<(), String> {
-        KernelSpec::parse(spec).map(|_| ()).map_err(|e| e.to_string())
+        KernelSpec::parse(spec)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
     fn config_fragment(&self, name: &str) -> Result<(), String> {
         if name.is_empty() {

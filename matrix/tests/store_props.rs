@@ -95,7 +95,12 @@ proptest! {
 fn a_tiny_metric_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (run, _) = common::fixture();
-    let c = cell("6.12", None, String::new(), vec![("m".into(), 2.9365745096171877e-158)]);
+    let c = cell(
+        "6.12",
+        None,
+        String::new(),
+        vec![("m".into(), 2.9365745096171877e-158)],
+    );
     let w = Writer::open(dir.path()).unwrap();
     w.append(&Record::Run(Box::new(run))).unwrap();
     w.append(&Record::Cell(Box::new(c.clone()))).unwrap();
