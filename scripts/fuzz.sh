@@ -29,9 +29,11 @@ if ! cargo fuzz --version > /dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 # The fuzz targets never boot a VM: skip building the static guest agent ktstr embeds.
-empty_guest="$target_dir/fuzz-empty-guest"
-: > "$empty_guest"
-export KTSTR_GUEST_PREBUILT="$empty_guest"
+if [ -z "${KTSTR_GUEST_PREBUILT:-}" ]; then
+    empty_guest="$target_dir/fuzz-empty-guest"
+    : > "$empty_guest"
+    export KTSTR_GUEST_PREBUILT="$empty_guest"
+fi
 
 fuzz=(cargo fuzz)
 common=(--fuzz-dir fuzz --target-dir "$target_dir" -s "$sanitizer" "$profile_flag")
