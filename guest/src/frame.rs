@@ -8,6 +8,9 @@ use thiserror::Error;
 const MAGIC: &[u8] = b"@@KTSTR ";
 /// Bound on one frame; a longer announced length is garbage, not a reason to buffer forever.
 pub const MAX_FRAME_LEN: usize = 16 * 1024 * 1024;
+/// Bound on a header line, magic and newline included. Judged on these bytes alone, so that how
+/// the stream was chunked never changes which headers are accepted.
+const MAX_HEADER_LEN: usize = 64;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum FrameError {
@@ -59,9 +62,10 @@ impl Decoder {
             };
             self.garbage_bytes += count_non_ws(&self.buf[..start]);
             self.buf.drain(..start);
-            let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
-                if self.buf.len() > 64 {
-                    out.push(Err(FrameError::BadHeader(lossy(&self.buf[..64]))));
+            let window = &self.buf[..self.buf.len().min(MAX_HEADER_LEN)];
+            let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+                if self.buf.len() >= MAX_HEADER_LEN {
+                    out.push(Err(FrameError::BadHeader(lossy(window))));
                     self.buf.drain(..MAGIC.len());
                     continue;
                 }
@@ -182,6 +186,25 @@ mod tests {
         let (msgs, errs) = decode_all(&f);
         assert!(msgs.is_empty());
         assert!(matches!(errs[0], FrameError::Checksum { .. }));
+    }
+
+    /// Found by the frame_decoder fuzz target: a header line longer than the limit was accepted
+    /// when its newline arrived in the same read and refused when it arrived later.
+    #[test]
+    fn long_header_is_judged_the_same_in_any_chunking() {
+        let body = br#"{"type":"agent_started"}"#;
+        let mut stream = format!(
+            "@@KTSTR {:0>60} {:08x}\n",
+            body.len(),
+            crc32fast::hash(body)
+        )
+        .into_bytes();
+        stream.extend_from_slice(body);
+        let whole = Decoder::new().push(&stream);
+        let mut d = Decoder::new();
+        let bytewise: Vec<_> = stream.chunks(1).flat_map(|c| d.push(c)).collect();
+        assert_eq!(whole, bytewise);
+        assert!(matches!(whole[0], Err(FrameError::BadHeader(_))));
     }
 
     #[test]

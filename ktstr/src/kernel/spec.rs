@@ -171,6 +171,14 @@ pub fn parse_config_line(line: &str, origin: &str) -> Result<Option<ConfigItem>,
     };
     check_name(name)?;
     let value = value.trim();
+    // An inline item is one argument and may hold a newline; written into .config it would add
+    // lines (options) nobody asked for.
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "`{}`: the value holds a control character (a newline?); give one line",
+            line.escape_debug()
+        ));
+    }
     let ok = matches!(value, "y" | "m" | "n")
         || is_number(value)
         || (value.len() >= 2 && value.starts_with('"') && value.ends_with('"'));
@@ -395,6 +403,17 @@ mod tests {
         assert!(parse_config_line("CONFIG_X=maybe", "t").is_err());
         assert!(parse_config_line("FOO=y", "t").is_err());
         assert!(parse_config_line("CONFIG_foo=y", "t").is_err());
+    }
+
+    /// An inline item whose quoted value held a newline was accepted and became two lines of the
+    /// kernel's .config (the config_lines fuzz target checks every written item is one line).
+    #[test]
+    fn a_value_cannot_smuggle_a_second_line() {
+        let item = "CONFIG_CMDLINE=\"quiet\nCONFIG_MODULES=y\"";
+        let err = parse_config_line(item, "inline").unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        assert!(parse_configs(&[item.into()], dir.path()).is_err());
     }
 
     #[test]
